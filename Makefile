@@ -1,0 +1,49 @@
+# AsyncSite Payments — the commands a newcomer needs. `make help` lists them.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help run test check lint format mock services install clean
+
+help:
+	@echo "make run      start the service + mock Toss on the embedded default (SQLite, in-process queue)"
+	@echo "make test     the whole suite against real MariaDB and Redis (starts them if needed)"
+	@echo "make check    ruff, ruff format --check, mypy"
+	@echo "make mock     the mock Toss server alone on 127.0.0.1:8090"
+	@echo "make format   apply ruff's formatting and fixes"
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PIP) install --quiet --upgrade pip >/dev/null
+	@echo "installing AsyncSite Payments and its dev tools into $(VENV) ..."
+	@$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/payments dev
+
+mock: $(STAMP)
+	$(VENV)/bin/mock-toss
+
+services:
+	@bash scripts/ensure-services.sh
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: $(STAMP) services check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
