@@ -1,0 +1,108 @@
+"""The `payments` command: dev | serve | migrate | token (and worker, with provisioning)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from app.settings import SettingsError, load_settings
+
+
+def _configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+def main() -> None:
+    """AsyncSite Payments."""
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--admin", is_flag=True, help="Add the admin role.")
+@click.option(
+    "--ttl", "ttl_seconds", default=3600, show_default=True, type=click.IntRange(1), help="Seconds."
+)
+def token(user_id: str, admin: bool, ttl_seconds: int) -> None:
+    """Print a signed bearer token (JWT_SECRET) for USER_ID, alone on one line."""
+    from app.core.auth import TokenAuthority
+
+    if not 1 <= len(user_id) <= 64:
+        raise click.BadParameter("USER_ID must be 1–64 characters", param_hint="USER_ID")
+    settings = load_settings()
+    click.echo(TokenAuthority(settings.jwt_secret).mint(user_id, admin=admin, ttl_seconds=ttl_seconds))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations to DATABASE_URL."""
+    from app.migrate import upgrade_database
+
+    _configure_logging()
+    settings = load_settings()
+    upgrade_database(settings.database_url)
+    click.echo(f"database is up to date: {_redacted(settings.database_url)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the API only, configured by the environment."""
+    import uvicorn
+
+    _configure_logging()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _refuse_insecure_production(settings)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=int, help="The API's port.")
+@click.option("--mock-port", default=8090, show_default=True, type=int, help="The mock Toss's port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def dev(port: int, mock_port: int, host: str) -> None:
+    """Everything on the embedded default (SQLite, in-process queue) plus the mock Toss."""
+    from app.dev import run_dev
+
+    _configure_logging()
+    sys.exit(run_dev(host=host, port=port, mock_port=mock_port))
+
+
+def _refuse_insecure_production(settings: object) -> None:
+    from app.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.is_production and settings.insecure_defaults():
+        raise click.ClickException(
+            "refusing to start in production mode: " + "; ".join(settings.insecure_defaults())
+        )
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

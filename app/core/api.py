@@ -1,0 +1,231 @@
+"""Litestar controllers of Payment Core: parse → call a use case → serialize. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from litestar.response import Redirect
+
+from app.core.auth import Caller
+from app.core.domain import Status, ValidationFailed
+from app.core.idempotency import request_fingerprint
+from app.core.ports import IdempotencyStore, StoredResponse
+from app.core.schemas import (
+    IssueRequest,
+    IssueResponse,
+    ProductListBody,
+    StatusResponse,
+    TransactionDetailBody,
+    TransactionListBody,
+    product_body,
+    status_response,
+    transaction_body,
+    transaction_detail_body,
+)
+from app.core.service import IssueCommand, PaymentService
+
+JSON = "application/json"
+TransactionIdPath = Annotated[str, Parameter(min_length=1, max_length=64, description="Our transaction id")]
+
+
+async def run_idempotently(
+    *,
+    store: IdempotencyStore,
+    caller: Caller,
+    key: str | None,
+    request: Request[Any, Any, Any],
+    status_code: int,
+    produce: Any,
+) -> Response[bytes]:
+    """Run `produce()` at most once per (user, endpoint, Idempotency-Key); replay its response."""
+    if key is None:
+        body = msgspec.json.encode(await produce())
+        return Response(body, status_code=status_code, media_type=JSON)
+    if not 1 <= len(key) <= 255:
+        raise ValidationFailed(
+            "Idempotency-Key must be 1–255 characters.", details=[{"field": "Idempotency-Key"}]
+        )
+    scope = f"{caller.user_id}:{request.method}:{request.url.path}"
+    fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
+    stored = await store.begin(scope, key, fingerprint)
+    if stored is not None:
+        return Response(
+            stored.body,
+            status_code=stored.status_code,
+            media_type=JSON,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        body = msgspec.json.encode(await produce())
+    except BaseException:
+        # Nothing was created: the key may be retried (Stripe does not save failed validations).
+        await store.abandon(scope, key)
+        raise
+    await store.finish(scope, key, fingerprint, StoredResponse(status_code=status_code, body=body))
+    return Response(body, status_code=status_code, media_type=JSON)
+
+
+def _parse_statuses(raw: str | None) -> list[Status] | None:
+    if not raw:
+        return None
+    statuses = []
+    for part in raw.split(","):
+        token = part.strip()
+        try:
+            statuses.append(Status(int(token)) if token.isdigit() else Status[token.upper()])
+        except (KeyError, ValueError):
+            raise ValidationFailed(
+                f"unknown status '{token}'",
+                details=[{"field": "status", "reason": "a status name or code, comma-separated"}],
+            ) from None
+    return statuses
+
+
+class PaymentController(Controller):
+    path = "/api/payments"
+    tags = ["payments"]
+
+    @post(
+        "/issue",
+        status_code=201,
+        summary="Issue a transaction",
+        description="Creates a CREATED transaction priced by the catalog. Honours Idempotency-Key.",
+        response_description="The new transaction and the URLs the payment window needs",
+    )
+    async def issue(
+        self,
+        request: Request[Any, Any, Any],
+        data: IssueRequest,
+        caller: Caller,
+        payment_service: PaymentService,
+        idempotency_store: IdempotencyStore,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
+    ) -> Response[IssueResponse]:
+        async def produce() -> IssueResponse:
+            issued = await payment_service.issue(
+                IssueCommand(
+                    user_id=caller.user_id,
+                    product_type=data.product_type,
+                    product_id=data.product_id,
+                    amount=data.amount,
+                    order_name=data.order_name,
+                    method=data.method,
+                    metadata=data.metadata,
+                )
+            )
+            t = issued.transaction
+            return IssueResponse(
+                transaction_id=t.transaction_id,
+                status=t.status.name,
+                status_code=int(t.status),
+                amount=t.amount,
+                order_name=t.order_name,
+                product_type=t.product_type,
+                product_id=t.product_id,
+                method=t.method,
+                success_url=issued.success_url,
+                fail_url=issued.fail_url,
+                expires_at=t.expires_at,
+                client_key=issued.client_key,
+                checkout_url=issued.checkout_url,
+            )
+
+        response = await run_idempotently(
+            store=idempotency_store,
+            caller=caller,
+            key=idempotency_key,
+            request=request,
+            status_code=201,
+            produce=produce,
+        )
+        return response  # type: ignore[return-value]
+
+    @get("/callback/success", summary="Toss success redirect (browser)", include_in_schema=True)
+    async def success_callback(
+        self,
+        payment_service: PaymentService,
+        payment_key: Annotated[str | None, Parameter(query="paymentKey", required=False)] = None,
+        order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
+        amount: Annotated[str | None, Parameter(query="amount", required=False)] = None,
+        payment_type: Annotated[str | None, Parameter(query="paymentType", required=False)] = None,
+    ) -> Redirect:
+        url = await payment_service.handle_success_callback(
+            payment_key=payment_key, order_id=order_id, amount=amount
+        )
+        return Redirect(path=url, status_code=302)
+
+    @get("/callback/fail", summary="Toss failure redirect (browser)")
+    async def fail_callback(
+        self,
+        payment_service: PaymentService,
+        transaction_id: Annotated[str | None, Parameter(query="transactionId", required=False)] = None,
+        order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
+        code: Annotated[str | None, Parameter(query="code", required=False)] = None,
+        message: Annotated[str | None, Parameter(query="message", required=False)] = None,
+    ) -> Redirect:
+        url = await payment_service.handle_fail_callback(
+            transaction_id=transaction_id, order_id=order_id, code=code, message=message
+        )
+        return Redirect(path=url, status_code=302)
+
+    @get("/{transaction_id:str}/status", summary="Poll a transaction's status (hot path)")
+    async def status(
+        self,
+        transaction_id: TransactionIdPath,
+        caller: Caller,
+        payment_service: PaymentService,
+        attempt: Annotated[
+            int | None,
+            Parameter(
+                query="attempt",
+                required=False,
+                ge=0,
+                le=10_000,
+                description="How many polls the client made before this one; picks the schedule step",
+            ),
+        ] = None,
+    ) -> StatusResponse:
+        report = await payment_service.get_status(
+            user_id=caller.user_id, transaction_id=transaction_id, attempt=attempt
+        )
+        return status_response(report.view, report.message, report.retry_after_ms)
+
+    @get("/{transaction_id:str}", summary="A transaction with its history")
+    async def detail(
+        self, transaction_id: TransactionIdPath, caller: Caller, payment_service: PaymentService
+    ) -> TransactionDetailBody:
+        detail = await payment_service.get_detail(
+            user_id=caller.user_id, is_admin=caller.is_admin, transaction_id=transaction_id
+        )
+        return transaction_detail_body(detail.transaction, list(detail.history))
+
+    @get("/", summary="The caller's transactions, newest first")
+    async def list_transactions(
+        self,
+        caller: Caller,
+        payment_service: PaymentService,
+        status: Annotated[
+            str | None,
+            Parameter(query="status", required=False, description="names or codes, comma-separated"),
+        ] = None,
+        cursor: Annotated[str | None, Parameter(query="cursor", required=False, max_length=200)] = None,
+        limit: Annotated[int, Parameter(query="limit", ge=1, le=100)] = 20,
+    ) -> TransactionListBody:
+        page = await payment_service.list_transactions(
+            user_id=caller.user_id, statuses=_parse_statuses(status), cursor=cursor, limit=limit
+        )
+        return TransactionListBody(
+            items=[transaction_body(t) for t in page.items], next_cursor=page.next_cursor
+        )
+
+
+class ProductController(Controller):
+    path = "/api/products"
+    tags = ["products"]
+
+    @get("/", summary="The product catalog")
+    async def list_products(self, payment_service: PaymentService) -> ProductListBody:
+        return ProductListBody(items=[product_body(p) for p in await payment_service.list_products()])

@@ -1,0 +1,247 @@
+"""Payment Core's domain: the transaction, its state machine and its errors. Pure Python, no I/O."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.IntEnum):
+    CREATED = 10
+    PAYMENT_PENDING = 30
+    PAYMENT_SUCCESS = 40
+    PAYMENT_FAILED = 41
+    PROVISION_PENDING = 45
+    PROVISION_SUCCESS = 50
+    PROVISION_FAILED = 51
+    REFUND_REQUESTED = 90
+    REFUNDED = 95
+
+    @property
+    def is_settled(self) -> bool:
+        """The payment outcome is known (SPEC: code ≥ 40)."""
+        return self >= Status.PAYMENT_SUCCESS
+
+    @property
+    def needs_polling(self) -> bool:
+        return self < Status.PAYMENT_SUCCESS
+
+
+# The only transitions the system may make (SPEC.md §2); anything else is PAY_001.
+ALLOWED_TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
+    {
+        (Status.CREATED, Status.PAYMENT_PENDING),
+        (Status.CREATED, Status.PAYMENT_FAILED),
+        (Status.PAYMENT_PENDING, Status.PAYMENT_SUCCESS),
+        (Status.PAYMENT_PENDING, Status.PAYMENT_FAILED),
+        (Status.PAYMENT_SUCCESS, Status.PROVISION_PENDING),
+        (Status.PAYMENT_SUCCESS, Status.REFUND_REQUESTED),
+        (Status.PROVISION_PENDING, Status.PROVISION_SUCCESS),
+        (Status.PROVISION_PENDING, Status.PROVISION_FAILED),
+        (Status.PROVISION_SUCCESS, Status.REFUND_REQUESTED),
+        (Status.PROVISION_FAILED, Status.REFUND_REQUESTED),
+        (Status.REFUND_REQUESTED, Status.REFUNDED),
+    }
+)
+
+STATUS_MESSAGES: dict[Status, str] = {
+    Status.CREATED: "Waiting for the buyer to pay.",
+    Status.PAYMENT_PENDING: "The payment is being confirmed with the payment provider.",
+    Status.PAYMENT_SUCCESS: "Payment confirmed; preparing your purchase.",
+    Status.PAYMENT_FAILED: "The payment failed.",
+    Status.PROVISION_PENDING: "Payment confirmed; your purchase is being granted.",
+    Status.PROVISION_SUCCESS: "Payment complete. Your purchase is ready.",
+    Status.PROVISION_FAILED: "We could not grant your purchase; a refund is on its way.",
+    Status.REFUND_REQUESTED: "A refund is being processed.",
+    Status.REFUNDED: "The payment was refunded.",
+}
+
+
+def can_transition(current: Status, target: Status) -> bool:
+    return (current, target) in ALLOWED_TRANSITIONS
+
+
+class ProductType(enum.StrEnum):
+    STUDY = "STUDY"
+    AI_RESUME = "AI_RESUME"
+
+
+class Method(enum.StrEnum):
+    CARD = "CARD"
+    VIRTUAL_ACCOUNT = "VIRTUAL_ACCOUNT"
+    EASY_PAY = "EASY_PAY"
+    TRANSFER = "TRANSFER"
+
+
+# --- errors: each maps to one code of the SPEC's envelope -------------------------------------
+
+
+class PaymentError(Exception):
+    """A domain error with its PAY_xxx code and HTTP status (SPEC.md §3)."""
+
+    code = "PAY_000"
+    http_status = 400
+    default_message = "The request is malformed."
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+class ValidationFailed(PaymentError):
+    code, http_status, default_message = "PAY_000", 400, "The request is malformed."
+
+
+class InvalidTransition(PaymentError):
+    code, http_status, default_message = "PAY_001", 409, "The transaction is not in a state that allows this."
+
+
+class TransactionExpired(PaymentError):
+    code, http_status, default_message = "PAY_002", 400, "The transaction has expired."
+
+
+class VerificationFailed(PaymentError):
+    code, http_status, default_message = "PAY_003", 400, "Payment verification failed."
+
+
+class InsufficientFunds(PaymentError):
+    code, http_status, default_message = "PAY_004", 402, "Insufficient balance or card limit."
+
+
+class PgCommunicationError(PaymentError):
+    code, http_status, default_message = "PAY_005", 502, "Could not reach the payment provider."
+
+
+class ProvisioningFailed(PaymentError):
+    code, http_status, default_message = "PAY_006", 500, "Provisioning failed."
+
+
+class AmountMismatch(PaymentError):
+    code, http_status, default_message = "PAY_007", 400, "The amount differs from the product's price."
+
+
+class TransactionNotFound(PaymentError):
+    code, http_status, default_message = "PAY_008", 404, "No such transaction."
+
+
+class ProductNotFound(PaymentError):
+    # SPEC: unknown product → 404 with a clear message; PAY_008 is the "no such thing" code.
+    code, http_status, default_message = "PAY_008", 404, "No such product."
+
+
+class IdempotencyKeyReused(PaymentError):
+    code, http_status = "PAY_009", 422
+    default_message = "This Idempotency-Key was used with a different request."
+
+
+class IdempotencyKeyInProgress(PaymentError):
+    code, http_status = "PAY_010", 409
+    default_message = "A request with this Idempotency-Key is still in progress; retry later."
+
+
+class Unauthenticated(PaymentError):
+    code, http_status, default_message = "AUTH_001", 401, "Missing, invalid or expired bearer token."
+
+
+class Forbidden(PaymentError):
+    code, http_status, default_message = "AUTH_002", 403, "You are not allowed to do this."
+
+
+# --- the transaction ---------------------------------------------------------------------------
+
+
+def new_transaction_id(now: datetime) -> str:
+    """Unique, unguessable, and a valid Toss orderId (6–64 of [A-Za-z0-9_-])."""
+    return f"TXN_{now:%Y%m%d}_{secrets.token_urlsafe(16).replace('-', 'x').replace('_', 'y')}"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: str
+    message: str
+    pg_code: str | None = None
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One purchase attempt. Mutated only through the repository's guarded transitions."""
+
+    transaction_id: str
+    user_id: str
+    product_type: ProductType
+    product_id: str
+    order_name: str
+    amount: int
+    method: Method
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    provider: str = "TOSS"
+    payment_key: str | None = None
+    pg_method: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    completed_at: datetime | None = None
+    failure_code: str | None = None
+    failure_pg_code: str | None = None
+    failure_message: str | None = None
+    va_bank_code: str | None = None
+    va_account_number: str | None = None
+    va_due_date: datetime | None = None
+    va_secret: str | None = None
+    refunded_amount: int = 0
+
+    @property
+    def failure(self) -> Failure | None:
+        if self.failure_code is None:
+            return None
+        return Failure(self.failure_code, self.failure_message or "", self.failure_pg_code)
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.status == Status.CREATED and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    status: Status
+    message: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+# --- polling schedule --------------------------------------------------------------------------
+
+# The design's client schedule (SPEC §3): poll at once, then wait 1, 2, 3, then 5 s between polls.
+POLL_SCHEDULE_MS: tuple[int, ...] = (0, 1000, 2000, 3000, 5000)
+# When each wait of the schedule starts, counted from the last status change (0, 1, 3, 6 s).
+_SCHEDULE_STARTS_S: tuple[float, ...] = (1.0, 3.0, 6.0)
+# A virtual account may wait days for its deposit: nobody should poll every 5 s for that long.
+VIRTUAL_ACCOUNT_POLL_CEILING_MS = 60_000
+
+
+def retry_after_ms(
+    status: Status, pending_for_seconds: float, attempt: int | None, awaiting_deposit: bool
+) -> int | None:
+    """The client's next wait before polling again; None when the outcome is known.
+
+    With `attempt` (how many polls the client made before this one) the wait is the schedule's
+    next step: 1, 2, 3, then 5 s. Without it, the step is chosen by how long the transaction has
+    been in its current state, so a client that polls on the schedule gets the same answers.
+    A virtual account awaiting its deposit backs off further: from the second minute on the wait
+    doubles from 5 s per minute waited, up to VIRTUAL_ACCOUNT_POLL_CEILING_MS.
+    """
+    if not status.needs_polling:
+        return None
+    if attempt is not None:
+        wait = POLL_SCHEDULE_MS[min(max(attempt, 0) + 1, len(POLL_SCHEDULE_MS) - 1)]
+    else:
+        step = sum(1 for start in _SCHEDULE_STARTS_S if pending_for_seconds >= start)
+        wait = POLL_SCHEDULE_MS[step + 1]
+    if awaiting_deposit and pending_for_seconds >= 60:
+        doubled = POLL_SCHEDULE_MS[-1] * 2 ** min(int(pending_for_seconds // 60), 8)
+        wait = min(max(wait, doubled), VIRTUAL_ACCOUNT_POLL_CEILING_MS)
+    return wait

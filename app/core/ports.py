@@ -1,0 +1,186 @@
+"""The interfaces Payment Core needs from the outside world (typed ports).
+
+Adapters implement them: SQLAlchemy for the repository, Redis or memory for idempotency, the
+Gateway service for the PG. The Gateway's result types are its public contract, so Core imports
+them from `app.gateway.models`; the Gateway never imports Core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
+from app.gateway.models import PaymentInfo, RefundResult
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    product_type: ProductType
+    product_id: str
+    name: str
+    amount: int
+
+
+class ProductCatalog(Protocol):
+    async def get_product(self, product_type: ProductType, product_id: str) -> Product | None:
+        """The product with its current price, or None when it does not exist."""
+        ...
+
+    async def list_products(self) -> Sequence[Product]:
+        """Every product on sale."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """The columns the polling endpoint needs, read in one indexed query (no ORM objects)."""
+
+    transaction_id: str
+    user_id: str
+    status: Status
+    amount: int
+    method: Method
+    updated_at: datetime
+    completed_at: datetime | None
+    failure_code: str | None
+    failure_message: str | None
+    va_bank_code: str | None
+    va_account_number: str | None
+    va_due_date: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionChange:
+    """Column values to write together with a status change (None = leave as is)."""
+
+    payment_key: str | None = None
+    pg_method: str | None = None
+    failure_code: str | None = None
+    failure_pg_code: str | None = None
+    failure_message: str | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    va_bank_code: str | None = None
+    va_account_number: str | None = None
+    va_due_date: datetime | None = None
+    va_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionPage:
+    items: Sequence[Transaction]
+    next_cursor: str | None
+
+
+class TransactionRepository(Protocol):
+    async def add(self, transaction: Transaction, message: str) -> None:
+        """Insert a new transaction and its first history row, atomically."""
+        ...
+
+    async def get(self, transaction_id: str) -> Transaction | None:
+        """The transaction, or None."""
+        ...
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        """The polling endpoint's columns in one indexed read."""
+        ...
+
+    async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
+        """Every status change, oldest first."""
+        ...
+
+    async def list_for_user(
+        self, user_id: str, *, statuses: Sequence[Status] | None, cursor: str | None, limit: int
+    ) -> TransactionPage:
+        """The user's transactions, newest first, cursor-paginated."""
+        ...
+
+    async def transition(
+        self,
+        transaction_id: str,
+        *,
+        expected: Status,
+        target: Status,
+        message: str,
+        now: datetime,
+        change: TransitionChange | None = None,
+        history_metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Move expected → target guarded in the database (`UPDATE … WHERE status = expected`).
+
+        Writes the history row in the same database transaction. Returns False, changing
+        nothing, when the row was not in `expected` (somebody else won the race).
+        """
+        ...
+
+    async def record_event(
+        self,
+        transaction_id: str,
+        *,
+        status: Status,
+        message: str,
+        metadata: Mapping[str, Any],
+        now: datetime,
+        change: TransitionChange | None = None,
+    ) -> bool:
+        """Append a history row (and write `change`) without changing the status.
+
+        Guarded like a transition: returns False, changing nothing, when the transaction is no
+        longer in `status`.
+        """
+        ...
+
+    async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
+        """Ids of CREATED transactions past their expiry, oldest first."""
+        ...
+
+
+class PaymentGateway(Protocol):
+    """What Core asks of the Payment Gateway (satisfied by app.gateway.service.GatewayService)."""
+
+    async def confirm_payment(
+        self, *, provider: str, payment_key: str, order_id: str, amount: int, idempotency_key: str
+    ) -> PaymentInfo: ...
+
+    async def get_payment(self, *, provider: str, payment_key: str) -> PaymentInfo: ...
+
+    async def find_payment(self, *, provider: str, order_id: str) -> PaymentInfo: ...
+
+    async def cancel_payment(
+        self, *, provider: str, payment_key: str, reason: str, amount: int | None, idempotency_key: str
+    ) -> RefundResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+
+
+class IdempotencyStore(Protocol):
+    """Stripe-style keys: (scope, key) → fingerprint and, once finished, the first response."""
+
+    async def begin(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
+        """Claim the key. Returns the stored response to replay when the key already finished.
+
+        Raises IdempotencyKeyReused when the fingerprint differs and IdempotencyKeyInProgress
+        when the first request with this key is still running.
+        """
+        ...
+
+    async def finish(self, scope: str, key: str, fingerprint: str, response: StoredResponse) -> None:
+        """Store the response of a claimed key for replays."""
+        ...
+
+    async def abandon(self, scope: str, key: str) -> None:
+        """Release a claimed key whose request failed before doing anything (safe to retry)."""
+        ...

@@ -1,0 +1,254 @@
+"""SQLAlchemy adapter of TransactionRepository (MySQL/MariaDB through asyncmy, or SQLite)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
+from app.core.ports import StatusView, TransactionPage, TransitionChange
+from app.db import transaction_history as history_table
+from app.db import transactions as tx_table
+
+_STATUS_COLUMNS = (
+    tx_table.c.transaction_id,
+    tx_table.c.user_id,
+    tx_table.c.status,
+    tx_table.c.amount,
+    tx_table.c.method,
+    tx_table.c.updated_at,
+    tx_table.c.completed_at,
+    tx_table.c.failure_code,
+    tx_table.c.failure_message,
+    tx_table.c.va_bank_code,
+    tx_table.c.va_account_number,
+    tx_table.c.va_due_date,
+)
+# Built once: SQLAlchemy caches its compiled form, so a poll costs one round trip and no compiling.
+_STATUS_QUERY = select(*_STATUS_COLUMNS).where(tx_table.c.transaction_id == bindparam("transaction_id"))
+
+
+def _to_transaction(row: Row[Any]) -> Transaction:
+    m = row._mapping
+    return Transaction(
+        transaction_id=m["transaction_id"],
+        user_id=m["user_id"],
+        product_type=ProductType(m["product_type"]),
+        product_id=m["product_id"],
+        order_name=m["order_name"],
+        amount=int(m["amount"]),
+        method=Method(m["method"]),
+        status=Status(m["status"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        expires_at=m["expires_at"],
+        provider=m["provider"],
+        payment_key=m["payment_key"],
+        pg_method=m["pg_method"],
+        metadata=dict(m["metadata"] or {}),
+        completed_at=m["completed_at"],
+        failure_code=m["failure_code"],
+        failure_pg_code=m["failure_pg_code"],
+        failure_message=m["failure_message"],
+        va_bank_code=m["va_bank_code"],
+        va_account_number=m["va_account_number"],
+        va_due_date=m["va_due_date"],
+        va_secret=m["va_secret"],
+        refunded_amount=int(m["refunded_amount"]),
+    )
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The row id behind an opaque cursor, or None when the cursor is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, value = raw.partition(":")
+        return int(value) if version == "v1" else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class SqlTransactionRepository:
+    """Every write is one database transaction: a status change commits with its history row."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def add(self, transaction: Transaction, message: str) -> None:
+        t = transaction
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(tx_table).values(
+                    transaction_id=t.transaction_id,
+                    user_id=t.user_id,
+                    product_type=t.product_type.value,
+                    product_id=t.product_id,
+                    order_name=t.order_name,
+                    amount=t.amount,
+                    method=t.method.value,
+                    status=int(t.status),
+                    provider=t.provider,
+                    metadata=t.metadata,
+                    created_at=t.created_at,
+                    updated_at=t.updated_at,
+                    expires_at=t.expires_at,
+                    refunded_amount=0,
+                )
+            )
+            await conn.execute(
+                insert(history_table).values(
+                    transaction_id=t.transaction_id,
+                    status=int(t.status),
+                    message=message,
+                    metadata={},
+                    created_at=t.created_at,
+                )
+            )
+
+    async def get(self, transaction_id: str) -> Transaction | None:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(select(tx_table).where(tx_table.c.transaction_id == transaction_id))
+            row = result.first()
+        return None if row is None else _to_transaction(row)
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(_STATUS_QUERY, {"transaction_id": transaction_id})
+            row = result.first()
+        if row is None:
+            return None
+        return StatusView(
+            transaction_id=row[0],
+            user_id=row[1],
+            status=Status(row[2]),
+            amount=int(row[3]),
+            method=Method(row[4]),
+            updated_at=row[5],
+            completed_at=row[6],
+            failure_code=row[7],
+            failure_message=row[8],
+            va_bank_code=row[9],
+            va_account_number=row[10],
+            va_due_date=row[11],
+        )
+
+    async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
+        query = (
+            select(history_table.c.status, history_table.c.message, history_table.c.metadata)
+            .add_columns(history_table.c.created_at)
+            .where(history_table.c.transaction_id == transaction_id)
+            .order_by(history_table.c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            HistoryEntry(status=Status(r[0]), message=r[1], metadata=dict(r[2] or {}), created_at=r[3])
+            for r in rows
+        ]
+
+    async def list_for_user(
+        self, user_id: str, *, statuses: Sequence[Status] | None, cursor: str | None, limit: int
+    ) -> TransactionPage:
+        query = select(tx_table).where(tx_table.c.user_id == user_id)
+        if statuses:
+            query = query.where(tx_table.c.status.in_([int(s) for s in statuses]))
+        if cursor is not None:
+            before = decode_cursor(cursor)
+            if before is not None:
+                query = query.where(tx_table.c.id < before)
+        query = query.order_by(tx_table.c.id.desc()).limit(limit + 1)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]._mapping["id"]) if has_more and rows else None
+        return TransactionPage(items=[_to_transaction(r) for r in rows], next_cursor=next_cursor)
+
+    async def transition(
+        self,
+        transaction_id: str,
+        *,
+        expected: Status,
+        target: Status,
+        message: str,
+        now: datetime,
+        change: TransitionChange | None = None,
+        history_metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": int(target), "updated_at": now}
+        values.update(_change_values(change))
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(tx_table)
+                .where(tx_table.c.transaction_id == transaction_id, tx_table.c.status == int(expected))
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(
+                insert(history_table).values(
+                    transaction_id=transaction_id,
+                    status=int(target),
+                    message=message[:255],
+                    metadata=dict(history_metadata or {}),
+                    created_at=now,
+                )
+            )
+        return True
+
+    async def record_event(
+        self,
+        transaction_id: str,
+        *,
+        status: Status,
+        message: str,
+        metadata: Mapping[str, Any],
+        now: datetime,
+        change: TransitionChange | None = None,
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            values = _change_values(change)
+            if values:
+                result = await conn.execute(
+                    update(tx_table)
+                    .where(tx_table.c.transaction_id == transaction_id, tx_table.c.status == int(status))
+                    .values(**values)
+                )
+                if result.rowcount != 1:
+                    return False
+            await conn.execute(
+                insert(history_table).values(
+                    transaction_id=transaction_id,
+                    status=int(status),
+                    message=message[:255],
+                    metadata=dict(metadata),
+                    created_at=now,
+                )
+            )
+        return True
+
+    async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
+        query = (
+            select(tx_table.c.transaction_id)
+            .where(tx_table.c.status == int(Status.CREATED), tx_table.c.expires_at <= now)
+            .order_by(tx_table.c.expires_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+
+def _change_values(change: TransitionChange | None) -> dict[str, Any]:
+    if change is None:
+        return {}
+    return {name: getattr(change, name) for name in change.__slots__ if getattr(change, name) is not None}

@@ -1,0 +1,495 @@
+"""Payment Core's use cases: issue, browser callbacks, status, detail, list, expiry.
+
+Each use case reads and writes through the ports only. Every state change goes through the
+repository's guarded transition, so concurrent callers (callback, webhook, reconciler, worker)
+can never both win, and the PG's confirm is called only by the one that claimed 10→30.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+
+from app.core.domain import (
+    STATUS_MESSAGES,
+    AmountMismatch,
+    HistoryEntry,
+    Method,
+    PaymentError,
+    ProductNotFound,
+    ProductType,
+    Status,
+    Transaction,
+    TransactionNotFound,
+    ValidationFailed,
+    new_transaction_id,
+    retry_after_ms,
+)
+from app.core.ports import (
+    Clock,
+    PaymentGateway,
+    Product,
+    ProductCatalog,
+    StatusView,
+    TransactionPage,
+    TransactionRepository,
+    TransitionChange,
+)
+from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
+
+log = logging.getLogger("app.core")
+
+MAX_METADATA_BYTES = 4096
+
+# What a PG error means for the buyer, as the SPEC's codes.
+_ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[str, str]] = {
+    GatewayErrorKind.DECLINED: ("PAY_003", "The payment was declined."),
+    GatewayErrorKind.INSUFFICIENT_FUNDS: ("PAY_004", "Insufficient balance or card limit."),
+    GatewayErrorKind.PROVIDER_ERROR: ("PAY_005", "The payment provider could not process the payment."),
+    GatewayErrorKind.SESSION_EXPIRED: ("PAY_002", "The payment session expired before it was confirmed."),
+    GatewayErrorKind.NOT_FOUND: ("PAY_003", "The payment provider does not know this payment."),
+    GatewayErrorKind.INVALID_REQUEST: ("PAY_003", "The payment provider refused the confirmation."),
+    GatewayErrorKind.MISCONFIGURED: ("PAY_005", "The payment provider refused our credentials."),
+    GatewayErrorKind.NOT_CANCELABLE: ("PAY_003", "The payment provider refused the request."),
+    GatewayErrorKind.ALREADY_CANCELED: ("PAY_003", "The payment was already cancelled."),
+}
+# failUrl codes that mean the buyer's balance or limit; every other window failure is PAY_003.
+_INSUFFICIENT_FUNDS_CODES = frozenset(
+    {"REJECT_CARD_PAYMENT", "REJECT_ACCOUNT_PAYMENT", "EXCEED_MAX_DAILY_PAYMENT_COUNT", "EXCEED_MAX_AMOUNT"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    public_base_url: str
+    frontend_base_url: str
+    transaction_expire_minutes: int
+    client_key: str
+    checkout_url: str | None = None  # a hosted payment window (the mock's) for frontends without the SDK
+    provider: str = "TOSS"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueCommand:
+    user_id: str
+    product_type: ProductType
+    product_id: str
+    amount: int
+    order_name: str | None
+    method: Method
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTransaction:
+    transaction: Transaction
+    success_url: str
+    fail_url: str
+    client_key: str
+    checkout_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    view: StatusView
+    message: str
+    retry_after_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDetail:
+    transaction: Transaction
+    history: Sequence[HistoryEntry]
+
+
+class PaymentService:
+    """The use cases of Payment Core."""
+
+    def __init__(
+        self,
+        *,
+        repository: TransactionRepository,
+        gateway: PaymentGateway,
+        catalog: ProductCatalog,
+        clock: Clock,
+        config: CoreConfig,
+    ) -> None:
+        self._repo = repository
+        self._gateway = gateway
+        self._catalog = catalog
+        self._clock = clock
+        self._config = config
+
+    # --- issue ---------------------------------------------------------------------------------
+
+    async def issue(self, command: IssueCommand) -> IssuedTransaction:
+        """Create a CREATED transaction priced by the catalog (SPEC §3 POST /api/payments/issue)."""
+        if len(msgspec.json.encode(command.metadata)) > MAX_METADATA_BYTES:
+            raise ValidationFailed(
+                "metadata is larger than 4 KB",
+                details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_BYTES} bytes of JSON"}],
+            )
+        product = await self._catalog.get_product(command.product_type, command.product_id)
+        if product is None:
+            raise ProductNotFound(f"No {command.product_type.value} product with id '{command.product_id}'.")
+        if command.amount != product.amount:
+            raise AmountMismatch(
+                f"amount {command.amount} differs from the price of {product.product_id}: {product.amount}",
+                details={"expectedAmount": product.amount},
+            )
+        now = self._clock.now()
+        transaction = Transaction(
+            transaction_id=new_transaction_id(now),
+            user_id=command.user_id,
+            product_type=command.product_type,
+            product_id=command.product_id,
+            order_name=(command.order_name or product.name)[:100],
+            amount=product.amount,
+            method=command.method,
+            status=Status.CREATED,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(minutes=self._config.transaction_expire_minutes),
+            provider=self._config.provider,
+            metadata=command.metadata,
+        )
+        await self._repo.add(transaction, "issued")
+        log.info(
+            "transaction issued",
+            extra={
+                "transactionId": transaction.transaction_id,
+                "userId": transaction.user_id,
+                "amount": transaction.amount,
+                "productType": transaction.product_type.value,
+            },
+        )
+        base = self._config.public_base_url.rstrip("/")
+        tid = transaction.transaction_id
+        checkout_url = None
+        if self._config.checkout_url:
+            checkout_url = f"{self._config.checkout_url}?" + urlencode(
+                {
+                    "clientKey": self._config.client_key,
+                    "orderId": tid,
+                    "amount": transaction.amount,
+                    "orderName": transaction.order_name,
+                    "method": transaction.method.value,
+                    "successUrl": f"{base}/api/payments/callback/success",
+                    "failUrl": f"{base}/api/payments/callback/fail?transactionId={tid}",
+                }
+            )
+        return IssuedTransaction(
+            transaction=transaction,
+            success_url=f"{base}/api/payments/callback/success",
+            # PAY_PROCESS_CANCELED arrives without orderId, so the failUrl carries our id itself.
+            fail_url=f"{base}/api/payments/callback/fail?transactionId={tid}",
+            client_key=self._config.client_key,
+            checkout_url=checkout_url,
+        )
+
+    async def list_products(self) -> Sequence[Product]:
+        return await self._catalog.list_products()
+
+    # --- browser callbacks ---------------------------------------------------------------------
+
+    async def handle_success_callback(
+        self, *, payment_key: str | None, order_id: str | None, amount: str | None
+    ) -> str:
+        """Verify S2S and confirm; returns the frontend URL to redirect the browser to."""
+        if not order_id or not payment_key:
+            return self._fail_page(
+                order_id, "PAY_000", "The payment callback is missing paymentKey or orderId."
+            )
+        transaction = await self._repo.get(order_id)
+        if transaction is None:
+            return self._fail_page(None, "PAY_008", "No such transaction.")
+        if transaction.status != Status.CREATED:
+            # Refresh, back button, double delivery: never confirm twice.
+            return self._page_for(transaction)
+        now = self._clock.now()
+        if transaction.is_expired(now):
+            await self._fail_created(transaction, "PAY_002", "The transaction has expired.", pg_code=None)
+            return await self._page_for_current(transaction.transaction_id)
+        if amount is None or not amount.isdigit() or int(amount) != transaction.amount:
+            # Tampered amount: refuse before the PG's confirm is ever called.
+            await self._fail_created(
+                transaction,
+                "PAY_003",
+                f"The paid amount ({amount}) does not match the transaction amount ({transaction.amount}).",
+                pg_code=None,
+                metadata={"callbackAmount": amount},
+            )
+            return await self._page_for_current(transaction.transaction_id)
+
+        claimed = await self._repo.transition(
+            transaction.transaction_id,
+            expected=Status.CREATED,
+            target=Status.PAYMENT_PENDING,
+            message="confirming with the payment provider",
+            now=now,
+            change=TransitionChange(payment_key=payment_key),
+            history_metadata={"paymentKey": payment_key},
+        )
+        if not claimed:
+            return await self._page_for_current(transaction.transaction_id)
+        await self.confirm_claimed(transaction, payment_key)
+        return await self._page_for_current(transaction.transaction_id)
+
+    async def confirm_claimed(self, transaction: Transaction, payment_key: str) -> None:
+        """Confirm a transaction this caller moved to 30; apply what the PG answers."""
+        try:
+            payment = await self._gateway.confirm_payment(
+                provider=transaction.provider,
+                payment_key=payment_key,
+                order_id=transaction.transaction_id,
+                amount=transaction.amount,
+                idempotency_key=confirm_idempotency_key(transaction.transaction_id),
+            )
+        except GatewayError as error:
+            if error.outcome_unknown:
+                await self._confirm_outcome_unknown(transaction, error)
+            else:
+                code, message = _ERROR_KIND_TO_CODE.get(error.kind, ("PAY_003", "The payment failed."))
+                await self._fail_pending(
+                    transaction.transaction_id, code, error.message or message, error.pg_code
+                )
+            return
+        await self.apply_pg_payment(transaction, payment)
+
+    async def apply_pg_payment(self, transaction: Transaction, payment: PaymentInfo) -> Status:
+        """Move a pending (30) transaction to what the PG's own view of the payment implies."""
+        tid = transaction.transaction_id
+        now = self._clock.now()
+        if payment.order_id != tid or payment.total_amount != transaction.amount:
+            log.error(
+                "PG payment does not match the transaction",
+                extra={"transactionId": tid, "pgOrderId": payment.order_id, "pgAmount": payment.total_amount},
+            )
+            await self._fail_pending(tid, "PAY_003", "The PG's payment does not match the transaction.", None)
+            return await self._current_status(tid)
+        if payment.status == PgPaymentStatus.DONE:
+            await self._repo.transition(
+                tid,
+                expected=Status.PAYMENT_PENDING,
+                target=Status.PAYMENT_SUCCESS,
+                message="payment confirmed by the payment provider",
+                now=now,
+                change=TransitionChange(
+                    payment_key=payment.payment_key,
+                    pg_method=payment.method.value if payment.method else None,
+                    completed_at=payment.approved_at or now,
+                ),
+                history_metadata={"pgStatus": payment.status.value, "paymentKey": payment.payment_key},
+            )
+        elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
+            va = payment.virtual_account
+            await self._repo.record_event(
+                tid,
+                status=Status.PAYMENT_PENDING,
+                message="virtual account issued; waiting for the deposit",
+                metadata={"bankCode": va.bank_code, "dueDate": va.due_date.isoformat()},
+                now=now,
+                change=TransitionChange(
+                    pg_method=payment.method.value if payment.method else None,
+                    va_bank_code=va.bank_code,
+                    va_account_number=va.account_number,
+                    va_due_date=va.due_date,
+                    va_secret=payment.secret,
+                    expires_at=va.due_date,
+                ),
+            )
+        elif payment.status in (PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED):
+            failure = payment.failure
+            code = "PAY_002" if payment.status == PgPaymentStatus.EXPIRED else "PAY_003"
+            await self._fail_pending(
+                tid,
+                code,
+                failure.message if failure else f"The payment provider reports {payment.status.value}.",
+                failure.code if failure else payment.status.value,
+            )
+        else:
+            # READY / IN_PROGRESS / PARTIAL_CANCELED: not decided yet; reconciliation asks again later.
+            await self._repo.record_event(
+                tid,
+                status=Status.PAYMENT_PENDING,
+                message=f"payment provider reports {payment.status.value}; still pending",
+                metadata={"pgStatus": payment.status.value},
+                now=now,
+            )
+        return await self._current_status(tid)
+
+    async def _confirm_outcome_unknown(self, transaction: Transaction, error: GatewayError) -> None:
+        """Timeout or 5xx: the PG may have charged. Never mark failed without asking the PG."""
+        tid = transaction.transaction_id
+        log.warning(
+            "confirm outcome unknown; asking the PG",
+            extra={"transactionId": tid, "pgCode": error.pg_code, "kind": error.kind.value},
+        )
+        await self._repo.record_event(
+            tid,
+            status=Status.PAYMENT_PENDING,
+            message="confirm outcome unknown; will ask the payment provider",
+            metadata={"pgCode": error.pg_code, "pgMessage": error.message[:200]},
+            now=self._clock.now(),
+        )
+        try:
+            payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
+        except GatewayError as lookup_error:
+            log.warning(
+                "lookup after unknown confirm failed; left pending for reconciliation",
+                extra={"transactionId": tid, "pgCode": lookup_error.pg_code},
+            )
+            return
+        await self.apply_pg_payment(transaction, payment)
+
+    async def handle_fail_callback(
+        self, *, transaction_id: str | None, order_id: str | None, code: str | None, message: str | None
+    ) -> str:
+        """The PG's failure redirect: 10→41 with the PG's code; returns the fail page URL."""
+        tid = transaction_id or order_id
+        if not tid:
+            return self._fail_page(None, "PAY_000", "The failure callback names no transaction.")
+        transaction = await self._repo.get(tid)
+        if transaction is None:
+            return self._fail_page(None, "PAY_008", "No such transaction.")
+        if transaction.status == Status.CREATED:
+            pg_code = (code or "UNKNOWN")[:64]
+            our_code = "PAY_004" if pg_code in _INSUFFICIENT_FUNDS_CODES else "PAY_003"
+            await self._fail_created(
+                transaction, our_code, (message or "The payment was not completed.")[:510], pg_code=pg_code
+            )
+        return await self._page_for_current(tid)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get_status(self, *, user_id: str, transaction_id: str, attempt: int | None) -> StatusReport:
+        """The polling endpoint: one indexed read, no writes."""
+        view = await self._repo.get_status_view(transaction_id)
+        if view is None or view.user_id != user_id:
+            raise TransactionNotFound()
+        pending_for = (self._clock.now() - view.updated_at).total_seconds()
+        awaiting_deposit = view.status == Status.PAYMENT_PENDING and view.va_account_number is not None
+        message = STATUS_MESSAGES[view.status]
+        if awaiting_deposit:
+            message = "Waiting for your deposit to the virtual account."
+        elif view.status == Status.PAYMENT_FAILED and view.failure_message:
+            message = view.failure_message
+        return StatusReport(
+            view=view,
+            message=message,
+            retry_after_ms=retry_after_ms(view.status, pending_for, attempt, awaiting_deposit),
+        )
+
+    async def get_detail(self, *, user_id: str, is_admin: bool, transaction_id: str) -> TransactionDetail:
+        transaction = await self._repo.get(transaction_id)
+        if transaction is None or (transaction.user_id != user_id and not is_admin):
+            raise TransactionNotFound()
+        return TransactionDetail(transaction=transaction, history=await self._repo.history(transaction_id))
+
+    async def list_transactions(
+        self, *, user_id: str, statuses: Sequence[Status] | None, cursor: str | None, limit: int
+    ) -> TransactionPage:
+        return await self._repo.list_for_user(user_id, statuses=statuses, cursor=cursor, limit=limit)
+
+    # --- expiry --------------------------------------------------------------------------------
+
+    async def expire_stale(self, *, limit: int = 100) -> int:
+        """CREATED transactions past expiresAt → 41 PAY_002. Returns how many expired."""
+        now = self._clock.now()
+        expired = 0
+        for tid in await self._repo.find_expired_created(now, limit):
+            if await self._repo.transition(
+                tid,
+                expected=Status.CREATED,
+                target=Status.PAYMENT_FAILED,
+                message="expired before payment",
+                now=now,
+                change=TransitionChange(
+                    failure_code="PAY_002", failure_message="The transaction has expired."
+                ),
+            ):
+                expired += 1
+        return expired
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _fail_created(
+        self,
+        transaction: Transaction,
+        code: str,
+        message: str,
+        *,
+        pg_code: str | None,
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        return await self._repo.transition(
+            transaction.transaction_id,
+            expected=Status.CREATED,
+            target=Status.PAYMENT_FAILED,
+            message=message[:255],
+            now=self._clock.now(),
+            change=TransitionChange(
+                failure_code=code, failure_pg_code=pg_code, failure_message=message[:510]
+            ),
+            history_metadata={"code": code, "pgCode": pg_code, **(metadata or {})},
+        )
+
+    async def _fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
+        return await self._repo.transition(
+            transaction_id,
+            expected=Status.PAYMENT_PENDING,
+            target=Status.PAYMENT_FAILED,
+            message=message[:255],
+            now=self._clock.now(),
+            change=TransitionChange(
+                failure_code=code, failure_pg_code=(pg_code or None), failure_message=message[:510]
+            ),
+            history_metadata={"code": code, "pgCode": pg_code},
+        )
+
+    async def _current_status(self, transaction_id: str) -> Status:
+        view = await self._repo.get_status_view(transaction_id)
+        if view is None:
+            raise TransactionNotFound()
+        return view.status
+
+    async def _page_for_current(self, transaction_id: str) -> str:
+        transaction = await self._repo.get(transaction_id)
+        if transaction is None:
+            return self._fail_page(None, "PAY_008", "No such transaction.")
+        return self._page_for(transaction)
+
+    def _page_for(self, transaction: Transaction) -> str:
+        if transaction.status == Status.PAYMENT_FAILED:
+            return self._fail_page(
+                transaction.transaction_id,
+                transaction.failure_code or "PAY_003",
+                transaction.failure_message or "The payment failed.",
+            )
+        if transaction.status == Status.CREATED:
+            return self._fail_page(transaction.transaction_id, "PAY_001", "The payment was not completed.")
+        return f"{self._frontend}/payment/success?" + urlencode({"transactionId": transaction.transaction_id})
+
+    def _fail_page(self, transaction_id: str | None, code: str, message: str) -> str:
+        query = {"code": code, "message": message}
+        if transaction_id:
+            query = {"transactionId": transaction_id, **query}
+        return f"{self._frontend}/payment/fail?" + urlencode(query)
+
+    @property
+    def _frontend(self) -> str:
+        return self._config.frontend_base_url.rstrip("/")
+
+
+def confirm_idempotency_key(transaction_id: str) -> str:
+    """Stable per transaction, so a retried or repeated confirm can never charge twice."""
+    return f"confirm-{transaction_id}"
+
+
+__all__ = ["CoreConfig", "IssueCommand", "PaymentError", "PaymentService", "confirm_idempotency_key"]

@@ -1,0 +1,146 @@
+"""Database engine, tables and the SQLite/MySQL differences, in one place.
+
+Tables are SQLAlchemy Core tables (no ORM): the repository reads and writes plain rows, which
+keeps the hot status read a single indexed SELECT of the columns it needs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.settings import Settings
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC with microseconds in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+# BIGINT primary keys on MySQL; SQLite autoincrements only INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("product_type", String(20), nullable=False),
+    Column("product_id", String(50), nullable=False),
+    Column("order_name", String(100), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("method", String(20), nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("payment_key", String(200)),
+    Column("pg_method", String(20)),
+    Column("metadata", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("failure_code", String(20)),
+    Column("failure_pg_code", String(64)),
+    Column("failure_message", String(510)),
+    Column("va_bank_code", String(10)),
+    Column("va_account_number", String(20)),
+    Column("va_due_date", UTCDateTime),
+    Column("va_secret", String(64)),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("transaction_id", name="uq_transactions_transaction_id"),
+    Index("ix_transactions_user_id_id", "user_id", "id"),
+    Index("ix_transactions_status_expires_at", "status", "expires_at"),
+    Index("ix_transactions_status_updated_at", "status", "updated_at"),
+    Index("ix_transactions_created_at", "created_at"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+transaction_history = Table(
+    "transaction_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "transaction_id",
+        String(64),
+        ForeignKey("transactions.transaction_id", name="fk_history_transaction"),
+        nullable=False,
+    ),
+    Column("status", SmallInteger, nullable=False),
+    Column("message", String(255), nullable=False),
+    Column("metadata", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_transaction_history_transaction_id_id", "transaction_id", "id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """One engine per process; a pool sized by settings for MySQL, a file for SQLite."""
+    if settings.uses_sqlite:
+        path = settings.database_url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            settings.database_url, echo=settings.database_echo, connect_args={"timeout": 30}
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        echo=settings.database_echo,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_recycle=settings.database_pool_recycle_seconds,
+        pool_pre_ping=True,
+    )

@@ -1,0 +1,231 @@
+"""Composition root: build every adapter from Settings and wire them into the Litestar app.
+
+Read this file first: it is the only place that knows every piece.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.api import PaymentController, ProductController
+from app.core.auth import Caller, TokenAuthority
+from app.core.catalog import StaticProductCatalog
+from app.core.clock import SystemClock
+from app.core.domain import PaymentError
+from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
+from app.core.ports import IdempotencyStore
+from app.core.repository import SqlTransactionRepository
+from app.core.schemas import ErrorBody
+from app.core.service import CoreConfig, PaymentService
+from app.db import create_engine
+from app.demo import DemoController
+from app.gateway.service import GatewayService
+from app.gateway.toss import TossClient, create_http_client
+from app.settings import Settings, load_settings
+
+log = logging.getLogger("app")
+
+
+@dataclass
+class Services:
+    """Every long-lived adapter of one process: created once, closed once."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis | None
+    http: httpx.AsyncClient
+    gateway: GatewayService
+    repository: SqlTransactionRepository
+    payments: PaymentService
+    idempotency: IdempotencyStore
+    tokens: TokenAuthority
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    engine = create_engine(settings)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
+    http = create_http_client(
+        connect_timeout=settings.toss_connect_timeout_seconds,
+        read_timeout=settings.toss_read_timeout_seconds,
+    )
+    toss = TossClient(
+        http,
+        base_url=settings.toss_api_url,
+        secret_key=settings.toss_secret_key,
+        max_attempts=settings.toss_max_attempts,
+        retry_delay=settings.toss_retry_delay_seconds,
+    )
+    gateway = GatewayService([toss])
+    repository = SqlTransactionRepository(engine)
+    idempotency: IdempotencyStore
+    if redis is not None:
+        idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
+    else:
+        idempotency = InMemoryIdempotencyStore(ttl_seconds=settings.idempotency_ttl_seconds)
+    checkout_url = settings.toss_checkout_url
+    if checkout_url is None and not settings.is_production:
+        checkout_url = f"{settings.toss_api_url.rstrip('/')}/checkout"
+    payments = PaymentService(
+        repository=repository,
+        gateway=gateway,
+        catalog=StaticProductCatalog.from_file(settings.product_catalog_path),
+        clock=SystemClock(),
+        config=CoreConfig(
+            public_base_url=settings.public_base_url,
+            frontend_base_url=settings.frontend_base_url,
+            transaction_expire_minutes=settings.transaction_expire_minutes,
+            client_key=settings.toss_client_key,
+            checkout_url=checkout_url,
+        ),
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        http=http,
+        gateway=gateway,
+        repository=repository,
+        payments=payments,
+        idempotency=idempotency,
+        tokens=TokenAuthority(settings.jwt_secret),
+    )
+
+
+# --- errors: one envelope for everything ------------------------------------------------------
+
+
+def _envelope(status_code: int, code: str, message: str, details: Any = None) -> Response[ErrorBody]:
+    return Response(ErrorBody(code=code, message=message, details=details), status_code=status_code)
+
+
+def payment_error_handler(_: Request[Any, Any, Any], exc: PaymentError) -> Response[ErrorBody]:
+    return _envelope(exc.http_status, exc.code, exc.message, exc.details)
+
+
+def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+    details = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            details.append({"field": item.get("key") or item.get("source"), "reason": item.get("message")})
+    message = "The request is malformed."
+    if details and details[0].get("reason"):
+        message = f"{details[0]['field'] or 'body'}: {details[0]['reason']}"
+    return _envelope(400, "PAY_000", message, details or None)
+
+
+_HTTP_CODES = {400: "PAY_000", 401: "AUTH_001", 403: "AUTH_002", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR" if exc.status_code < 500 else "INTERNAL_ERROR")
+    return _envelope(exc.status_code, code, exc.detail or "HTTP error")
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Something went wrong on our side.")
+
+
+# --- health -------------------------------------------------------------------------------------
+
+
+@get("/health/live", tags=["health"], media_type=MediaType.JSON)
+async def health_live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", tags=["health"], media_type=MediaType.JSON)
+async def health_ready(services: Services) -> Response[dict[str, str]]:
+    checks: dict[str, str] = {}
+    try:
+        async with services.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    if services.redis is not None:
+        try:
+            await services.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return Response(
+        {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503
+    )
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
+    """The whole HTTP service. Pass `services` to share adapters (tests, `payments dev`)."""
+    settings = settings or (services.settings if services else load_settings())
+    built = services or build_services(settings)
+
+    async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+        return built.tokens.verify(request.headers.get("authorization"))
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if not settings.is_production:
+            log.warning("AsyncSite Payments is running in %s mode", settings.environment.upper())
+        try:
+            yield
+        finally:
+            if services is None:  # we built them, we close them
+                await built.close()
+
+    route_handlers: list[Any] = [PaymentController, ProductController, health_live, health_ready]
+    if not settings.is_production:
+        route_handlers.append(DemoController)
+
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies={
+            "caller": Provide(provide_caller),
+            "services": Provide(lambda: built, use_cache=True, sync_to_thread=False),
+            "payment_service": Provide(lambda: built.payments, use_cache=True, sync_to_thread=False),
+            "idempotency_store": Provide(lambda: built.idempotency, use_cache=True, sync_to_thread=False),
+            "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
+        },
+        exception_handlers={
+            PaymentError: payment_error_handler,
+            ValidationException: validation_error_handler,
+            HTTPException: http_error_handler,
+            Exception: internal_error_handler,
+        },
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="AsyncSite Payments",
+            version="0.1.0",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"BearerToken": []}],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,104 @@
+"""Every setting of the service, read from the environment once and typed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
+DEV_TOSS_CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
+DEV_TOSS_SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'payments.sqlite3'}"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    environment: str = "development"
+    database_url: str = DEFAULT_SQLITE_URL
+    database_pool_size: int = 10
+    database_max_overflow: int = 10
+    database_pool_recycle_seconds: int = 300
+    database_echo: bool = False
+    redis_url: str | None = None
+    toss_api_url: str = "http://127.0.0.1:8090"
+    toss_secret_key: str = DEV_TOSS_SECRET_KEY
+    toss_client_key: str = DEV_TOSS_CLIENT_KEY
+    toss_webhook_secret: str | None = None
+    toss_connect_timeout_seconds: float = 3.0
+    toss_read_timeout_seconds: float = 10.0
+    toss_max_attempts: int = 3
+    toss_retry_delay_seconds: float = 1.0
+    toss_checkout_url: str | None = None  # where the frontend opens the window; default: the mock's
+    jwt_secret: str = DEV_JWT_SECRET
+    public_base_url: str = "http://127.0.0.1:8000"
+    frontend_base_url: str = "http://127.0.0.1:8000/demo"
+    transaction_expire_minutes: int = 30
+    idempotency_ttl_seconds: int = 24 * 3600
+    product_catalog_path: str | None = None
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def insecure_defaults(self) -> list[str]:
+        """Development conveniences that must never reach production."""
+        problems = []
+        if self.jwt_secret == DEV_JWT_SECRET:
+            problems.append("JWT_SECRET is the development default")
+        if self.toss_secret_key == DEV_TOSS_SECRET_KEY:
+            problems.append("TOSS_SECRET_KEY is the public docs' test key")
+        if self.uses_sqlite:
+            problems.append("DATABASE_URL is the embedded SQLite file")
+        if self.redis_url is None:
+            problems.append("REDIS_URL is unset (in-process queue and idempotency store)")
+        return problems
+
+
+def _parse(name: str, raw: str, kind: object) -> object:
+    try:
+        if kind is bool or kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind is int or kind == "int":
+            return int(raw)
+        if kind is float or kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from exc
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from environment variables named like the fields in upper case."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in msgspec.structs.fields(Settings):
+        raw = env.get(field.name.upper())
+        if raw is None or raw == "":
+            continue
+        kind = field.type
+        if isinstance(kind, str):
+            kind = kind.split(" | ")[0]
+        values[field.name] = _parse(field.name.upper(), raw, kind)
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.environment not in {"development", "test", "production"}:
+        raise SettingsError("ENVIRONMENT must be development, test or production")
+    if settings.transaction_expire_minutes <= 0:
+        raise SettingsError("TRANSACTION_EXPIRE_MINUTES must be positive")
+    return settings
