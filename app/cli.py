@@ -73,6 +73,25 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
+@click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
+def worker(burst: bool) -> None:
+    """Run an arq worker: provisioning grants, refunds, and the sweeper (needs REDIS_URL)."""
+    from arq.worker import run_worker
+
+    _configure_logging()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not settings.redis_url:
+        raise click.ClickException("REDIS_URL is not set: the worker needs Redis")
+    _refuse_insecure_production(settings)
+    from app.provisioning.worker import WorkerSettings
+
+    run_worker(WorkerSettings, burst=burst)  # type: ignore[arg-type]
+
+
+@main.command()
 @click.option("--port", default=8000, show_default=True, type=int, help="The API's port.")
 @click.option("--mock-port", default=8090, show_default=True, type=int, help="The mock Toss's port.")
 @click.option("--host", default="127.0.0.1", show_default=True)

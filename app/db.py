@@ -117,6 +117,49 @@ transaction_history = Table(
 )
 
 
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("refund_id", String(64), nullable=False),
+    Column(
+        "transaction_id",
+        String(64),
+        ForeignKey("transactions.transaction_id", name="fk_refunds_transaction"),
+        nullable=False,
+    ),
+    Column("amount", BigInteger, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("status", String(20), nullable=False),  # REQUESTED | DONE | REFUSED
+    Column("pg_transaction_key", String(64)),
+    Column("pg_error_code", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    UniqueConstraint("refund_id", name="uq_refunds_refund_id"),
+    # One refund per transaction for now: the database enforces it under races.
+    UniqueConstraint("transaction_id", name="uq_refunds_transaction_id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+entitlements = Table(
+    "entitlements",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("transaction_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("product_type", String(20), nullable=False),
+    Column("product_id", String(50), nullable=False),
+    Column("granted_at", UTCDateTime, nullable=False),
+    # A grant is recorded at most once per transaction, however often the job runs.
+    UniqueConstraint("transaction_id", name="uq_entitlements_transaction_id"),
+    Index("ix_entitlements_user_id_id", "user_id", "id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process; a pool sized by settings for MySQL, a file for SQLite."""
     if settings.uses_sqlite:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from arq.connections import ArqRedis
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,7 +28,7 @@ from app.core.catalog import StaticProductCatalog
 from app.core.clock import SystemClock
 from app.core.domain import PaymentError
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
-from app.core.ports import IdempotencyStore
+from app.core.ports import IdempotencyStore, ProvisioningQueue
 from app.core.repository import SqlTransactionRepository
 from app.core.schemas import ErrorBody
 from app.core.service import CoreConfig, PaymentService
@@ -36,6 +36,10 @@ from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
+from app.provisioning.api import EntitlementController
+from app.provisioning.handlers import build_handlers
+from app.provisioning.jobs import JobDeps
+from app.provisioning.queue import ArqProvisioningQueue, InProcessQueue
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app")
@@ -47,16 +51,22 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
-    redis: Redis | None
+    redis: ArqRedis | None
     http: httpx.AsyncClient
+    downstream_http: httpx.AsyncClient
     gateway: GatewayService
     repository: SqlTransactionRepository
     payments: PaymentService
     idempotency: IdempotencyStore
     tokens: TokenAuthority
+    queue: ProvisioningQueue
+    job_deps: JobDeps
 
     async def close(self) -> None:
+        if isinstance(self.queue, InProcessQueue):
+            await self.queue.close()
         await self.http.aclose()
+        await self.downstream_http.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
@@ -64,7 +74,8 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     engine = create_engine(settings)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
+    # One Redis pool per process: arq's client is a redis.asyncio.Redis, so it serves both.
+    redis = ArqRedis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
     http = create_http_client(
         connect_timeout=settings.toss_connect_timeout_seconds,
         read_timeout=settings.toss_read_timeout_seconds,
@@ -83,6 +94,16 @@ def build_services(settings: Settings) -> Services:
         idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
     else:
         idempotency = InMemoryIdempotencyStore(ttl_seconds=settings.idempotency_ttl_seconds)
+    queue: ProvisioningQueue
+    job_ctx: dict[str, Any] = {}
+    if redis is not None:
+        queue = ArqProvisioningQueue(redis)
+    else:
+        queue = InProcessQueue(
+            job_ctx,
+            max_tries=settings.provisioning_max_tries,
+            sweep_interval_seconds=settings.sweep_interval_seconds,
+        )
     checkout_url = settings.toss_checkout_url
     if checkout_url is None and not settings.is_production:
         checkout_url = f"{settings.toss_api_url.rstrip('/')}/checkout"
@@ -97,18 +118,41 @@ def build_services(settings: Settings) -> Services:
             transaction_expire_minutes=settings.transaction_expire_minutes,
             client_key=settings.toss_client_key,
             checkout_url=checkout_url,
+            refund_window_days=settings.refund_window_days,
         ),
+        queue=queue,
+        refunds=repository,
     )
+    downstream_http = httpx.AsyncClient(timeout=settings.provisioning_http_timeout_seconds)
+    job_deps = JobDeps(
+        payments=payments,
+        handlers=build_handlers(
+            engine=engine,
+            http=downstream_http,
+            study_service_url=settings.study_service_url,
+            credit_service_url=settings.credit_service_url,
+        ),
+        max_tries=settings.provisioning_max_tries,
+        retry_base_seconds=settings.provisioning_retry_base_seconds,
+        retry_max_seconds=settings.provisioning_retry_max_seconds,
+        refund_retry_seconds=settings.refund_retry_seconds,
+        sweep_stale_after_seconds=settings.sweep_stale_after_seconds,
+        sweep_batch_size=settings.sweep_batch_size,
+    )
+    job_ctx["deps"] = job_deps
     return Services(
         settings=settings,
         engine=engine,
         redis=redis,
         http=http,
+        downstream_http=downstream_http,
         gateway=gateway,
         repository=repository,
         payments=payments,
         idempotency=idempotency,
         tokens=TokenAuthority(settings.jwt_secret),
+        queue=queue,
+        job_deps=job_deps,
     )
 
 
@@ -191,13 +235,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if not settings.is_production:
             log.warning("AsyncSite Payments is running in %s mode", settings.environment.upper())
+        if isinstance(built.queue, InProcessQueue):
+            built.queue.start_sweeper()  # the embedded default has no worker process
         try:
             yield
         finally:
             if services is None:  # we built them, we close them
                 await built.close()
 
-    route_handlers: list[Any] = [PaymentController, ProductController, health_live, health_ready]
+    route_handlers: list[Any] = [
+        PaymentController,
+        ProductController,
+        EntitlementController,
+        health_live,
+        health_ready,
+    ]
     if not settings.is_production:
         route_handlers.append(DemoController)
 
@@ -209,6 +261,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "payment_service": Provide(lambda: built.payments, use_cache=True, sync_to_thread=False),
             "idempotency_store": Provide(lambda: built.idempotency, use_cache=True, sync_to_thread=False),
             "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
+            "engine": Provide(lambda: built.engine, use_cache=True, sync_to_thread=False),
         },
         exception_handlers={
             PaymentError: payment_error_handler,

@@ -42,6 +42,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     transaction_expire_minutes: int = 30
     idempotency_ttl_seconds: int = 24 * 3600
     product_catalog_path: str | None = None
+    refund_window_days: int = 7
+    study_service_url: str | None = None
+    credit_service_url: str | None = None
+    provisioning_http_timeout_seconds: float = 5.0
+    provisioning_max_tries: int = 5
+    provisioning_retry_base_seconds: float = 2.0
+    provisioning_retry_max_seconds: float = 60.0
+    provisioning_job_timeout_seconds: int = 20
+    refund_retry_seconds: float = 30.0
+    sweep_interval_seconds: int = 10
+    sweep_stale_after_seconds: float = 15.0
+    sweep_batch_size: int = 100
 
     @property
     def is_production(self) -> bool:
@@ -101,4 +113,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError("ENVIRONMENT must be development, test or production")
     if settings.transaction_expire_minutes <= 0:
         raise SettingsError("TRANSACTION_EXPIRE_MINUTES must be positive")
+    if settings.provisioning_max_tries < 1:
+        raise SettingsError("PROVISIONING_MAX_TRIES must be at least 1")
+    if not 1 <= settings.sweep_interval_seconds <= 60:
+        raise SettingsError("SWEEP_INTERVAL_SECONDS must be between 1 and 60")
     return settings

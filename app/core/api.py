@@ -17,7 +17,9 @@ from app.core.schemas import (
     IssueRequest,
     IssueResponse,
     ProductListBody,
+    RefundRequest,
     StatusResponse,
+    TransactionBody,
     TransactionDetailBody,
     TransactionListBody,
     product_body,
@@ -192,6 +194,43 @@ class PaymentController(Controller):
             user_id=caller.user_id, transaction_id=transaction_id, attempt=attempt
         )
         return status_response(report.view, report.message, report.retry_after_ms)
+
+    @post(
+        "/{transaction_id:str}/refund",
+        status_code=202,
+        summary="Request a refund",
+        description="Owner or admin; policy-checked; 40/50 → 90, then the PG cancel runs as a job. "
+        "Honours Idempotency-Key.",
+    )
+    async def refund(
+        self,
+        request: Request[Any, Any, Any],
+        transaction_id: TransactionIdPath,
+        data: RefundRequest,
+        caller: Caller,
+        payment_service: PaymentService,
+        idempotency_store: IdempotencyStore,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
+    ) -> Response[TransactionBody]:
+        async def produce() -> TransactionBody:
+            transaction = await payment_service.request_refund(
+                transaction_id=transaction_id,
+                user_id=caller.user_id,
+                is_admin=caller.is_admin,
+                reason=data.reason,
+                amount=data.amount,
+            )
+            return transaction_body(transaction)
+
+        response = await run_idempotently(
+            store=idempotency_store,
+            caller=caller,
+            key=idempotency_key,
+            request=request,
+            status_code=202,
+            produce=produce,
+        )
+        return response  # type: ignore[return-value]
 
     @get("/{transaction_id:str}", summary="A transaction with its history")
     async def detail(

@@ -143,6 +143,64 @@ class TransactionRepository(Protocol):
         """Ids of CREATED transactions past their expiry, oldest first."""
         ...
 
+    async def find_stale(self, status: Status, updated_before: datetime, limit: int) -> Sequence[str]:
+        """Ids of transactions in `status` not changed since `updated_before`, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRecord:
+    refund_id: str
+    transaction_id: str
+    amount: int
+    reason: str
+    actor: str
+    status: str  # REQUESTED | DONE | REFUSED
+    created_at: datetime
+    pg_transaction_key: str | None = None
+    pg_error_code: str | None = None
+    completed_at: datetime | None = None
+
+
+class RefundRepository(Protocol):
+    async def start_refund(
+        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
+    ) -> bool:
+        """Move expected → 90 and insert the refund row, atomically.
+
+        Returns False, changing nothing, when the transaction was not in `expected` or already
+        has a refund (one refund per transaction).
+        """
+        ...
+
+    async def get_refund(self, transaction_id: str) -> RefundRecord | None:
+        """The transaction's refund, or None."""
+        ...
+
+    async def complete_refund(
+        self, refund: RefundRecord, *, pg_transaction_key: str | None, message: str, now: datetime
+    ) -> bool:
+        """90 → 95, the refund DONE and the transaction's refundedAmount raised, atomically."""
+        ...
+
+    async def refuse_refund(
+        self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
+    ) -> None:
+        """The PG refused the cancel for good: the refund is REFUSED and needs a human."""
+        ...
+
+
+class ProvisioningQueue(Protocol):
+    """Where Core hands work to the workers. Enqueues are idempotent per transaction."""
+
+    async def enqueue_grant(self, transaction_id: str) -> None:
+        """Queue the grant of a 45 transaction (job id `provision:{transactionId}`)."""
+        ...
+
+    async def enqueue_refund(self, transaction_id: str) -> None:
+        """Queue the PG cancel of a 90 transaction (job id `refund:{transactionId}`)."""
+        ...
+
 
 class PaymentGateway(Protocol):
     """What Core asks of the Payment Gateway (satisfied by app.gateway.service.GatewayService)."""

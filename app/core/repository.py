@@ -9,10 +9,12 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
-from app.core.ports import StatusView, TransactionPage, TransitionChange
+from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange
+from app.db import refunds as refunds_table
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
 
@@ -246,6 +248,134 @@ class SqlTransactionRepository:
         )
         async with self._engine.connect() as conn:
             return [r[0] for r in (await conn.execute(query)).all()]
+
+    async def find_stale(self, status: Status, updated_before: datetime, limit: int) -> Sequence[str]:
+        query = (
+            select(tx_table.c.transaction_id)
+            .where(tx_table.c.status == int(status), tx_table.c.updated_at <= updated_before)
+            .order_by(tx_table.c.updated_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    # --- refunds -------------------------------------------------------------------------------
+
+    async def start_refund(
+        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
+    ) -> bool:
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    update(tx_table)
+                    .where(
+                        tx_table.c.transaction_id == refund.transaction_id,
+                        tx_table.c.status == int(expected),
+                    )
+                    .values(status=int(Status.REFUND_REQUESTED), updated_at=now)
+                )
+                if result.rowcount != 1:
+                    return False
+                await conn.execute(
+                    insert(refunds_table).values(
+                        refund_id=refund.refund_id,
+                        transaction_id=refund.transaction_id,
+                        amount=refund.amount,
+                        reason=refund.reason,
+                        actor=refund.actor,
+                        status=refund.status,
+                        created_at=refund.created_at,
+                    )
+                )
+                await conn.execute(
+                    insert(history_table).values(
+                        transaction_id=refund.transaction_id,
+                        status=int(Status.REFUND_REQUESTED),
+                        message=message[:255],
+                        metadata={
+                            "refundId": refund.refund_id,
+                            "amount": refund.amount,
+                            "actor": refund.actor,
+                        },
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False  # a refund already exists: the whole change was rolled back
+        return True
+
+    async def get_refund(self, transaction_id: str) -> RefundRecord | None:
+        query = select(refunds_table).where(refunds_table.c.transaction_id == transaction_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return RefundRecord(
+            refund_id=m["refund_id"],
+            transaction_id=m["transaction_id"],
+            amount=int(m["amount"]),
+            reason=m["reason"],
+            actor=m["actor"],
+            status=m["status"],
+            created_at=m["created_at"],
+            pg_transaction_key=m["pg_transaction_key"],
+            pg_error_code=m["pg_error_code"],
+            completed_at=m["completed_at"],
+        )
+
+    async def complete_refund(
+        self, refund: RefundRecord, *, pg_transaction_key: str | None, message: str, now: datetime
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(tx_table)
+                .where(
+                    tx_table.c.transaction_id == refund.transaction_id,
+                    tx_table.c.status == int(Status.REFUND_REQUESTED),
+                )
+                .values(
+                    status=int(Status.REFUNDED),
+                    updated_at=now,
+                    refunded_amount=tx_table.c.refunded_amount + refund.amount,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(
+                update(refunds_table)
+                .where(refunds_table.c.refund_id == refund.refund_id)
+                .values(status="DONE", pg_transaction_key=pg_transaction_key, completed_at=now)
+            )
+            await conn.execute(
+                insert(history_table).values(
+                    transaction_id=refund.transaction_id,
+                    status=int(Status.REFUNDED),
+                    message=message[:255],
+                    metadata={"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key},
+                    created_at=now,
+                )
+            )
+        return True
+
+    async def refuse_refund(
+        self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(refunds_table)
+                .where(refunds_table.c.refund_id == refund.refund_id)
+                .values(status="REFUSED", pg_error_code=pg_error_code[:64])
+            )
+            await conn.execute(
+                insert(history_table).values(
+                    transaction_id=refund.transaction_id,
+                    status=int(Status.REFUND_REQUESTED),
+                    message=message[:255],
+                    metadata={"refundId": refund.refund_id, "pgCode": pg_error_code},
+                    created_at=now,
+                )
+            )
 
 
 def _change_values(change: TransitionChange | None) -> dict[str, Any]:

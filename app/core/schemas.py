@@ -33,6 +33,11 @@ class IssueRequest(ApiStruct, forbid_unknown_fields=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class RefundRequest(ApiStruct, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+    amount: Annotated[int, Meta(gt=0, le=100_000_000)] | None = None
+
+
 class IssueResponse(ApiStruct):
     transaction_id: str
     status: str

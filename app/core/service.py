@@ -8,9 +8,10 @@ can never both win, and the PG's confirm is called only by the one that claimed 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from app.core.domain import (
     STATUS_MESSAGES,
     AmountMismatch,
     HistoryEntry,
+    InvalidTransition,
     Method,
     PaymentError,
     ProductNotFound,
@@ -36,11 +38,15 @@ from app.core.ports import (
     PaymentGateway,
     Product,
     ProductCatalog,
+    ProvisioningQueue,
+    RefundRecord,
+    RefundRepository,
     StatusView,
     TransactionPage,
     TransactionRepository,
     TransitionChange,
 )
+from app.core.refund_policy import RefundRequester, decide_refund_amount
 from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
 
 log = logging.getLogger("app.core")
@@ -73,6 +79,7 @@ class CoreConfig:
     client_key: str
     checkout_url: str | None = None  # a hosted payment window (the mock's) for frontends without the SDK
     provider: str = "TOSS"
+    refund_window_days: int = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +126,12 @@ class PaymentService:
         catalog: ProductCatalog,
         clock: Clock,
         config: CoreConfig,
+        queue: ProvisioningQueue,
+        refunds: RefundRepository,
     ) -> None:
         self._repo = repository
+        self._queue = queue
+        self._refunds = refunds
         self._gateway = gateway
         self._catalog = catalog
         self._clock = clock
@@ -274,7 +285,7 @@ class PaymentService:
             await self._fail_pending(tid, "PAY_003", "The PG's payment does not match the transaction.", None)
             return await self._current_status(tid)
         if payment.status == PgPaymentStatus.DONE:
-            await self._repo.transition(
+            succeeded = await self._repo.transition(
                 tid,
                 expected=Status.PAYMENT_PENDING,
                 target=Status.PAYMENT_SUCCESS,
@@ -287,6 +298,9 @@ class PaymentService:
                 ),
                 history_metadata={"pgStatus": payment.status.value, "paymentKey": payment.payment_key},
             )
+            if succeeded:
+                log.info("payment succeeded", extra={"transactionId": tid, "amount": transaction.amount})
+                await self.start_provisioning(tid)
         elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
             va = payment.virtual_account
             await self._repo.record_event(
@@ -386,6 +400,10 @@ class PaymentService:
             retry_after_ms=retry_after_ms(view.status, pending_for, attempt, awaiting_deposit),
         )
 
+    async def get_transaction(self, transaction_id: str) -> Transaction | None:
+        """For workers: the transaction as stored, with no owner check."""
+        return await self._repo.get(transaction_id)
+
     async def get_detail(self, *, user_id: str, is_admin: bool, transaction_id: str) -> TransactionDetail:
         transaction = await self._repo.get(transaction_id)
         if transaction is None or (transaction.user_id != user_id and not is_admin):
@@ -416,6 +434,200 @@ class PaymentService:
             ):
                 expired += 1
         return expired
+
+    # --- provisioning ----------------------------------------------------------------------------
+
+    async def start_provisioning(self, transaction_id: str) -> bool:
+        """40 → 45, then queue the grant — after the commit, never inside it.
+
+        A crash or a Redis error between the two leaves a 45 without a job; the sweeper queues
+        it again (enqueues are idempotent per transaction), so no grant is ever lost.
+        """
+        moved = await self._repo.transition(
+            transaction_id,
+            expected=Status.PAYMENT_SUCCESS,
+            target=Status.PROVISION_PENDING,
+            message="grant queued",
+            now=self._clock.now(),
+        )
+        if moved:
+            await self._enqueue_grant(transaction_id)
+        return moved
+
+    async def complete_provisioning(self, transaction_id: str, details: dict[str, Any]) -> bool:
+        """45 → 50: the buyer has what they paid for."""
+        done = await self._repo.transition(
+            transaction_id,
+            expected=Status.PROVISION_PENDING,
+            target=Status.PROVISION_SUCCESS,
+            message="purchase granted",
+            now=self._clock.now(),
+            history_metadata=details,
+        )
+        if done:
+            log.info("provisioning succeeded", extra={"transactionId": transaction_id})
+        return done
+
+    async def fail_provisioning(self, transaction_id: str, reason: str) -> bool:
+        """45 → 51, then an automatic full refund (51 → 90 → 95)."""
+        failed = await self._repo.transition(
+            transaction_id,
+            expected=Status.PROVISION_PENDING,
+            target=Status.PROVISION_FAILED,
+            message=f"grant failed for good: {reason}"[:255],
+            now=self._clock.now(),
+            change=TransitionChange(
+                failure_code="PAY_006", failure_message=f"Provisioning failed: {reason}"[:510]
+            ),
+            history_metadata={"code": "PAY_006", "reason": reason[:200]},
+        )
+        if failed:
+            log.error(
+                "provisioning failed; refunding", extra={"transactionId": transaction_id, "reason": reason}
+            )
+        transaction = await self._repo.get(transaction_id)
+        if transaction is not None and transaction.status == Status.PROVISION_FAILED:
+            await self._start_refund(
+                transaction,
+                RefundRequester(user_id="system", is_system=True),
+                reason="automatic refund: the purchase could not be granted",
+                requested_amount=None,
+            )
+        return failed
+
+    # --- refunds -------------------------------------------------------------------------------
+
+    async def request_refund(
+        self,
+        *,
+        transaction_id: str,
+        user_id: str,
+        is_admin: bool,
+        reason: str,
+        amount: int | None,
+    ) -> Transaction:
+        """Owner or admin asks for a refund: policy check, then 40/50 → 90 and a queued PG cancel."""
+        transaction = await self._repo.get(transaction_id)
+        if transaction is None or (transaction.user_id != user_id and not is_admin):
+            raise TransactionNotFound()
+        requester = RefundRequester(user_id=user_id, is_admin=is_admin)
+        await self._start_refund(transaction, requester, reason=reason, requested_amount=amount)
+        refreshed = await self._repo.get(transaction_id)
+        assert refreshed is not None
+        return refreshed
+
+    async def _start_refund(
+        self,
+        transaction: Transaction,
+        requester: RefundRequester,
+        *,
+        reason: str,
+        requested_amount: int | None,
+    ) -> None:
+        now = self._clock.now()
+        amount = decide_refund_amount(
+            transaction, requester, requested_amount, now, window_days=self._config.refund_window_days
+        )
+        refund = RefundRecord(
+            refund_id=new_refund_id(now),
+            transaction_id=transaction.transaction_id,
+            amount=amount,
+            reason=reason[:200],
+            actor=requester.user_id,
+            status="REQUESTED",
+            created_at=now,
+        )
+        started = await self._refunds.start_refund(
+            refund, expected=transaction.status, message=f"refund of {amount} KRW requested", now=now
+        )
+        if not started:
+            raise InvalidTransition("The transaction changed or already has a refund; nothing was done.")
+        log.info(
+            "refund requested",
+            extra={"transactionId": transaction.transaction_id, "amount": amount, "actor": requester.user_id},
+        )
+        await self._enqueue_refund(transaction.transaction_id)
+
+    async def execute_refund(self, transaction_id: str) -> Status:
+        """Cancel at the PG for a 90 transaction. Raises RefundOutcomeUnknown to be retried."""
+        transaction = await self._repo.get(transaction_id)
+        refund = await self._refunds.get_refund(transaction_id)
+        if transaction is None or refund is None or transaction.status != Status.REFUND_REQUESTED:
+            return transaction.status if transaction else Status.REFUNDED
+        if refund.status != "REQUESTED" or transaction.payment_key is None:
+            return transaction.status
+        balance = transaction.amount - transaction.refunded_amount
+        try:
+            result = await self._gateway.cancel_payment(
+                provider=transaction.provider,
+                payment_key=transaction.payment_key,
+                reason=refund.reason,
+                amount=None if refund.amount >= balance else refund.amount,
+                idempotency_key=refund.refund_id,
+            )
+        except GatewayError as error:
+            if error.outcome_unknown:
+                raise RefundOutcomeUnknown(error.pg_code) from error
+            log.error(
+                "the PG refused the refund; needs review",
+                extra={"transactionId": transaction_id, "pgCode": error.pg_code},
+            )
+            await self._refunds.refuse_refund(
+                refund,
+                pg_error_code=error.pg_code,
+                message=f"PG refused the cancel: {error.message}",
+                now=self._clock.now(),
+            )
+            return transaction.status
+        await self._refunds.complete_refund(
+            refund,
+            pg_transaction_key=result.transaction_key,
+            message="refunded by the payment provider"
+            + (" (already cancelled)" if result.already_canceled else ""),
+            now=self._clock.now(),
+        )
+        log.info("refund completed", extra={"transactionId": transaction_id, "amount": refund.amount})
+        return Status.REFUNDED
+
+    # --- the sweeper: nothing is lost between a commit and an enqueue ---------------------------
+
+    async def sweep(self, *, stale_after_seconds: float, batch_size: int = 100) -> dict[str, int]:
+        """Expire stale CREATED, and re-queue 40/45/90 work whose job may have been lost."""
+        now = self._clock.now()
+        before = now - timedelta(seconds=stale_after_seconds)
+        counts = {
+            "expired": await self.expire_stale(limit=batch_size),
+            "provisioning": 0,
+            "grants": 0,
+            "refunds": 0,
+        }
+        for tid in await self._repo.find_stale(Status.PAYMENT_SUCCESS, before, batch_size):
+            counts["provisioning"] += int(await self.start_provisioning(tid))
+        for tid in await self._repo.find_stale(Status.PROVISION_PENDING, before, batch_size):
+            await self._enqueue_grant(tid)
+            counts["grants"] += 1
+        for tid in await self._repo.find_stale(Status.REFUND_REQUESTED, before, batch_size):
+            refund = await self._refunds.get_refund(tid)
+            if refund is not None and refund.status == "REQUESTED":
+                await self._enqueue_refund(tid)
+                counts["refunds"] += 1
+        return counts
+
+    async def _enqueue_grant(self, transaction_id: str) -> None:
+        try:
+            await self._queue.enqueue_grant(transaction_id)
+        except Exception:  # the sweeper re-queues it; the request must not fail for this
+            log.exception(
+                "could not queue the grant; the sweeper will retry", extra={"transactionId": transaction_id}
+            )
+
+    async def _enqueue_refund(self, transaction_id: str) -> None:
+        try:
+            await self._queue.enqueue_refund(transaction_id)
+        except Exception:
+            log.exception(
+                "could not queue the refund; the sweeper will retry", extra={"transactionId": transaction_id}
+            )
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -485,6 +697,15 @@ class PaymentService:
     @property
     def _frontend(self) -> str:
         return self._config.frontend_base_url.rstrip("/")
+
+
+class RefundOutcomeUnknown(Exception):
+    """The PG cancel timed out or failed on the PG's side: ask again later (the refund stays 90)."""
+
+
+def new_refund_id(now: datetime) -> str:
+    """Our refund's id; also the PG cancel's Idempotency-Key, so a retry never refunds twice."""
+    return f"RF_{now:%Y%m%d}_{secrets.token_hex(12)}"
 
 
 def confirm_idempotency_key(transaction_id: str) -> str:

@@ -131,6 +131,7 @@ TOSS_ERROR_KINDS: Final[Mapping[str, GatewayErrorKind]] = MappingProxyType(
         "USER_CANCEL": _DECLINED,
         "INVALID_CLIENT_KEY": _MISCONFIGURED,
         "INCORRECT_SUCCESS_URL_FORMAT": _INVALID,
+        "INCORRECT_FAIL_URL_FORMAT": _INVALID,
         # --- 5 idempotency -----------------------------------------------------------------------
         "INVALID_IDEMPOTENCY_KEY": _INVALID,
         # the first request with this key is still running: its outcome is unknown

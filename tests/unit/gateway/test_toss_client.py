@@ -79,7 +79,11 @@ async def test_confirm_posts_payment_key_order_id_and_amount_with_the_idempotenc
     assert str(request.url) == "https://toss.example.test/v1/payments/confirm"
     assert request.headers["Idempotency-Key"] == "confirm-key-1"
     assert request.headers["Content-Type"] == "application/json"
-    assert json.loads(request.content) == {"paymentKey": "pk_confirm", "orderId": "order_0001", "amount": 1000}
+    assert json.loads(request.content) == {
+        "paymentKey": "pk_confirm",
+        "orderId": "order_0001",
+        "amount": 1000,
+    }
     assert payment.status is PgPaymentStatus.DONE
     assert payment.provider == "TOSS" == harness.client.name
 
@@ -112,7 +116,9 @@ async def test_path_segments_are_url_encoded(toss: Factory, payment_json: Paymen
     ]
 
 
-async def test_base_url_may_end_with_a_slash_and_carry_a_path(toss: Factory, card_payment: dict[str, Any]) -> None:
+async def test_base_url_may_end_with_a_slash_and_carry_a_path(
+    toss: Factory, card_payment: dict[str, Any]
+) -> None:
     harness = toss(answer_with(card_payment), base_url="http://127.0.0.1:8090/toss/")
 
     await harness.client.get_payment("pk_1")
@@ -158,17 +164,23 @@ async def test_a_post_without_a_usable_idempotency_key_is_refused_before_reachin
             payment_key="pk", order_id="order_0001", amount=1000, idempotency_key=idempotency_key
         )
     with pytest.raises(GatewayError) as cancel_error:
-        await harness.client.cancel(payment_key="pk", reason="r", amount=None, idempotency_key=idempotency_key)
+        await harness.client.cancel(
+            payment_key="pk", reason="r", amount=None, idempotency_key=idempotency_key
+        )
 
     assert confirm_error.value.kind is GatewayErrorKind.INVALID_REQUEST
     assert cancel_error.value.pg_code == "INVALID_IDEMPOTENCY_KEY"
     assert harness.requests == []
 
 
-async def test_an_idempotency_key_of_300_characters_is_accepted(toss: Factory, card_payment: dict[str, Any]) -> None:
+async def test_an_idempotency_key_of_300_characters_is_accepted(
+    toss: Factory, card_payment: dict[str, Any]
+) -> None:
     harness = toss(answer_with(card_payment))
 
-    await harness.client.confirm(payment_key="pk", order_id="order_0001", amount=1000, idempotency_key="k" * 300)
+    await harness.client.confirm(
+        payment_key="pk", order_id="order_0001", amount=1000, idempotency_key="k" * 300
+    )
 
     assert harness.requests[0].headers["Idempotency-Key"] == "k" * 300
 
@@ -180,7 +192,9 @@ async def test_a_non_positive_amount_is_refused_before_reaching_toss(
     harness = toss(answer_with(card_payment))
 
     with pytest.raises(GatewayError) as error:
-        await harness.client.confirm(payment_key="pk", order_id="order_0001", amount=amount, idempotency_key="k")
+        await harness.client.confirm(
+            payment_key="pk", order_id="order_0001", amount=amount, idempotency_key="k"
+        )
     with pytest.raises(GatewayError):
         await harness.client.cancel(payment_key="pk", reason="r", amount=amount, idempotency_key="k")
 
@@ -239,7 +253,10 @@ async def test_cancel_is_retried_with_the_same_idempotency_key(toss: Factory) ->
 
 
 async def test_a_retry_that_gets_an_answer_returns_it(toss: Factory, card_payment: dict[str, Any]) -> None:
-    outcomes: list[httpx.Response | Exception] = [httpx.ConnectError("refused"), httpx.Response(200, json=card_payment)]
+    outcomes: list[httpx.Response | Exception] = [
+        httpx.ConnectError("refused"),
+        httpx.Response(200, json=card_payment),
+    ]
 
     def handler(request: httpx.Request) -> httpx.Response:
         outcome = outcomes.pop(0)
@@ -283,7 +300,9 @@ async def test_an_http_answer_is_never_retried(toss: Factory, answer: httpx.Resp
     harness = toss(lambda request: answer)
 
     with pytest.raises(GatewayError) as error:
-        await harness.client.confirm(payment_key="pk_1", order_id="order_0001", amount=1000, idempotency_key="k")
+        await harness.client.confirm(
+            payment_key="pk_1", order_id="order_0001", amount=1000, idempotency_key="k"
+        )
 
     assert error.value.http_status == answer.status_code
     assert len(harness.requests) == 1
@@ -298,7 +317,9 @@ async def test_idempotent_request_still_processing_means_the_outcome_is_unknown(
     )
 
     with pytest.raises(GatewayError) as error:
-        await harness.client.confirm(payment_key="pk_1", order_id="order_0001", amount=1000, idempotency_key="k")
+        await harness.client.confirm(
+            payment_key="pk_1", order_id="order_0001", amount=1000, idempotency_key="k"
+        )
 
     assert error.value.kind is GatewayErrorKind.UNAVAILABLE
     assert error.value.outcome_unknown
@@ -312,7 +333,11 @@ async def test_idempotent_request_still_processing_means_the_outcome_is_unknown(
 async def test_calls_are_logged_with_order_id_endpoint_status_and_elapsed_but_never_the_secret(
     toss: Factory, card_payment: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    answers = iter([httpx.ReadTimeout("slow"), httpx.Response(200, json=card_payment)])
+    outcomes: list[httpx.Response | Exception] = [
+        httpx.ReadTimeout("slow"),
+        httpx.Response(200, json=card_payment),
+    ]
+    answers = iter(outcomes)
 
     def handler(request: httpx.Request) -> httpx.Response:
         outcome = next(answers)

@@ -48,7 +48,7 @@ DOCUMENTED_CODES = {
     "PAY_PROCESS_ABORTED", "NOT_FOUND", "NOT_FOUND_MERCHANT", "NOT_FOUND_METHOD", "NOT_FOUND_BILLING",
     "FAILED_DB_PROCESSING", "UNKNOWN_ERROR", "EXPIRED_PAYMENT",
     # 4.4 failUrl
-    "INVALID_CLIENT_KEY", "USER_CANCEL", "INCORRECT_SUCCESS_URL_FORMAT",
+    "INVALID_CLIENT_KEY", "USER_CANCEL", "INCORRECT_SUCCESS_URL_FORMAT", "INCORRECT_FAIL_URL_FORMAT",
     # 5 idempotency
     "INVALID_IDEMPOTENCY_KEY", "IDEMPOTENT_REQUEST_PROCESSING",
 }  # fmt: skip
@@ -113,7 +113,9 @@ def test_the_table_is_data_that_cannot_be_changed_at_run_time() -> None:
 async def confirm_answering(toss: Factory, answer: httpx.Response) -> GatewayError:
     harness = toss(lambda request: answer)
     with pytest.raises(GatewayError) as error:
-        await harness.client.confirm(payment_key="pk_1", order_id="order_0001", amount=1000, idempotency_key="k")
+        await harness.client.confirm(
+            payment_key="pk_1", order_id="order_0001", amount=1000, idempotency_key="k"
+        )
     return error.value
 
 
@@ -123,7 +125,9 @@ async def test_every_table_entry_becomes_its_kind_keeping_toss_code_and_message(
 ) -> None:
     # a 4xx falls back to DECLINED and a 5xx to UNAVAILABLE: under both, the table must win
     for status in (400, 503):
-        error = await confirm_answering(toss, httpx.Response(status, json={"code": code, "message": f"msg {code}"}))
+        error = await confirm_answering(
+            toss, httpx.Response(status, json={"code": code, "message": f"msg {code}"})
+        )
 
         assert error.kind is kind
         assert error.pg_code == code
@@ -179,7 +183,9 @@ async def test_an_unmapped_code_is_judged_by_http_status_and_logged(
                for record in caplog.records)  # fmt: skip
 
 
-async def test_a_mapped_code_is_not_logged_as_unmapped(toss: Factory, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_mapped_code_is_not_logged_as_unmapped(
+    toss: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="app.gateway")
 
     await confirm_answering(toss, httpx.Response(403, json={"code": "REJECT_CARD_PAYMENT", "message": "m"}))
@@ -190,7 +196,9 @@ async def test_a_mapped_code_is_not_logged_as_unmapped(toss: Factory, caplog: py
 async def test_a_non_json_502_from_a_proxy_is_unavailable(toss: Factory) -> None:
     html = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body>\n</html>"
 
-    error = await confirm_answering(toss, httpx.Response(502, text=html, headers={"Content-Type": "text/html"}))
+    error = await confirm_answering(
+        toss, httpx.Response(502, text=html, headers={"Content-Type": "text/html"})
+    )
 
     assert error.kind is GatewayErrorKind.UNAVAILABLE
     assert error.outcome_unknown
@@ -208,7 +216,9 @@ async def test_a_non_json_502_from_a_proxy_is_unavailable(toss: Factory) -> None
     ],
     ids=["empty-504", "json-without-code", "json-array"],
 )
-async def test_a_server_error_without_a_toss_error_body_is_unavailable(toss: Factory, answer: httpx.Response) -> None:
+async def test_a_server_error_without_a_toss_error_body_is_unavailable(
+    toss: Factory, answer: httpx.Response
+) -> None:
     error = await confirm_answering(toss, answer)
 
     assert error.kind is GatewayErrorKind.UNAVAILABLE

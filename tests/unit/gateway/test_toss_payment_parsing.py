@@ -83,7 +83,9 @@ async def test_korean_method_names_are_mapped(
     ["2025-11-30T15:17:19+09:00", "2025-11-30T15:17:19", "2025-11-30T06:17:19Z"],
     ids=["with-offset", "without-offset-is-kst", "utc"],
 )
-async def test_a_virtual_account_waiting_for_deposit(toss: Factory, payment_json: PaymentJson, due_date: str) -> None:
+async def test_a_virtual_account_waiting_for_deposit(
+    toss: Factory, payment_json: PaymentJson, due_date: str
+) -> None:
     confirmed = payment_json(
         status="WAITING_FOR_DEPOSIT",
         method="가상계좌",
@@ -159,16 +161,21 @@ async def test_an_aborted_payment_carries_its_failure(toss: Factory, payment_jso
     assert payment.failure == PgFailure(code="REJECT_CARD_COMPANY", message="결제 승인이 거절되었습니다.")
 
 
-async def test_an_expired_payment_with_a_null_failure_message(toss: Factory, payment_json: PaymentJson) -> None:
+async def test_an_expired_payment_with_a_null_failure_message(
+    toss: Factory, payment_json: PaymentJson
+) -> None:
     payment = await looked_up(
-        toss, payment_json(status="EXPIRED", approvedAt=None, failure={"code": "EXPIRED_PAYMENT", "message": None})
+        toss,
+        payment_json(status="EXPIRED", approvedAt=None, failure={"code": "EXPIRED_PAYMENT", "message": None}),
     )
 
     assert payment.status is PgPaymentStatus.EXPIRED
     assert payment.failure == PgFailure(code="EXPIRED_PAYMENT", message="")
 
 
-def cancel_entry(amount: int, transaction_key: str, canceled_at: str | None, refundable: int) -> dict[str, Any]:
+def cancel_entry(
+    amount: int, transaction_key: str, canceled_at: str | None, refundable: int
+) -> dict[str, Any]:
     return {
         "cancelAmount": amount,
         "cancelReason": "buyer asked",
@@ -199,7 +206,9 @@ async def test_a_partial_cancel_reports_the_newest_cancel(toss: Factory, payment
     )
     harness = toss(lambda request: httpx.Response(200, json=answer))
 
-    refund = await harness.client.cancel(payment_key="pk_1", reason="partial", amount=3000, idempotency_key="r2")
+    refund = await harness.client.cancel(
+        payment_key="pk_1", reason="partial", amount=3000, idempotency_key="r2"
+    )
 
     assert refund.canceled_amount == 3000
     assert refund.transaction_key == "TX_SECOND"
@@ -228,7 +237,9 @@ async def test_the_newest_cancel_is_chosen_by_time_when_toss_lists_them_out_of_o
     assert (refund.canceled_amount, refund.transaction_key) == (600, "TX_LATER")
 
 
-async def test_without_times_the_last_cancel_entry_is_the_newest(toss: Factory, payment_json: PaymentJson) -> None:
+async def test_without_times_the_last_cancel_entry_is_the_newest(
+    toss: Factory, payment_json: PaymentJson
+) -> None:
     answer = payment_json(
         status="CANCELED",
         balanceAmount=0,

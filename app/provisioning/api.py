@@ -1,0 +1,37 @@
+"""GET /api/entitlements: what the caller has been granted (the local ledger)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from litestar import Controller, get
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.auth import Caller
+from app.provisioning.handlers import list_entitlements
+
+
+class EntitlementBody(msgspec.Struct, rename="camel"):
+    transaction_id: str
+    product_type: str
+    product_id: str
+    granted_at: datetime
+
+
+class EntitlementListBody(msgspec.Struct, rename="camel"):
+    items: list[EntitlementBody]
+
+
+class EntitlementController(Controller):
+    path = "/api/entitlements"
+    tags = ["provisioning"]
+
+    @get("/", summary="The caller's grants recorded in the local ledger")
+    async def list_grants(self, caller: Caller, engine: AsyncEngine) -> EntitlementListBody:
+        grants = await list_entitlements(engine, caller.user_id)
+        return EntitlementListBody(
+            items=[
+                EntitlementBody(g.transaction_id, g.product_type, g.product_id, g.granted_at) for g in grants
+            ]
+        )

@@ -1,0 +1,99 @@
+"""The job functions, shared by the arq worker and the in-process queue (same retry rules).
+
+Jobs may run more than once (arq favours "more than once" over "never"): each one re-reads the
+transaction and acts only when it is still in the state the job is for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from arq import Retry
+
+from app.core.domain import ProductType, Status
+from app.core.service import PaymentService, RefundOutcomeUnknown
+from app.provisioning.handlers import GrantHandler, GrantRequest, PermanentGrantError, TransientGrantError
+
+log = logging.getLogger("app.provisioning")
+
+GRANT_JOB = "provision_grant"
+REFUND_JOB = "refund_payment"
+SWEEP_JOB = "sweep"
+
+
+@dataclass(frozen=True, slots=True)
+class JobDeps:
+    """What the jobs need; put in the job context as ctx["deps"]."""
+
+    payments: PaymentService
+    handlers: Mapping[ProductType, GrantHandler]
+    max_tries: int
+    retry_base_seconds: float
+    retry_max_seconds: float
+    refund_retry_seconds: float
+    sweep_stale_after_seconds: float
+    sweep_batch_size: int
+
+
+def grant_retry_delay(job_try: int, base: float, ceiling: float) -> float:
+    """Growing waits between grant attempts: base, 2·base, 4·base, … up to the ceiling."""
+    return float(min(base * 2 ** (job_try - 1), ceiling))
+
+
+async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
+    """Grant a 45 transaction's purchase; report 50, retry, or 51 (which refunds) to Core."""
+    deps: JobDeps = ctx["deps"]
+    job_try: int = ctx.get("job_try", 1)
+    transaction = await deps.payments.get_transaction(transaction_id)
+    if transaction is None or transaction.status != Status.PROVISION_PENDING:
+        return "skipped: not pending"
+    handler = deps.handlers[transaction.product_type]
+    try:
+        details = await handler.grant(GrantRequest.of(transaction))
+    except PermanentGrantError as exc:
+        await deps.payments.fail_provisioning(transaction_id, str(exc))
+        return "failed: refused"
+    except TransientGrantError as exc:
+        if job_try >= deps.max_tries:
+            await deps.payments.fail_provisioning(transaction_id, f"gave up after {job_try} tries: {exc}")
+            return "failed: retries exhausted"
+        delay = grant_retry_delay(job_try, deps.retry_base_seconds, deps.retry_max_seconds)
+        log.warning(
+            "grant failed; retrying",
+            extra={
+                "transactionId": transaction_id,
+                "try": job_try,
+                "retryInSeconds": delay,
+                "error": str(exc),
+            },
+        )
+        raise Retry(defer=delay) from exc
+    await deps.payments.complete_provisioning(transaction_id, {"try": job_try, **details})
+    return "granted"
+
+
+async def refund_payment(ctx: dict[str, Any], transaction_id: str) -> str:
+    """Cancel a 90 transaction at the PG; retried until the PG answers."""
+    deps: JobDeps = ctx["deps"]
+    try:
+        status = await deps.payments.execute_refund(transaction_id)
+    except RefundOutcomeUnknown as exc:
+        log.warning(
+            "refund outcome unknown; retrying", extra={"transactionId": transaction_id, "pgCode": str(exc)}
+        )
+        raise Retry(defer=deps.refund_retry_seconds) from exc
+    return status.name
+
+
+async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    """Periodic: expire, and re-queue work whose job may have been lost (bounded batches)."""
+    deps: JobDeps = ctx["deps"]
+    counts = await deps.payments.sweep(
+        stale_after_seconds=deps.sweep_stale_after_seconds, batch_size=deps.sweep_batch_size
+    )
+    if any(counts.values()):
+        log.info("sweep", extra=counts)
+    return counts

@@ -1,0 +1,463 @@
+"""In-memory fakes of Payment Core's ports, for service-layer tests that run in milliseconds.
+
+They keep the SQL adapter's contract: guarded transitions that change nothing when the status
+is not the expected one, a history row written in the same step, newest-first listing with an
+opaque cursor. Every method yields to the event loop once before its (atomic) critical section,
+like a database round trip would, so concurrent callers really interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.core.domain import HistoryEntry, Status, Transaction, can_transition
+from app.core.ports import StatusView, TransactionPage, TransitionChange
+from app.core.repository import decode_cursor, encode_cursor
+from app.gateway.models import (
+    GatewayError,
+    GatewayErrorKind,
+    PaymentInfo,
+    PaymentMethod,
+    PgFailure,
+    PgPaymentStatus,
+    RefundResult,
+    VirtualAccount,
+)
+
+# --- clock ---------------------------------------------------------------------------------------
+
+DEFAULT_NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock that only moves when the test moves it. Always timezone-aware UTC."""
+
+    def __init__(self, now: datetime = DEFAULT_NOW) -> None:
+        self._now = _aware_utc(now)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, now: datetime) -> None:
+        self._now = _aware_utc(now)
+
+    def advance(self, delta: timedelta | None = None, *, seconds: float = 0, minutes: float = 0) -> datetime:
+        self._now += (delta or timedelta()) + timedelta(seconds=seconds, minutes=minutes)
+        return self._now
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("FakeClock needs a timezone-aware datetime")
+    return value.astimezone(UTC)
+
+
+# --- repository ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Row:
+    row_id: int
+    transaction: Transaction
+    history: list[HistoryEntry]
+
+
+class InMemoryTransactionRepository:
+    """TransactionRepository in a dict, with the SQL adapter's guarded semantics.
+
+    With `strict_transitions` (the default) a transition the SPEC does not allow is a test
+    failure: the repository trusts its caller, so the service must never ask for one.
+    """
+
+    def __init__(self, *, strict_transitions: bool = True) -> None:
+        self._rows: dict[str, _Row] = {}
+        self._next_id = 1
+        self._strict = strict_transitions
+
+    async def add(self, transaction: Transaction, message: str) -> None:
+        await asyncio.sleep(0)
+        if transaction.transaction_id in self._rows:
+            raise ValueError(f"duplicate transaction_id {transaction.transaction_id}")  # unique key
+        stored = copy.deepcopy(transaction)
+        stored.refunded_amount = 0
+        first = HistoryEntry(
+            status=stored.status, message=message[:255], metadata={}, created_at=stored.created_at
+        )
+        self._rows[stored.transaction_id] = _Row(self._next_id, stored, [first])
+        self._next_id += 1
+
+    async def get(self, transaction_id: str) -> Transaction | None:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        return None if row is None else copy.deepcopy(row.transaction)
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        if row is None:
+            return None
+        t = row.transaction
+        return StatusView(
+            transaction_id=t.transaction_id,
+            user_id=t.user_id,
+            status=t.status,
+            amount=t.amount,
+            method=t.method,
+            updated_at=t.updated_at,
+            completed_at=t.completed_at,
+            failure_code=t.failure_code,
+            failure_message=t.failure_message,
+            va_bank_code=t.va_bank_code,
+            va_account_number=t.va_account_number,
+            va_due_date=t.va_due_date,
+        )
+
+    async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        return [] if row is None else copy.deepcopy(row.history)
+
+    async def list_for_user(
+        self, user_id: str, *, statuses: Sequence[Status] | None, cursor: str | None, limit: int
+    ) -> TransactionPage:
+        await asyncio.sleep(0)
+        rows = [r for r in self._rows.values() if r.transaction.user_id == user_id]
+        if statuses:
+            rows = [r for r in rows if r.transaction.status in statuses]
+        if cursor is not None:
+            before = decode_cursor(cursor)
+            if before is not None:
+                rows = [r for r in rows if r.row_id < before]
+        rows.sort(key=lambda r: r.row_id, reverse=True)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].row_id) if has_more and rows else None
+        return TransactionPage(items=[copy.deepcopy(r.transaction) for r in rows], next_cursor=next_cursor)
+
+    async def transition(
+        self,
+        transaction_id: str,
+        *,
+        expected: Status,
+        target: Status,
+        message: str,
+        now: datetime,
+        change: TransitionChange | None = None,
+        history_metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        await asyncio.sleep(0)
+        if self._strict and not can_transition(expected, target):
+            raise AssertionError(f"the service asked for a forbidden transition {expected!r} → {target!r}")
+        row = self._rows.get(transaction_id)
+        if row is None or row.transaction.status != expected:
+            return False  # UPDATE … WHERE status = :expected matched no row
+        _apply(row.transaction, change)
+        row.transaction.status = target
+        row.transaction.updated_at = now
+        row.history.append(
+            HistoryEntry(
+                status=target,
+                message=message[:255],
+                metadata=copy.deepcopy(dict(history_metadata or {})),
+                created_at=now,
+            )
+        )
+        return True
+
+    async def record_event(
+        self,
+        transaction_id: str,
+        *,
+        status: Status,
+        message: str,
+        metadata: Mapping[str, Any],
+        now: datetime,
+        change: TransitionChange | None = None,
+    ) -> bool:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        if row is None:
+            return False  # the history row's foreign key would fail
+        if _change_values(change):
+            if row.transaction.status != status:
+                return False
+            _apply(row.transaction, change)
+        row.history.append(
+            HistoryEntry(
+                status=status, message=message[:255], metadata=copy.deepcopy(dict(metadata)), created_at=now
+            )
+        )
+        return True
+
+    async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
+        await asyncio.sleep(0)
+        expired = [
+            r.transaction
+            for r in self._rows.values()
+            if r.transaction.status == Status.CREATED and r.transaction.expires_at <= now
+        ]
+        expired.sort(key=lambda t: t.expires_at)
+        return [t.transaction_id for t in expired[:limit]]
+
+    # --- for tests only: read the stored state without going through the port ----------------
+
+    def stored(self, transaction_id: str) -> Transaction:
+        return copy.deepcopy(self._rows[transaction_id].transaction)
+
+    def stored_history(self, transaction_id: str) -> list[HistoryEntry]:
+        return copy.deepcopy(self._rows[transaction_id].history)
+
+    def count(self) -> int:
+        return len(self._rows)
+
+
+def _change_values(change: TransitionChange | None) -> dict[str, Any]:
+    if change is None:
+        return {}
+    return {
+        f.name: getattr(change, f.name)
+        for f in dataclasses.fields(change)
+        if getattr(change, f.name) is not None
+    }
+
+
+def _apply(transaction: Transaction, change: TransitionChange | None) -> None:
+    for name, value in _change_values(change).items():
+        setattr(transaction, name, value)
+
+
+# --- gateway -------------------------------------------------------------------------------------
+
+Outcome = PaymentInfo | RefundResult | GatewayError | Callable[["GatewayCall"], PaymentInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCall:
+    operation: str  # confirm_payment | get_payment | find_payment | cancel_payment
+    kwargs: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Step:
+    outcome: Outcome
+    hold: asyncio.Event | None = None
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FakeGateway:
+    """PaymentGateway scripted per call; records every call.
+
+    `on_confirm(a, b)` answers the next two confirms with a then b (a PaymentInfo is returned, a
+    GatewayError raised). `hold=event` keeps that call open until the event is set; the returned
+    step's `entered` event tells the test the call is in flight. An unscripted confirm answers
+    DONE for exactly what it was asked; any other unscripted call fails the test.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[GatewayCall] = []
+        self._scripts: dict[str, deque[_Step]] = {
+            op: deque() for op in ("confirm_payment", "get_payment", "find_payment", "cancel_payment")
+        }
+
+    # scripting
+    def on_confirm(self, *outcomes: Outcome, hold: asyncio.Event | None = None) -> list[_Step]:
+        return self._script("confirm_payment", outcomes, hold)
+
+    def on_get(self, *outcomes: Outcome, hold: asyncio.Event | None = None) -> list[_Step]:
+        return self._script("get_payment", outcomes, hold)
+
+    def on_find(self, *outcomes: Outcome, hold: asyncio.Event | None = None) -> list[_Step]:
+        return self._script("find_payment", outcomes, hold)
+
+    def on_cancel(self, *outcomes: Outcome, hold: asyncio.Event | None = None) -> list[_Step]:
+        return self._script("cancel_payment", outcomes, hold)
+
+    def _script(self, op: str, outcomes: Sequence[Outcome], hold: asyncio.Event | None) -> list[_Step]:
+        steps = [_Step(outcome, hold) for outcome in outcomes]
+        self._scripts[op].extend(steps)
+        return steps
+
+    def calls_to(self, operation: str) -> list[GatewayCall]:
+        return [c for c in self.calls if c.operation == operation]
+
+    @property
+    def confirm_calls(self) -> list[GatewayCall]:
+        return self.calls_to("confirm_payment")
+
+    # the port
+    async def confirm_payment(
+        self, *, provider: str, payment_key: str, order_id: str, amount: int, idempotency_key: str
+    ) -> PaymentInfo:
+        call = GatewayCall(
+            "confirm_payment",
+            {
+                "provider": provider,
+                "payment_key": payment_key,
+                "order_id": order_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
+        )
+        outcome = await self._answer(call, default=_confirm_done)
+        return _as_payment(outcome, call)
+
+    async def get_payment(self, *, provider: str, payment_key: str) -> PaymentInfo:
+        call = GatewayCall("get_payment", {"provider": provider, "payment_key": payment_key})
+        return _as_payment(await self._answer(call), call)
+
+    async def find_payment(self, *, provider: str, order_id: str) -> PaymentInfo:
+        call = GatewayCall("find_payment", {"provider": provider, "order_id": order_id})
+        return _as_payment(await self._answer(call), call)
+
+    async def cancel_payment(
+        self, *, provider: str, payment_key: str, reason: str, amount: int | None, idempotency_key: str
+    ) -> RefundResult:
+        call = GatewayCall(
+            "cancel_payment",
+            {
+                "provider": provider,
+                "payment_key": payment_key,
+                "reason": reason,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
+        )
+        outcome = await self._answer(call)
+        if not isinstance(outcome, RefundResult):
+            raise AssertionError(f"cancel_payment was scripted with {outcome!r}, not a RefundResult")
+        return outcome
+
+    async def _answer(self, call: GatewayCall, default: Outcome | None = None) -> Outcome:
+        self.calls.append(call)
+        script = self._scripts[call.operation]
+        if script:
+            step = script.popleft()
+        elif default is not None:
+            step = _Step(default)
+        else:
+            raise AssertionError(f"unscripted gateway call: {call.operation}({call.kwargs})")
+        step.entered.set()
+        if step.hold is not None:
+            await step.hold.wait()
+        await asyncio.sleep(0)  # a network round trip
+        if isinstance(step.outcome, GatewayError):
+            raise step.outcome
+        return step.outcome
+
+
+def _as_payment(outcome: Outcome, call: GatewayCall) -> PaymentInfo:
+    if isinstance(outcome, PaymentInfo):
+        return outcome
+    if isinstance(outcome, RefundResult):
+        raise AssertionError(f"{call.operation} was scripted with a RefundResult")
+    if isinstance(outcome, GatewayError):  # pragma: no cover - raised in _answer
+        raise outcome
+    return outcome(call)
+
+
+def _confirm_done(call: GatewayCall) -> PaymentInfo:
+    return done_payment(
+        call.kwargs["order_id"], call.kwargs["amount"], payment_key=call.kwargs["payment_key"]
+    )
+
+
+# --- builders of what the PG answers --------------------------------------------------------------
+
+APPROVED_AT = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
+
+
+def done_payment(
+    order_id: str,
+    amount: int,
+    *,
+    payment_key: str = "pk_done_1",
+    method: PaymentMethod = PaymentMethod.CARD,
+    approved_at: datetime = APPROVED_AT,
+) -> PaymentInfo:
+    """A card payment the PG approved (DONE)."""
+    return PaymentInfo(
+        provider="TOSS",
+        payment_key=payment_key,
+        order_id=order_id,
+        status=PgPaymentStatus.DONE,
+        method=method,
+        total_amount=amount,
+        balance_amount=amount,
+        approved_at=approved_at,
+        last_transaction_key="ltk_1",
+    )
+
+
+def waiting_for_deposit_payment(
+    order_id: str,
+    amount: int,
+    *,
+    due_date: datetime,
+    payment_key: str = "pk_va_1",
+    bank_code: str = "88",
+    account_number: str = "X6516657813646",
+    secret: str = "ps_secret_abc123",
+) -> PaymentInfo:
+    """A virtual account issued by the PG, waiting for the buyer's deposit."""
+    return PaymentInfo(
+        provider="TOSS",
+        payment_key=payment_key,
+        order_id=order_id,
+        status=PgPaymentStatus.WAITING_FOR_DEPOSIT,
+        method=PaymentMethod.VIRTUAL_ACCOUNT,
+        total_amount=amount,
+        balance_amount=amount,
+        virtual_account=VirtualAccount(bank_code=bank_code, account_number=account_number, due_date=due_date),
+        secret=secret,
+    )
+
+
+def aborted_payment(
+    order_id: str,
+    amount: int,
+    *,
+    code: str = "REJECT_CARD_COMPANY",
+    message: str = "The card company refused the payment.",
+    payment_key: str = "pk_aborted_1",
+    status: PgPaymentStatus = PgPaymentStatus.ABORTED,
+) -> PaymentInfo:
+    """A payment the PG reports as failed (ABORTED by default), with its failure."""
+    return PaymentInfo(
+        provider="TOSS",
+        payment_key=payment_key,
+        order_id=order_id,
+        status=status,
+        method=PaymentMethod.CARD,
+        total_amount=amount,
+        balance_amount=amount,
+        failure=PgFailure(code=code, message=message),
+    )
+
+
+def in_progress_payment(order_id: str, amount: int, *, payment_key: str = "pk_progress_1") -> PaymentInfo:
+    """A payment the buyer authenticated but the PG has not decided yet."""
+    return PaymentInfo(
+        provider="TOSS",
+        payment_key=payment_key,
+        order_id=order_id,
+        status=PgPaymentStatus.IN_PROGRESS,
+        method=PaymentMethod.CARD,
+        total_amount=amount,
+        balance_amount=amount,
+    )
+
+
+def gateway_error(
+    kind: GatewayErrorKind, pg_code: str = "PG_CODE", message: str = "", http_status: int | None = None
+) -> GatewayError:
+    """A normalized PG failure, e.g. gateway_error(UNAVAILABLE, 'TIMEOUT', 'read timed out')."""
+    return GatewayError(
+        kind=kind, pg_code=pg_code, message=message or f"{kind.value} from the PG", http_status=http_status
+    )
