@@ -22,6 +22,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     event,
@@ -88,11 +89,14 @@ transactions = Table(
     Column("va_due_date", UTCDateTime),
     Column("va_secret", String(64)),
     Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    Column("reconcile_attempts", Integer, nullable=False, server_default="0"),
+    Column("next_reconcile_at", UTCDateTime),
     UniqueConstraint("transaction_id", name="uq_transactions_transaction_id"),
     Index("ix_transactions_user_id_id", "user_id", "id"),
     Index("ix_transactions_status_expires_at", "status", "expires_at"),
     Index("ix_transactions_status_updated_at", "status", "updated_at"),
     Index("ix_transactions_created_at", "created_at"),
+    Index("ix_transactions_status_next_reconcile_at", "status", "next_reconcile_at"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )
@@ -155,6 +159,29 @@ entitlements = Table(
     # A grant is recorded at most once per transaction, however often the job runs.
     UniqueConstraint("transaction_id", name="uq_entitlements_transaction_id"),
     Index("ix_entitlements_user_id_id", "user_id", "id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("provider", String(20), nullable=False),
+    # Toss's transmission id; retries of one delivery repeat it, so it deduplicates deliveries.
+    Column("transmission_id", String(100), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("order_id", String(64)),
+    Column("pg_status", String(30)),
+    Column("retried_count", Integer, nullable=False, server_default="0"),
+    Column("raw_body", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("processed_at", UTCDateTime),
+    Column("outcome", String(30), nullable=False),  # RECEIVED | APPLIED | NO_CHANGE | IGNORED | REJECTED
+    Column("detail", String(255)),
+    UniqueConstraint("provider", "transmission_id", name="uq_webhook_events_transmission"),
+    Index("ix_webhook_events_order_id", "order_id"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )

@@ -22,16 +22,18 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.api import PaymentController, ProductController
+from app.core.api import PaymentController, ProductController, WebhookController
 from app.core.auth import Caller, TokenAuthority
 from app.core.catalog import StaticProductCatalog
 from app.core.clock import SystemClock
 from app.core.domain import PaymentError
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from app.core.ports import IdempotencyStore, ProvisioningQueue
-from app.core.repository import SqlTransactionRepository
+from app.core.reconciliation import PaymentReconciler, ReconcileConfig
+from app.core.repository import SqlTransactionRepository, SqlWebhookEventRepository
 from app.core.schemas import ErrorBody
 from app.core.service import CoreConfig, PaymentService
+from app.core.webhooks import WebhookService
 from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
@@ -57,6 +59,7 @@ class Services:
     gateway: GatewayService
     repository: SqlTransactionRepository
     payments: PaymentService
+    webhooks: WebhookService
     idempotency: IdempotencyStore
     tokens: TokenAuthority
     queue: ProvisioningQueue
@@ -119,13 +122,35 @@ def build_services(settings: Settings) -> Services:
             client_key=settings.toss_client_key,
             checkout_url=checkout_url,
             refund_window_days=settings.refund_window_days,
+            reconcile_first_delay_seconds=settings.reconcile_first_delay_seconds,
+            virtual_account_recheck_seconds=settings.virtual_account_recheck_seconds,
         ),
         queue=queue,
         refunds=repository,
     )
+    clock = SystemClock()
+    webhooks = WebhookService(
+        events=SqlWebhookEventRepository(engine),
+        payments=payments,
+        gateway=gateway,
+        queue=queue,
+        clock=clock,
+        signing_secret=settings.toss_webhook_secret,
+    )
+    reconciler = PaymentReconciler(
+        repository=repository,
+        gateway=gateway,
+        payments=payments,
+        clock=clock,
+        config=ReconcileConfig(
+            backoff_scale=settings.reconcile_backoff_scale, give_up_seconds=settings.reconcile_give_up_seconds
+        ),
+    )
     downstream_http = httpx.AsyncClient(timeout=settings.provisioning_http_timeout_seconds)
     job_deps = JobDeps(
         payments=payments,
+        reconciler=reconciler,
+        webhooks=webhooks,
         handlers=build_handlers(
             engine=engine,
             http=downstream_http,
@@ -149,6 +174,7 @@ def build_services(settings: Settings) -> Services:
         gateway=gateway,
         repository=repository,
         payments=payments,
+        webhooks=webhooks,
         idempotency=idempotency,
         tokens=TokenAuthority(settings.jwt_secret),
         queue=queue,
@@ -181,7 +207,9 @@ def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException
 _HTTP_CODES = {400: "PAY_000", 401: "AUTH_001", 403: "AUTH_002", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
-def http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    if exc.status_code >= 500:
+        log.error("HTTP %s on %s %s", exc.status_code, request.method, request.url.path, exc_info=exc)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR" if exc.status_code < 500 else "INTERNAL_ERROR")
     return _envelope(exc.status_code, code, exc.detail or "HTTP error")
 
@@ -247,6 +275,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         PaymentController,
         ProductController,
         EntitlementController,
+        WebhookController,
         health_live,
         health_ready,
     ]
@@ -262,6 +291,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "idempotency_store": Provide(lambda: built.idempotency, use_cache=True, sync_to_thread=False),
             "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
             "engine": Provide(lambda: built.engine, use_cache=True, sync_to_thread=False),
+            "webhook_service": Provide(lambda: built.webhooks, use_cache=True, sync_to_thread=False),
         },
         exception_handlers={
             PaymentError: payment_error_handler,

@@ -54,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_interval_seconds: int = 10
     sweep_stale_after_seconds: float = 15.0
     sweep_batch_size: int = 100
+    reconcile_first_delay_seconds: float = 10.0
+    reconcile_backoff_scale: float = 1.0
+    reconcile_give_up_seconds: float = 24 * 3600.0
+    virtual_account_recheck_seconds: float = 3600.0
 
     @property
     def is_production(self) -> bool:

@@ -28,6 +28,7 @@ from app.core.schemas import (
     transaction_detail_body,
 )
 from app.core.service import IssueCommand, PaymentService
+from app.core.webhooks import WebhookService
 
 JSON = "application/json"
 TransactionIdPath = Annotated[str, Parameter(min_length=1, max_length=64, description="Our transaction id")]
@@ -268,3 +269,14 @@ class ProductController(Controller):
     @get("/", summary="The product catalog")
     async def list_products(self, payment_service: PaymentService) -> ProductListBody:
         return ProductListBody(items=[product_body(p) for p in await payment_service.list_products()])
+
+
+class WebhookController(Controller):
+    path = "/webhooks/payments"
+    tags = ["webhooks"]
+    security: list[dict[str, list[str]]] = [{}]
+
+    @post("/toss", status_code=200, summary="Toss webhooks (PAYMENT_STATUS_CHANGED, DEPOSIT_CALLBACK)")
+    async def toss(self, request: Request[Any, Any, Any], webhook_service: WebhookService) -> dict[str, str]:
+        outcome = await webhook_service.receive(await request.body(), request.headers)
+        return {"outcome": outcome}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
 from app.gateway.models import PaymentInfo, RefundResult
@@ -73,6 +73,7 @@ class TransitionChange:
     va_account_number: str | None = None
     va_due_date: datetime | None = None
     va_secret: str | None = None
+    next_reconcile_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,49 @@ class TransactionRepository(Protocol):
         """Ids of transactions in `status` not changed since `updated_before`, oldest first."""
         ...
 
+    async def claim_due_reconciliations(
+        self, now: datetime, *, limit: int, lease_seconds: float
+    ) -> Sequence[tuple[str, int]]:
+        """Pending (30) transactions whose next PG lookup is due, as (id, attempt number).
+
+        Rows are locked with FOR UPDATE SKIP LOCKED and leased (next lookup pushed back by
+        `lease_seconds`) in one database transaction, so concurrent workers never take the
+        same transaction in the same round.
+        """
+        ...
+
+    async def schedule_reconciliation(self, transaction_id: str, next_at: datetime) -> None:
+        """When to ask the PG about a pending (30) transaction next."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    provider: str
+    transmission_id: str
+    event_type: str
+    order_id: str | None
+    payment_key: str | None
+    pg_status: str | None
+    secret: str | None
+    retried_count: int
+    raw_body: str
+    received_at: datetime
+
+
+class WebhookEventRepository(Protocol):
+    async def record(self, event: WebhookEvent) -> tuple[int, str]:
+        """Store a delivery once per transmission id; returns (event id, its current outcome)."""
+        ...
+
+    async def get(self, event_id: int) -> WebhookEvent | None:
+        """A recorded delivery."""
+        ...
+
+    async def finish(self, event_id: int, *, outcome: str, detail: str, now: datetime) -> None:
+        """Record what processing the delivery did."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RefundRecord:
@@ -201,6 +245,10 @@ class ProvisioningQueue(Protocol):
         """Queue the PG cancel of a 90 transaction (job id `refund:{transactionId}`)."""
         ...
 
+    async def enqueue_webhook(self, event_id: int) -> None:
+        """Queue the processing of a recorded webhook delivery (job id `webhook:{eventId}`)."""
+        ...
+
 
 class PaymentGateway(Protocol):
     """What Core asks of the Payment Gateway (satisfied by app.gateway.service.GatewayService)."""
@@ -224,6 +272,7 @@ class StoredResponse:
     body: bytes
 
 
+@runtime_checkable  # Litestar checks injected dependencies against their annotation
 class IdempotencyStore(Protocol):
     """Stripe-style keys: (scope, key) → fingerprint and, once finished, the first response."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -13,10 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
-from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange
+from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange, WebhookEvent
 from app.db import refunds as refunds_table
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
+from app.db import webhook_events as webhook_table
 
 _STATUS_COLUMNS = (
     tx_table.c.transaction_id,
@@ -259,6 +260,46 @@ class SqlTransactionRepository:
         async with self._engine.connect() as conn:
             return [r[0] for r in (await conn.execute(query)).all()]
 
+    async def claim_due_reconciliations(
+        self, now: datetime, *, limit: int, lease_seconds: float
+    ) -> Sequence[tuple[str, int]]:
+        due = (
+            select(tx_table.c.transaction_id, tx_table.c.reconcile_attempts)
+            .where(
+                tx_table.c.status == int(Status.PAYMENT_PENDING),
+                tx_table.c.next_reconcile_at <= now,
+            )
+            .order_by(tx_table.c.next_reconcile_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        lease_until = now + timedelta(seconds=lease_seconds)
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(due)).all()
+            if not rows:
+                return []
+            ids = [r[0] for r in rows]
+            await conn.execute(
+                update(tx_table)
+                .where(tx_table.c.transaction_id.in_(ids))
+                .values(
+                    next_reconcile_at=lease_until,
+                    reconcile_attempts=tx_table.c.reconcile_attempts + 1,
+                )
+            )
+        return [(r[0], int(r[1]) + 1) for r in rows]
+
+    async def schedule_reconciliation(self, transaction_id: str, next_at: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(tx_table)
+                .where(
+                    tx_table.c.transaction_id == transaction_id,
+                    tx_table.c.status == int(Status.PAYMENT_PENDING),
+                )
+                .values(next_reconcile_at=next_at)
+            )
+
     # --- refunds -------------------------------------------------------------------------------
 
     async def start_refund(
@@ -382,3 +423,65 @@ def _change_values(change: TransitionChange | None) -> dict[str, Any]:
     if change is None:
         return {}
     return {name: getattr(change, name) for name in change.__slots__ if getattr(change, name) is not None}
+
+
+class SqlWebhookEventRepository:
+    """Every delivery is recorded once per transmission id, with its raw body and outcome."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(self, event: WebhookEvent) -> tuple[int, str]:
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    insert(webhook_table).values(
+                        provider=event.provider,
+                        transmission_id=event.transmission_id,
+                        event_type=event.event_type,
+                        order_id=event.order_id,
+                        pg_status=event.pg_status,
+                        retried_count=event.retried_count,
+                        raw_body=event.raw_body,
+                        received_at=event.received_at,
+                        outcome="RECEIVED",
+                    )
+                )
+                key = result.inserted_primary_key
+                assert key is not None
+                return int(key[0]), "RECEIVED"
+        except IntegrityError:
+            query = select(webhook_table.c.id, webhook_table.c.outcome).where(
+                webhook_table.c.provider == event.provider,
+                webhook_table.c.transmission_id == event.transmission_id,
+            )
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(query)).one()
+            return int(row[0]), str(row[1])
+
+    async def get(self, event_id: int) -> WebhookEvent | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(webhook_table).where(webhook_table.c.id == event_id))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return WebhookEvent(
+            provider=m["provider"],
+            transmission_id=m["transmission_id"],
+            event_type=m["event_type"],
+            order_id=m["order_id"],
+            payment_key=None,
+            pg_status=m["pg_status"],
+            secret=None,
+            retried_count=int(m["retried_count"]),
+            raw_body=m["raw_body"],
+            received_at=m["received_at"],
+        )
+
+    async def finish(self, event_id: int, *, outcome: str, detail: str, now: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(webhook_table)
+                .where(webhook_table.c.id == event_id)
+                .values(outcome=outcome, detail=detail[:255], processed_at=now)
+            )

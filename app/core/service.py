@@ -80,6 +80,8 @@ class CoreConfig:
     checkout_url: str | None = None  # a hosted payment window (the mock's) for frontends without the SDK
     provider: str = "TOSS"
     refund_window_days: int = 7
+    reconcile_first_delay_seconds: float = 10.0
+    virtual_account_recheck_seconds: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +246,11 @@ class PaymentService:
             target=Status.PAYMENT_PENDING,
             message="confirming with the payment provider",
             now=now,
-            change=TransitionChange(payment_key=payment_key),
+            # If this process dies before the confirm's answer is stored, the reconciler asks the PG.
+            change=TransitionChange(
+                payment_key=payment_key,
+                next_reconcile_at=now + timedelta(seconds=self._config.reconcile_first_delay_seconds),
+            ),
             history_metadata={"paymentKey": payment_key},
         )
         if not claimed:
@@ -303,6 +309,18 @@ class PaymentService:
                 await self.start_provisioning(tid)
         elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
             va = payment.virtual_account
+            if va.expired or now >= va.due_date:
+                # Toss sends nothing when the due date passes: whoever notices fails it.
+                await self._fail_pending(
+                    tid, "PAY_002", "The virtual account expired before the deposit.", None
+                )
+                return await self._current_status(tid)
+            recheck_at = min(
+                va.due_date, now + timedelta(seconds=self._config.virtual_account_recheck_seconds)
+            )
+            if transaction.va_account_number is not None:
+                await self._repo.schedule_reconciliation(tid, recheck_at)
+                return await self._current_status(tid)
             await self._repo.record_event(
                 tid,
                 status=Status.PAYMENT_PENDING,
@@ -316,6 +334,7 @@ class PaymentService:
                     va_due_date=va.due_date,
                     va_secret=payment.secret,
                     expires_at=va.due_date,
+                    next_reconcile_at=recheck_at,
                 ),
             )
         elif payment.status in (PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED):
@@ -651,6 +670,22 @@ class PaymentService:
             ),
             history_metadata={"code": code, "pgCode": pg_code, **(metadata or {})},
         )
+
+    async def fail_created_by_pg(self, transaction: Transaction, pg_status: str) -> bool:
+        """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED)."""
+        code = "PAY_002" if pg_status == "EXPIRED" else "PAY_003"
+        return await self._fail_created(
+            transaction, code, f"The payment provider reports {pg_status}.", pg_code=pg_status
+        )
+
+    async def fail_with_gateway_error(self, transaction_id: str, error: GatewayError) -> bool:
+        """30 → 41 for a PG answer that means "not approved", with the SPEC's code."""
+        code, message = _ERROR_KIND_TO_CODE.get(error.kind, ("PAY_003", "The payment failed."))
+        return await self.fail_pending(transaction_id, code, error.message or message, error.pg_code)
+
+    async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
+        """30 → 41 (guarded)."""
+        return await self._fail_pending(transaction_id, code, message, pg_code)
 
     async def _fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
         return await self._repo.transition(

@@ -14,13 +14,17 @@ from typing import Any
 from arq import Retry
 
 from app.core.domain import ProductType, Status
+from app.core.reconciliation import PaymentReconciler
 from app.core.service import PaymentService, RefundOutcomeUnknown
+from app.core.webhooks import WebhookService
+from app.gateway.models import GatewayError
 from app.provisioning.handlers import GrantHandler, GrantRequest, PermanentGrantError, TransientGrantError
 
 log = logging.getLogger("app.provisioning")
 
 GRANT_JOB = "provision_grant"
 REFUND_JOB = "refund_payment"
+WEBHOOK_JOB = "process_webhook"
 SWEEP_JOB = "sweep"
 
 
@@ -29,6 +33,8 @@ class JobDeps:
     """What the jobs need; put in the job context as ctx["deps"]."""
 
     payments: PaymentService
+    reconciler: PaymentReconciler
+    webhooks: WebhookService
     handlers: Mapping[ProductType, GrantHandler]
     max_tries: int
     retry_base_seconds: float
@@ -88,12 +94,26 @@ async def refund_payment(ctx: dict[str, Any], transaction_id: str) -> str:
     return status.name
 
 
+async def process_webhook(ctx: dict[str, Any], event_id: int) -> str:
+    """Apply a recorded webhook delivery after re-fetching the payment S2S."""
+    deps: JobDeps = ctx["deps"]
+    try:
+        return await deps.webhooks.process(event_id)
+    except GatewayError as exc:
+        if not exc.outcome_unknown and exc.kind.value != "NOT_FOUND":
+            raise
+        delay = grant_retry_delay(ctx.get("job_try", 1), deps.retry_base_seconds, deps.retry_max_seconds)
+        raise Retry(defer=delay) from exc
+
+
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
-    """Periodic: expire, and re-queue work whose job may have been lost (bounded batches)."""
+    """Periodic: expire, reconcile pending payments, re-queue lost work (bounded batches)."""
     deps: JobDeps = ctx["deps"]
     counts = await deps.payments.sweep(
         stale_after_seconds=deps.sweep_stale_after_seconds, batch_size=deps.sweep_batch_size
     )
+    for outcome, count in (await deps.reconciler.reconcile_due(limit=deps.sweep_batch_size)).items():
+        counts[f"reconcile:{outcome}"] = count
     if any(counts.values()):
         log.info("sweep", extra=counts)
     return counts

@@ -10,7 +10,15 @@ from typing import Any
 from arq import Retry
 from arq.connections import ArqRedis
 
-from app.provisioning.jobs import GRANT_JOB, REFUND_JOB, provision_grant, refund_payment, sweep
+from app.provisioning.jobs import (
+    GRANT_JOB,
+    REFUND_JOB,
+    WEBHOOK_JOB,
+    process_webhook,
+    provision_grant,
+    refund_payment,
+    sweep,
+)
 
 log = logging.getLogger("app.provisioning")
 
@@ -25,6 +33,10 @@ def refund_job_id(transaction_id: str) -> str:
     return f"refund:{transaction_id}"
 
 
+def webhook_job_id(event_id: int) -> str:
+    return f"webhook:{event_id}"
+
+
 class ArqProvisioningQueue:
     """Deterministic job ids: enqueueing a job that is already queued or running is a no-op."""
 
@@ -36,6 +48,9 @@ class ArqProvisioningQueue:
 
     async def enqueue_refund(self, transaction_id: str) -> None:
         await self._redis.enqueue_job(REFUND_JOB, transaction_id, _job_id=refund_job_id(transaction_id))
+
+    async def enqueue_webhook(self, event_id: int) -> None:
+        await self._redis.enqueue_job(WEBHOOK_JOB, event_id, _job_id=webhook_job_id(event_id))
 
 
 class InProcessQueue:
@@ -57,6 +72,9 @@ class InProcessQueue:
 
     async def enqueue_refund(self, transaction_id: str) -> None:
         self._enqueue(refund_job_id(transaction_id), refund_payment, transaction_id)
+
+    async def enqueue_webhook(self, event_id: int) -> None:
+        self._enqueue(webhook_job_id(event_id), process_webhook, event_id)
 
     def _enqueue(self, job_id: str, function: JobFunction, *args: Any) -> None:
         if job_id in self._tasks:
