@@ -52,6 +52,9 @@ class WorkerSettings:
         func(
             refund_payment, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=1000
         ),
+        func(
+            process_webhook, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=20
+        ),
     ]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(
