@@ -12,7 +12,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Function, func
 
-from app.provisioning.jobs import provision_grant, refund_payment, sweep
+from app.provisioning.jobs import process_webhook, provision_grant, refund_payment, sweep
 from app.settings import load_settings
 
 _settings = load_settings()
