@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+import tempfile
 
 import click
 
 from app.settings import SettingsError, load_settings
 
 
-def _configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(*, json_logs: bool | None = None) -> None:
+    from app.observability import configure_logging
+
+    try:
+        settings = load_settings()
+    except SettingsError:
+        configure_logging("INFO", json_logs=True)
+        return
+    as_json = settings.log_format != "text" if json_logs is None else json_logs
+    configure_logging(settings.log_level, json_logs=as_json)
 
 
 @click.group()
@@ -61,14 +69,19 @@ def serve(host: str, port: int, workers: int) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     _refuse_insecure_production(settings)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Every worker process writes its series here; /metrics aggregates them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="payments-metrics-")
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
+        log_config=None,
         log_level="warning",
         access_log=False,
+        timeout_graceful_shutdown=20,
     )
 
 
@@ -99,7 +112,7 @@ def dev(port: int, mock_port: int, host: str) -> None:
     """Everything on the embedded default (SQLite, in-process queue) plus the mock Toss."""
     from app.dev import run_dev
 
-    _configure_logging()
+    _configure_logging(json_logs=False)
     sys.exit(run_dev(host=host, port=port, mock_port=mock_port))
 
 

@@ -38,10 +38,13 @@ from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
+from app.metrics import render_metrics
+from app.observability import request_id_middleware
 from app.provisioning.api import EntitlementController
 from app.provisioning.handlers import build_handlers
 from app.provisioning.jobs import JobDeps
 from app.provisioning.queue import ArqProvisioningQueue, InProcessQueue
+from app.ratelimit import RateLimited, RateLimiter
 from app.settings import Settings, load_settings
 
 log = logging.getLogger("app")
@@ -62,6 +65,7 @@ class Services:
     webhooks: WebhookService
     idempotency: IdempotencyStore
     tokens: TokenAuthority
+    rate_limiter: RateLimiter
     queue: ProvisioningQueue
     job_deps: JobDeps
 
@@ -177,6 +181,10 @@ def build_services(settings: Settings) -> Services:
         webhooks=webhooks,
         idempotency=idempotency,
         tokens=TokenAuthority(settings.jwt_secret),
+        rate_limiter=RateLimiter(
+            redis,
+            {"issue": settings.rate_limit_issue_per_minute, "refund": settings.rate_limit_refund_per_minute},
+        ),
         queue=queue,
         job_deps=job_deps,
     )
@@ -190,7 +198,10 @@ def _envelope(status_code: int, code: str, message: str, details: Any = None) ->
 
 
 def payment_error_handler(_: Request[Any, Any, Any], exc: PaymentError) -> Response[ErrorBody]:
-    return _envelope(exc.http_status, exc.code, exc.message, exc.details)
+    response = _envelope(exc.http_status, exc.code, exc.message, exc.details)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
@@ -248,6 +259,12 @@ async def health_ready(services: Services) -> Response[dict[str, str]]:
     )
 
 
+@get("/metrics", tags=["health"], include_in_schema=False)
+async def metrics() -> Response[bytes]:
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)
+
+
 # --- the app --------------------------------------------------------------------------------------
 
 
@@ -278,6 +295,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         WebhookController,
         health_live,
         health_ready,
+        metrics,
     ]
     if not settings.is_production:
         route_handlers.append(DemoController)
@@ -292,6 +310,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
             "engine": Provide(lambda: built.engine, use_cache=True, sync_to_thread=False),
             "webhook_service": Provide(lambda: built.webhooks, use_cache=True, sync_to_thread=False),
+            "rate_limiter": Provide(lambda: built.rate_limiter, use_cache=True, sync_to_thread=False),
         },
         exception_handlers={
             PaymentError: payment_error_handler,
@@ -300,6 +319,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Exception: internal_error_handler,
         },
         lifespan=[lifespan],
+        middleware=[request_id_middleware],
         openapi_config=OpenAPIConfig(
             title="AsyncSite Payments",
             version="0.1.0",
@@ -312,3 +332,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         ),
         debug=False,
     )
+
+
+def create_served_app() -> Litestar:
+    """The factory `payments serve` hands to uvicorn: logging is configured in every worker process."""
+    from app.observability import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_logs=settings.log_format != "text")
+    return create_app(settings)

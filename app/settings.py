@@ -58,6 +58,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_backoff_scale: float = 1.0
     reconcile_give_up_seconds: float = 24 * 3600.0
     virtual_account_recheck_seconds: float = 3600.0
+    rate_limit_issue_per_minute: int = 60
+    rate_limit_refund_per_minute: int = 10
+    log_format: str = "json"  # json | text
+    log_level: str = "INFO"
 
     @property
     def is_production(self) -> bool:

@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from app.core.auth import Caller
-from app.core.domain import Status, ValidationFailed
+from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
 from app.core.ports import IdempotencyStore, StoredResponse
 from app.core.schemas import (
@@ -29,6 +29,8 @@ from app.core.schemas import (
 )
 from app.core.service import IssueCommand, PaymentService
 from app.core.webhooks import WebhookService
+from app.metrics import STATUS_POLLS, WEBHOOK_DELIVERIES
+from app.ratelimit import RateLimiter
 
 JSON = "application/json"
 TransactionIdPath = Annotated[str, Parameter(min_length=1, max_length=64, description="Our transaction id")]
@@ -105,8 +107,11 @@ class PaymentController(Controller):
         caller: Caller,
         payment_service: PaymentService,
         idempotency_store: IdempotencyStore,
+        rate_limiter: RateLimiter,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
     ) -> Response[IssueResponse]:
+        await rate_limiter.hit(caller.user_id, "issue")
+
         async def produce() -> IssueResponse:
             issued = await payment_service.issue(
                 IssueCommand(
@@ -194,6 +199,7 @@ class PaymentController(Controller):
         report = await payment_service.get_status(
             user_id=caller.user_id, transaction_id=transaction_id, attempt=attempt
         )
+        STATUS_POLLS.labels(settled=str(report.view.status.is_settled).lower()).inc()
         return status_response(report.view, report.message, report.retry_after_ms)
 
     @post(
@@ -211,8 +217,11 @@ class PaymentController(Controller):
         caller: Caller,
         payment_service: PaymentService,
         idempotency_store: IdempotencyStore,
+        rate_limiter: RateLimiter,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
     ) -> Response[TransactionBody]:
+        await rate_limiter.hit(caller.user_id, "refund")
+
         async def produce() -> TransactionBody:
             transaction = await payment_service.request_refund(
                 transaction_id=transaction_id,
@@ -278,5 +287,11 @@ class WebhookController(Controller):
 
     @post("/toss", status_code=200, summary="Toss webhooks (PAYMENT_STATUS_CHANGED, DEPOSIT_CALLBACK)")
     async def toss(self, request: Request[Any, Any, Any], webhook_service: WebhookService) -> dict[str, str]:
-        outcome = await webhook_service.receive(await request.body(), request.headers)
+        try:
+            outcome = await webhook_service.receive(await request.body(), request.headers)
+        except PaymentError as error:
+            WEBHOOK_DELIVERIES.labels(outcome="REJECTED" if error.http_status == 401 else "MALFORMED").inc()
+            raise
+        if outcome in ("QUEUED", "IGNORED"):
+            WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
         return {"outcome": outcome}

@@ -18,6 +18,14 @@ from app.db import refunds as refunds_table
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
 from app.db import webhook_events as webhook_table
+from app.metrics import (
+    PAYMENT_DURATION,
+    PAYMENTS_FAILED,
+    PAYMENTS_SUCCEEDED,
+    REFUNDS,
+    TRANSACTIONS_CREATED,
+    WEBHOOK_DELIVERIES,
+)
 
 _STATUS_COLUMNS = (
     tx_table.c.transaction_id,
@@ -117,6 +125,7 @@ class SqlTransactionRepository:
                     created_at=t.created_at,
                 )
             )
+        TRANSACTIONS_CREATED.labels(product_type=t.product_type.value).inc()
 
     async def get(self, transaction_id: str) -> Transaction | None:
         async with self._engine.connect() as conn:
@@ -207,6 +216,7 @@ class SqlTransactionRepository:
                     created_at=now,
                 )
             )
+        _observe_transition(target, change, history_metadata)
         return True
 
     async def record_event(
@@ -343,6 +353,7 @@ class SqlTransactionRepository:
                 )
         except IntegrityError:
             return False  # a refund already exists: the whole change was rolled back
+        REFUNDS.labels(stage="requested").inc()
         return True
 
     async def get_refund(self, transaction_id: str) -> RefundRecord | None:
@@ -397,6 +408,7 @@ class SqlTransactionRepository:
                     created_at=now,
                 )
             )
+        REFUNDS.labels(stage="refunded").inc()
         return True
 
     async def refuse_refund(
@@ -417,6 +429,19 @@ class SqlTransactionRepository:
                     created_at=now,
                 )
             )
+        REFUNDS.labels(stage="refused").inc()
+
+
+def _observe_transition(
+    target: Status, change: TransitionChange | None, history_metadata: Mapping[str, Any] | None
+) -> None:
+    if target == Status.PAYMENT_SUCCESS:
+        PAYMENTS_SUCCEEDED.inc()
+        seconds = (history_metadata or {}).get("secondsSinceIssue")
+        if isinstance(seconds, (int, float)):
+            PAYMENT_DURATION.observe(seconds)
+    elif target == Status.PAYMENT_FAILED:
+        PAYMENTS_FAILED.labels(code=(change.failure_code if change else None) or "UNKNOWN").inc()
 
 
 def _change_values(change: TransitionChange | None) -> dict[str, Any]:
@@ -457,6 +482,7 @@ class SqlWebhookEventRepository:
             )
             async with self._engine.connect() as conn:
                 row = (await conn.execute(query)).one()
+            WEBHOOK_DELIVERIES.labels(outcome="DUPLICATE").inc()
             return int(row[0]), str(row[1])
 
     async def get(self, event_id: int) -> WebhookEvent | None:
@@ -485,3 +511,4 @@ class SqlWebhookEventRepository:
                 .where(webhook_table.c.id == event_id)
                 .values(outcome=outcome, detail=detail[:255], processed_at=now)
             )
+        WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()

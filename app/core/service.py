@@ -302,7 +302,11 @@ class PaymentService:
                     pg_method=payment.method.value if payment.method else None,
                     completed_at=payment.approved_at or now,
                 ),
-                history_metadata={"pgStatus": payment.status.value, "paymentKey": payment.payment_key},
+                history_metadata={
+                    "pgStatus": payment.status.value,
+                    "paymentKey": payment.payment_key,
+                    "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
+                },
             )
             if succeeded:
                 log.info("payment succeeded", extra={"transactionId": tid, "amount": transaction.amount})

@@ -19,6 +19,7 @@ from app.gateway.models import (
     PgPaymentStatus,
     RefundResult,
 )
+from app.metrics import PG_REQUEST_SECONDS
 
 logger = logging.getLogger("app.gateway")
 
@@ -245,6 +246,7 @@ def _log_success(
     operation: str, provider: str, started: float, payment: PaymentInfo, *, detail: str = ""
 ) -> None:
     elapsed_ms = _elapsed_ms(started)
+    PG_REQUEST_SECONDS.labels(endpoint=operation, outcome="ok").observe(elapsed_ms / 1000)
     logger.info(
         "%s %s order=%s payment=%s → %s %s in %d ms",
         provider,
@@ -275,6 +277,7 @@ def _log_failure(
     payment_key: str | None,
 ) -> None:
     elapsed_ms = _elapsed_ms(started)
+    PG_REQUEST_SECONDS.labels(endpoint=operation, outcome=error.kind.value).observe(elapsed_ms / 1000)
     logger.warning(
         "%s %s order=%s payment=%s → %s %s (HTTP %s) in %d ms: %s",
         provider,

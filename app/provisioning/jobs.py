@@ -18,6 +18,7 @@ from app.core.reconciliation import PaymentReconciler
 from app.core.service import PaymentService, RefundOutcomeUnknown
 from app.core.webhooks import WebhookService
 from app.gateway.models import GatewayError
+from app.metrics import PROVISIONING_OUTCOMES, PROVISIONING_RETRIES, RECONCILIATION_ACTIONS
 from app.provisioning.handlers import GrantHandler, GrantRequest, PermanentGrantError, TransientGrantError
 
 log = logging.getLogger("app.provisioning")
@@ -61,10 +62,12 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
         details = await handler.grant(GrantRequest.of(transaction))
     except PermanentGrantError as exc:
         await deps.payments.fail_provisioning(transaction_id, str(exc))
+        PROVISIONING_OUTCOMES.labels(outcome="refused").inc()
         return "failed: refused"
     except TransientGrantError as exc:
         if job_try >= deps.max_tries:
             await deps.payments.fail_provisioning(transaction_id, f"gave up after {job_try} tries: {exc}")
+            PROVISIONING_OUTCOMES.labels(outcome="exhausted").inc()
             return "failed: retries exhausted"
         delay = grant_retry_delay(job_try, deps.retry_base_seconds, deps.retry_max_seconds)
         log.warning(
@@ -76,8 +79,10 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
                 "error": str(exc),
             },
         )
+        PROVISIONING_RETRIES.inc()
         raise Retry(defer=delay) from exc
     await deps.payments.complete_provisioning(transaction_id, {"try": job_try, **details})
+    PROVISIONING_OUTCOMES.labels(outcome="granted").inc()
     return "granted"
 
 
@@ -114,6 +119,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     )
     for outcome, count in (await deps.reconciler.reconcile_due(limit=deps.sweep_batch_size)).items():
         counts[f"reconcile:{outcome}"] = count
+        RECONCILIATION_ACTIONS.labels(action=outcome).inc(count)
     if any(counts.values()):
         log.info("sweep", extra=counts)
     return counts

@@ -1,0 +1,54 @@
+"""Prometheus series of the service. Adapters record; Core's domain and use cases stay unaware.
+
+With several processes (`payments serve --workers N`, workers on the same host) set
+PROMETHEUS_MULTIPROC_DIR to a shared empty folder; `/metrics` then aggregates every process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+TRANSACTIONS_CREATED = Counter("payments_transactions_created_total", "Transactions issued", ["product_type"])
+PAYMENTS_SUCCEEDED = Counter("payments_payments_succeeded_total", "Payments confirmed by the PG (→ 40)")
+PAYMENTS_FAILED = Counter("payments_payments_failed_total", "Payments failed (→ 41) by code", ["code"])
+PAYMENT_DURATION = Histogram(
+    "payments_payment_duration_seconds",
+    "From issue to a confirmed payment (10 → 40)",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 86400),
+)
+PROVISIONING_OUTCOMES = Counter("payments_provisioning_outcomes_total", "Grant job outcomes", ["outcome"])
+PROVISIONING_RETRIES = Counter("payments_provisioning_retries_total", "Grant attempts that will be retried")
+REFUNDS = Counter("payments_refunds_total", "Refunds by stage (requested, refunded, refused)", ["stage"])
+WEBHOOK_DELIVERIES = Counter(
+    "payments_webhook_deliveries_total", "Toss webhook deliveries by outcome", ["outcome"]
+)
+RECONCILIATION_ACTIONS = Counter(
+    "payments_reconciliation_actions_total", "What reconciliation did to pending payments", ["action"]
+)
+STATUS_POLLS = Counter("payments_status_polls_total", "Status endpoint requests", ["settled"])
+PG_REQUEST_SECONDS = Histogram(
+    "payments_pg_request_seconds",
+    "Calls to the PG by endpoint and outcome",
+    ["endpoint", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text: every process's series in multiprocess mode, else this process's."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
