@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -33,6 +33,7 @@ from app.metrics import STATUS_POLLS, WEBHOOK_DELIVERIES
 from app.ratelimit import RateLimiter
 
 JSON = "application/json"
+BodyT = TypeVar("BodyT")
 TransactionIdPath = Annotated[str, Parameter(min_length=1, max_length=64, description="Our transaction id")]
 
 
@@ -73,6 +74,18 @@ async def run_idempotently(
     return Response(body, status_code=status_code, media_type=JSON)
 
 
+def strict_body(raw: bytes, kind: type[BodyT]) -> BodyT:
+    """Decode a JSON body strictly: Litestar's own conversion would accept "50000" for an int."""
+    try:
+        return msgspec.json.decode(raw, type=kind, strict=True)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        field = text.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in text else "body"
+        raise ValidationFailed(text, details=[{"field": field, "reason": text}]) from None
+    except msgspec.DecodeError:
+        raise ValidationFailed("The body is not valid JSON.", details=[{"field": "body"}]) from None
+
+
 def _parse_statuses(raw: str | None) -> list[Status] | None:
     if not raw:
         return None
@@ -111,6 +124,7 @@ class PaymentController(Controller):
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
     ) -> Response[IssueResponse]:
         await rate_limiter.hit(caller.user_id, "issue")
+        data = strict_body(await request.body(), IssueRequest)
 
         async def produce() -> IssueResponse:
             issued = await payment_service.issue(
@@ -221,6 +235,7 @@ class PaymentController(Controller):
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
     ) -> Response[TransactionBody]:
         await rate_limiter.hit(caller.user_id, "refund")
+        data = strict_body(await request.body(), RefundRequest)
 
         async def produce() -> TransactionBody:
             transaction = await payment_service.request_refund(

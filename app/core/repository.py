@@ -239,6 +239,15 @@ class SqlTransactionRepository:
                 )
                 if result.rowcount != 1:
                     return False
+            else:
+                # Nothing to write, but the note is still only true in `status`: lock and check.
+                current = await conn.execute(
+                    select(tx_table.c.status)
+                    .where(tx_table.c.transaction_id == transaction_id)
+                    .with_for_update()
+                )
+                if current.scalar_one_or_none() != int(status):
+                    return False
             await conn.execute(
                 insert(history_table).values(
                     transaction_id=transaction_id,

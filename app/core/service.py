@@ -229,7 +229,7 @@ class PaymentService:
         if transaction.is_expired(now):
             await self._fail_created(transaction, "PAY_002", "The transaction has expired.", pg_code=None)
             return await self._page_for_current(transaction.transaction_id)
-        if amount is None or not amount.isdigit() or int(amount) != transaction.amount:
+        if amount is None or not (amount.isascii() and amount.isdigit()) or int(amount) != transaction.amount:
             # Tampered amount: refuse before the PG's confirm is ever called.
             await self._fail_created(
                 transaction,

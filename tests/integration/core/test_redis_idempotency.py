@@ -41,7 +41,9 @@ async def _only_key(redis: Redis, prefix: str) -> bytes:
 
 
 FP_A = request_fingerprint("POST", "/api/payments/issue", b'{"amount": 50000, "productId": "study_123"}')
-FP_B = request_fingerprint("POST", "/api/payments/issue", b'{"amount": 9900, "productId": "resume_credit_10"}')
+FP_B = request_fingerprint(
+    "POST", "/api/payments/issue", b'{"amount": 9900, "productId": "resume_credit_10"}'
+)
 RESPONSE = StoredResponse(status_code=201, body=b'{"transactionId":"TXN_1"}')
 
 
@@ -89,7 +91,9 @@ async def test_in_progress_key_with_a_different_body_is_pay_009(store: RedisIdem
         await store.begin("u:POST:/issue", "key-1", FP_B)
 
 
-async def test_abandon_frees_the_key_for_a_retry(store: RedisIdempotencyStore, redis: Redis, prefix: str) -> None:
+async def test_abandon_frees_the_key_for_a_retry(
+    store: RedisIdempotencyStore, redis: Redis, prefix: str
+) -> None:
     assert await store.begin("u:POST:/issue", "key-1", FP_A) is None
     await store.abandon("u:POST:/issue", "key-1")
 
@@ -132,7 +136,9 @@ async def test_expired_claim_can_be_claimed_again(redis: Redis, prefix: str) -> 
     assert await store.begin("u:POST:/issue", "key-crash", FP_A) is None
 
 
-async def test_keys_are_hashed_not_stored_verbatim(store: RedisIdempotencyStore, redis: Redis, prefix: str) -> None:
+async def test_keys_are_hashed_not_stored_verbatim(
+    store: RedisIdempotencyStore, redis: Redis, prefix: str
+) -> None:
     raw_key = "k" * 255
     assert await store.begin("u:POST:/issue", raw_key, FP_A) is None
 

@@ -286,7 +286,11 @@ async def test_record_event_appends_history_and_writes_change_in_the_right_state
     loaded = await repository.get(tid)
     assert loaded is not None
     assert loaded.status == Status.PAYMENT_PENDING  # an event never changes the status
-    assert (loaded.va_bank_code, loaded.va_account_number, loaded.va_due_date) == ("88", "X1234567890123", due)
+    assert (loaded.va_bank_code, loaded.va_account_number, loaded.va_due_date) == (
+        "88",
+        "X1234567890123",
+        due,
+    )
     assert loaded.expires_at == due
     history = await repository.history(tid)
     assert (history[-1].status, history[-1].message, history[-1].metadata) == (
@@ -431,7 +435,9 @@ async def test_list_for_user_filters_by_status(
         pending.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="x", now=now
     )
 
-    only_failed = await repository.list_for_user(user, statuses=[Status.PAYMENT_FAILED], cursor=None, limit=10)
+    only_failed = await repository.list_for_user(
+        user, statuses=[Status.PAYMENT_FAILED], cursor=None, limit=10
+    )
     two = await repository.list_for_user(
         user, statuses=[Status.CREATED, Status.PAYMENT_PENDING], cursor=None, limit=10
     )

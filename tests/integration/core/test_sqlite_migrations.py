@@ -50,7 +50,9 @@ async def test_migrations_are_idempotent_on_sqlite(tmp_path: Path) -> None:
     assert _tables(tmp_path / "twice.sqlite3") == before
 
 
-async def test_repository_guards_transitions_on_sqlite(tmp_path: Path, new_transaction: NewTransaction) -> None:
+async def test_repository_guards_transitions_on_sqlite(
+    tmp_path: Path, new_transaction: NewTransaction
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'repo.sqlite3'}"
     await asyncio.to_thread(upgrade_database, url)
     engine = create_engine(load_settings({}, database_url=url))

@@ -1,0 +1,196 @@
+"""Checkouts that end in failure (41): declines, window rejections, tampering, expiry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db import transactions
+
+from .helpers import (
+    CARD_EXPIRED,
+    CARD_PROVIDER_ERROR,
+    CARD_REJECT_BALANCE,
+    CARD_WINDOW_REJECT,
+    Checkout,
+    page_redirect,
+    status_codes,
+)
+
+
+def _with_params(url: str, **changes: str | None) -> str:
+    """The URL with query parameters replaced (or dropped, for None)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in changes]
+    query += [(k, v) for k, v in changes.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.mark.parametrize(
+    ("card", "our_code", "pg_code"),
+    [
+        pytest.param(CARD_REJECT_BALANCE, "PAY_004", "REJECT_CARD_PAYMENT", id="insufficient-balance"),
+        pytest.param(CARD_EXPIRED, "PAY_003", "INVALID_CARD_EXPIRATION", id="expired-card"),
+        pytest.param(CARD_PROVIDER_ERROR, "PAY_005", "PROVIDER_ERROR", id="provider-error"),
+    ],
+)
+async def test_card_declined_at_confirm_fails_after_one_confirm(
+    checkout: Checkout, card: str, our_code: str, pg_code: str
+) -> None:
+    shopper = checkout.shopper("declined")
+
+    issued, window, landed = await checkout.pay(shopper, card=card)
+
+    tid = issued["transactionId"]
+    assert window.payment_key  # the window itself went through
+    assert landed.is_fail, landed.location
+    assert (landed.params["transactionId"], landed.params["code"]) == (tid, our_code)
+    status = await checkout.status(shopper, tid)
+    assert (status["status"], status["statusCode"]) == ("PAYMENT_FAILED", 41)
+    assert (status["isSettled"], status["needsPolling"], status["retryAfterMs"]) == (True, False, None)
+    assert status["failure"]["code"] == our_code
+    assert status["failure"]["message"]
+    detail = await checkout.detail(shopper, tid)
+    assert detail["failure"]["pgCode"] == pg_code
+    assert status_codes(detail) == [10, 30, 41]
+    confirms = await checkout.confirms(tid)
+    assert len(confirms) == 1, confirms
+    assert confirms[0]["status"] in (400, 403)
+
+
+async def test_window_rejection_fails_without_any_confirm(checkout: Checkout) -> None:
+    shopper = checkout.shopper("windowreject")
+
+    issued, window, landed = await checkout.pay(shopper, card=CARD_WINDOW_REJECT)
+
+    tid = issued["transactionId"]
+    assert window.payment_key is None
+    assert "REJECT_CARD_COMPANY" in window.redirect_url
+    assert landed.is_fail
+    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_003")
+    status = await checkout.status(shopper, tid)
+    assert status["statusCode"] == 41
+    assert status["failure"]["code"] == "PAY_003"
+    detail = await checkout.detail(shopper, tid)
+    assert detail["failure"]["pgCode"] == "REJECT_CARD_COMPANY"
+    assert status_codes(detail) == [10, 41]
+    assert await checkout.confirms(tid) == []
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        pytest.param("100", id="cheaper"),
+        pytest.param("50001", id="off-by-one"),
+        pytest.param("-50000", id="negative"),
+        pytest.param("5e4", id="not-an-integer"),
+        pytest.param(None, id="missing"),
+        pytest.param("²", id="unicode-digit"),  # str.isdigit() is True, int() refuses it
+    ],
+)
+async def test_tampered_amount_fails_before_any_confirm(checkout: Checkout, amount: str | None) -> None:
+    shopper = checkout.shopper("tamper")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+    window = await checkout.open_window(issued)
+
+    landed = page_redirect(await checkout.follow(_with_params(window.redirect_url, amount=amount)))
+
+    assert landed.is_fail
+    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_003")
+    status = await checkout.status(shopper, tid)
+    assert status["statusCode"] == 41
+    assert status["failure"]["code"] == "PAY_003"
+    detail = await checkout.detail(shopper, tid)
+    assert status_codes(detail) == [10, 41]
+    assert detail["paymentKey"] is None
+    assert await checkout.confirms(tid) == []  # the PG's confirm was never called
+    # The genuine callback arriving afterwards changes nothing either.
+    after = page_redirect(await checkout.follow(window.redirect_url))
+    assert after.is_fail and after.params["code"] == "PAY_003"
+    assert await checkout.confirms(tid) == []
+
+
+async def test_expired_transaction_fails_on_callback_without_confirm(
+    checkout: Checkout, e2e_db_engine: AsyncEngine
+) -> None:
+    shopper = checkout.shopper("expired")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+    window = await checkout.open_window(issued)
+    async with e2e_db_engine.begin() as conn:
+        result = await conn.execute(
+            update(transactions)
+            .where(transactions.c.transaction_id == tid)
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        assert result.rowcount == 1
+
+    landed = page_redirect(await checkout.follow(window.redirect_url))
+
+    assert landed.is_fail
+    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_002")
+    status = await checkout.status(shopper, tid)
+    assert status["statusCode"] == 41
+    assert status["failure"]["code"] == "PAY_002"
+    assert status_codes(await checkout.detail(shopper, tid)) == [10, 41]
+    assert await checkout.confirms(tid) == []
+
+
+async def test_success_callback_after_a_failure_redirect_does_not_confirm(checkout: Checkout) -> None:
+    """The fail redirect won (10→41); a success callback for the same order must not resurrect it."""
+    shopper = checkout.shopper("failthensuccess")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+    window = await checkout.open_window(issued)
+    failed = page_redirect(
+        await checkout.fail_callback(transactionId=tid, code="PAY_PROCESS_ABORTED", message="aborted")
+    )
+    assert failed.is_fail
+
+    late = page_redirect(await checkout.follow(window.redirect_url))
+
+    assert late.is_fail and late.params["code"] == "PAY_003"
+    assert (await checkout.status(shopper, tid))["statusCode"] == 41
+    assert await checkout.confirms(tid) == []
+
+
+async def test_insufficient_funds_from_the_window_is_pay_004(checkout: Checkout) -> None:
+    shopper = checkout.shopper("windowfunds")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+
+    landed = page_redirect(
+        await checkout.fail_callback(
+            transactionId=tid, orderId=tid, code="REJECT_CARD_PAYMENT", message="잔액이 부족합니다."
+        )
+    )
+
+    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_004")
+    status = await checkout.status(shopper, tid)
+    assert (status["statusCode"], status["failure"]["code"]) == (41, "PAY_004")
+    assert status["message"] == "잔액이 부족합니다."
+
+
+async def test_forged_payment_key_is_refused_by_the_pg_and_never_charges(checkout: Checkout) -> None:
+    """Somebody who knows the orderId calls our success callback with a made-up paymentKey: the S2S
+    confirm is refused by the PG, so nothing is charged and the transaction does not end as paid."""
+    shopper = checkout.shopper("forged")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+
+    landed = page_redirect(
+        await checkout.success_callback(paymentKey="tviva20260101000000forge", orderId=tid, amount="50000")
+    )
+
+    assert landed.is_fail
+    assert landed.params["transactionId"] == tid
+    status = await checkout.status(shopper, tid)
+    assert status["statusCode"] == 41
+    confirms = await checkout.confirms(tid)
+    assert len(confirms) == 1
+    assert confirms[0]["status"] == 404  # NOT_FOUND_PAYMENT_SESSION: the PG never saw this payment
