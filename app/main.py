@@ -285,6 +285,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             yield
         finally:
+            if isinstance(built.queue, InProcessQueue):
+                await built.queue.stop_sweeper()
             if services is None:  # we built them, we close them
                 await built.close()
 

@@ -8,6 +8,7 @@ can never both win, and the PG's confirm is called only by the one that claimed 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPa
 log = logging.getLogger("app.core")
 
 MAX_METADATA_BYTES = 4096
+_AMOUNT_PATTERN = re.compile(r"[0-9]{1,12}")  # ASCII digits only, and short enough for int()
 
 # What a PG error means for the buyer, as the SPEC's codes.
 _ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[str, str]] = {
@@ -229,7 +231,7 @@ class PaymentService:
         if transaction.is_expired(now):
             await self._fail_created(transaction, "PAY_002", "The transaction has expired.", pg_code=None)
             return await self._page_for_current(transaction.transaction_id)
-        if amount is None or not (amount.isascii() and amount.isdigit()) or int(amount) != transaction.amount:
+        if amount is None or not _AMOUNT_PATTERN.fullmatch(amount) or int(amount) != transaction.amount:
             # Tampered amount: refuse before the PG's confirm is ever called.
             await self._fail_created(
                 transaction,

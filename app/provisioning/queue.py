@@ -109,6 +109,12 @@ class InProcessQueue:
                 log.exception("sweep failed")
             await asyncio.sleep(self._sweep_interval)
 
+    async def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+
     async def close(self) -> None:
         tasks = [*self._tasks.values(), *([self._sweeper] if self._sweeper else [])]
         for task in tasks:

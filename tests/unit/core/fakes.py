@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.domain import HistoryEntry, Status, Transaction, can_transition
-from app.core.ports import StatusView, TransactionPage, TransitionChange
+from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange
 from app.core.repository import decode_cursor, encode_cursor
 from app.gateway.models import (
     GatewayError,
@@ -67,10 +67,13 @@ class _Row:
     row_id: int
     transaction: Transaction
     history: list[HistoryEntry]
+    # columns the domain object does not carry (reconciliation bookkeeping)
+    columns: dict[str, Any] = field(default_factory=dict)
+    refund: RefundRecord | None = None
 
 
 class InMemoryTransactionRepository:
-    """TransactionRepository in a dict, with the SQL adapter's guarded semantics.
+    """TransactionRepository and RefundRepository in a dict, with the SQL adapter's guarded semantics.
 
     With `strict_transitions` (the default) a transition the SPEC does not allow is a test
     failure: the repository trusts its caller, so the service must never ask for one.
@@ -90,7 +93,7 @@ class InMemoryTransactionRepository:
         first = HistoryEntry(
             status=stored.status, message=message[:255], metadata={}, created_at=stored.created_at
         )
-        self._rows[stored.transaction_id] = _Row(self._next_id, stored, [first])
+        self._rows[stored.transaction_id] = _Row(self._next_id, stored, [first], {"reconcile_attempts": 0})
         self._next_id += 1
 
     async def get(self, transaction_id: str) -> Transaction | None:
@@ -158,7 +161,7 @@ class InMemoryTransactionRepository:
         row = self._rows.get(transaction_id)
         if row is None or row.transaction.status != expected:
             return False  # UPDATE … WHERE status = :expected matched no row
-        _apply(row.transaction, change)
+        _apply(row, change)
         row.transaction.status = target
         row.transaction.updated_at = now
         row.history.append(
@@ -183,12 +186,9 @@ class InMemoryTransactionRepository:
     ) -> bool:
         await asyncio.sleep(0)
         row = self._rows.get(transaction_id)
-        if row is None:
-            return False  # the history row's foreign key would fail
-        if _change_values(change):
-            if row.transaction.status != status:
-                return False
-            _apply(row.transaction, change)
+        if row is None or row.transaction.status != status:
+            return False  # a note (and its change) is only true while the status still holds
+        _apply(row, change)
         row.history.append(
             HistoryEntry(
                 status=status, message=message[:255], metadata=copy.deepcopy(dict(metadata)), created_at=now
@@ -206,6 +206,110 @@ class InMemoryTransactionRepository:
         expired.sort(key=lambda t: t.expires_at)
         return [t.transaction_id for t in expired[:limit]]
 
+    async def find_stale(self, status: Status, updated_before: datetime, limit: int) -> Sequence[str]:
+        await asyncio.sleep(0)
+        stale = [
+            r.transaction
+            for r in self._rows.values()
+            if r.transaction.status == status and r.transaction.updated_at <= updated_before
+        ]
+        stale.sort(key=lambda t: t.updated_at)
+        return [t.transaction_id for t in stale[:limit]]
+
+    async def claim_due_reconciliations(
+        self, now: datetime, *, limit: int, lease_seconds: float
+    ) -> Sequence[tuple[str, int]]:
+        await asyncio.sleep(0)
+        due = [
+            r
+            for r in self._rows.values()
+            if r.transaction.status == Status.PAYMENT_PENDING
+            and r.columns.get("next_reconcile_at") is not None
+            and r.columns["next_reconcile_at"] <= now
+        ]
+        due.sort(key=lambda r: r.columns["next_reconcile_at"])
+        claimed = []
+        for r in due[:limit]:
+            r.columns["next_reconcile_at"] = now + timedelta(seconds=lease_seconds)
+            r.columns["reconcile_attempts"] = r.columns.get("reconcile_attempts", 0) + 1
+            claimed.append((r.transaction.transaction_id, r.columns["reconcile_attempts"]))
+        return claimed
+
+    async def schedule_reconciliation(self, transaction_id: str, next_at: datetime) -> None:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        if row is not None and row.transaction.status == Status.PAYMENT_PENDING:
+            row.columns["next_reconcile_at"] = next_at
+
+    # --- RefundRepository ------------------------------------------------------------------------
+
+    async def start_refund(
+        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
+    ) -> bool:
+        await asyncio.sleep(0)
+        row = self._rows.get(refund.transaction_id)
+        if row is None or row.transaction.status != expected or row.refund is not None:
+            return False  # guarded update missed, or the unique refund row exists: all rolled back
+        if self._strict and not can_transition(expected, Status.REFUND_REQUESTED):
+            raise AssertionError(f"the service asked for a forbidden refund from {expected!r}")
+        row.transaction.status = Status.REFUND_REQUESTED
+        row.transaction.updated_at = now
+        row.refund = refund
+        row.history.append(
+            HistoryEntry(
+                status=Status.REFUND_REQUESTED,
+                message=message[:255],
+                metadata={"refundId": refund.refund_id, "amount": refund.amount, "actor": refund.actor},
+                created_at=now,
+            )
+        )
+        return True
+
+    async def get_refund(self, transaction_id: str) -> RefundRecord | None:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        return None if row is None else row.refund
+
+    async def complete_refund(
+        self, refund: RefundRecord, *, pg_transaction_key: str | None, message: str, now: datetime
+    ) -> bool:
+        await asyncio.sleep(0)
+        row = self._rows.get(refund.transaction_id)
+        if row is None or row.transaction.status != Status.REFUND_REQUESTED:
+            return False
+        row.transaction.status = Status.REFUNDED
+        row.transaction.updated_at = now
+        row.transaction.refunded_amount += refund.amount
+        if row.refund is not None and row.refund.refund_id == refund.refund_id:
+            row.refund = dataclasses.replace(
+                row.refund, status="DONE", pg_transaction_key=pg_transaction_key, completed_at=now
+            )
+        row.history.append(
+            HistoryEntry(
+                status=Status.REFUNDED,
+                message=message[:255],
+                metadata={"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key},
+                created_at=now,
+            )
+        )
+        return True
+
+    async def refuse_refund(
+        self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
+    ) -> None:
+        await asyncio.sleep(0)
+        row = self._rows[refund.transaction_id]
+        if row.refund is not None and row.refund.refund_id == refund.refund_id:
+            row.refund = dataclasses.replace(row.refund, status="REFUSED", pg_error_code=pg_error_code[:64])
+        row.history.append(
+            HistoryEntry(
+                status=Status.REFUND_REQUESTED,
+                message=message[:255],
+                metadata={"refundId": refund.refund_id, "pgCode": pg_error_code},
+                created_at=now,
+            )
+        )
+
     # --- for tests only: read the stored state without going through the port ----------------
 
     def stored(self, transaction_id: str) -> Transaction:
@@ -216,6 +320,10 @@ class InMemoryTransactionRepository:
 
     def count(self) -> int:
         return len(self._rows)
+
+    def column(self, transaction_id: str, name: str) -> Any:
+        """A stored column the domain object does not carry (e.g. next_reconcile_at)."""
+        return self._rows[transaction_id].columns.get(name)
 
 
 def _change_values(change: TransitionChange | None) -> dict[str, Any]:
@@ -228,9 +336,45 @@ def _change_values(change: TransitionChange | None) -> dict[str, Any]:
     }
 
 
-def _apply(transaction: Transaction, change: TransitionChange | None) -> None:
+_TRANSACTION_FIELDS = frozenset(f.name for f in dataclasses.fields(Transaction))
+
+
+def _apply(row: _Row, change: TransitionChange | None) -> None:
     for name, value in _change_values(change).items():
-        setattr(transaction, name, value)
+        if name in _TRANSACTION_FIELDS:
+            setattr(row.transaction, name, value)
+        else:
+            row.columns[name] = value
+
+
+# --- provisioning queue --------------------------------------------------------------------------
+
+
+class FakeQueue:
+    """ProvisioningQueue that records what was queued; `fail_with` makes every enqueue raise."""
+
+    def __init__(self) -> None:
+        self.grants: list[str] = []
+        self.refunds: list[str] = []
+        self.webhooks: list[int] = []
+        self.fail_with: Exception | None = None
+
+    async def enqueue_grant(self, transaction_id: str) -> None:
+        await self._maybe_fail()
+        self.grants.append(transaction_id)
+
+    async def enqueue_refund(self, transaction_id: str) -> None:
+        await self._maybe_fail()
+        self.refunds.append(transaction_id)
+
+    async def enqueue_webhook(self, event_id: int) -> None:
+        await self._maybe_fail()
+        self.webhooks.append(event_id)
+
+    async def _maybe_fail(self) -> None:
+        await asyncio.sleep(0)
+        if self.fail_with is not None:
+            raise self.fail_with
 
 
 # --- gateway -------------------------------------------------------------------------------------
@@ -461,3 +605,19 @@ def gateway_error(
     return GatewayError(
         kind=kind, pg_code=pg_code, message=message or f"{kind.value} from the PG", http_status=http_status
     )
+
+
+if TYPE_CHECKING:  # mypy proves the fakes still satisfy the ports whenever a port changes
+    from app.core.ports import (
+        Clock,
+        PaymentGateway,
+        ProvisioningQueue,
+        RefundRepository,
+        TransactionRepository,
+    )
+
+    _repository: TransactionRepository = InMemoryTransactionRepository()
+    _refunds: RefundRepository = InMemoryTransactionRepository()
+    _gateway: PaymentGateway = FakeGateway()
+    _queue: ProvisioningQueue = FakeQueue()
+    _clock: Clock = FakeClock()

@@ -1,0 +1,277 @@
+"""The in-memory fake and the SQL adapter answer the same way (SQLite here; MariaDB in integration/).
+
+Service tests are only worth what their fake is worth: every assertion below runs against both
+InMemoryTransactionRepository and SqlTransactionRepository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.domain import Method, ProductType, Status, Transaction
+from app.core.ports import RefundRecord, TransitionChange
+from app.core.repository import SqlTransactionRepository, encode_cursor
+from app.db import create_engine
+from app.migrate import upgrade_database
+from app.settings import load_settings
+from tests.unit.core.fakes import InMemoryTransactionRepository
+
+T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+Repo = InMemoryTransactionRepository | SqlTransactionRepository
+
+
+@pytest.fixture(scope="module")
+async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('core_repo') / 'r.sqlite3'}"
+    await asyncio.to_thread(upgrade_database, url)
+    engine = create_engine(load_settings({}, database_url=url, environment="test"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def repo(request: pytest.FixtureRequest, engine: AsyncEngine) -> Repo:
+    if request.param == "memory":
+        return InMemoryTransactionRepository()
+    return SqlTransactionRepository(engine)  # one shared file: each test uses its own users and ids
+
+
+def new_transaction(user_id: str, *, created_at: datetime = T0, **fields: Any) -> Transaction:
+    values: dict[str, Any] = {
+        "transaction_id": f"TXN_c_{secrets.token_hex(10)}",
+        "user_id": user_id,
+        "product_type": ProductType.STUDY,
+        "product_id": "study_123",
+        "order_name": "Study",
+        "amount": 50000,
+        "method": Method.CARD,
+        "status": Status.CREATED,
+        "created_at": created_at,
+        "updated_at": created_at,
+        "expires_at": created_at + timedelta(minutes=30),
+        "metadata": {"cohort": 7},
+        **fields,
+    }
+    return Transaction(**values)
+
+
+@pytest.fixture
+def user() -> str:
+    return f"u_{secrets.token_hex(6)}"
+
+
+async def test_add_get_and_status_view(repo: Repo, user: str) -> None:
+    t = new_transaction(user)
+    await repo.add(t, "issued")
+    assert await repo.get(t.transaction_id) == t
+    view = await repo.get_status_view(t.transaction_id)
+    assert view is not None
+    assert (view.user_id, view.status, view.amount, view.updated_at) == (user, Status.CREATED, 50000, T0)
+    assert [(h.status, h.message) for h in await repo.history(t.transaction_id)] == [
+        (Status.CREATED, "issued")
+    ]
+    assert await repo.get("TXN_c_missing") is None
+    assert await repo.get_status_view("TXN_c_missing") is None
+
+
+async def test_guarded_transition(repo: Repo, user: str) -> None:
+    t = new_transaction(user)
+    await repo.add(t, "issued")
+    later = T0 + timedelta(seconds=5)
+    change = TransitionChange(payment_key="pk_1")
+    assert await repo.transition(
+        t.transaction_id,
+        expected=Status.CREATED,
+        target=Status.PAYMENT_PENDING,
+        message="claimed",
+        now=later,
+        change=change,
+        history_metadata={"paymentKey": "pk_1"},
+    )
+    # the loser of the race: not in `expected` any more → False, and nothing changes
+    before = await repo.get(t.transaction_id)
+    assert not await repo.transition(
+        t.transaction_id,
+        expected=Status.CREATED,
+        target=Status.PAYMENT_FAILED,
+        message="too late",
+        now=later + timedelta(seconds=1),
+        change=TransitionChange(failure_code="PAY_003"),
+    )
+    after = await repo.get(t.transaction_id)
+    assert after == before
+    assert after is not None
+    assert (after.status, after.payment_key, after.updated_at, after.failure_code) == (
+        Status.PAYMENT_PENDING,
+        "pk_1",
+        later,
+        None,
+    )
+    history = await repo.history(t.transaction_id)
+    assert [(h.status, h.message, h.metadata) for h in history] == [
+        (Status.CREATED, "issued", {}),
+        (Status.PAYMENT_PENDING, "claimed", {"paymentKey": "pk_1"}),
+    ]
+    assert not await repo.transition(
+        "TXN_c_missing", expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="x", now=later
+    )
+
+
+async def test_concurrent_claims_have_one_winner(repo: Repo, user: str) -> None:
+    t = new_transaction(user)
+    await repo.add(t, "issued")
+    results = await asyncio.gather(
+        *(
+            repo.transition(
+                t.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="c", now=T0
+            )
+            for _ in range(5)
+        )
+    )
+    assert sorted(results) == [False] * 4 + [True]
+    assert [h.status for h in await repo.history(t.transaction_id)] == [
+        Status.CREATED,
+        Status.PAYMENT_PENDING,
+    ]
+
+
+async def test_record_event(repo: Repo, user: str) -> None:
+    t = new_transaction(user)
+    await repo.add(t, "issued")
+    due = T0 + timedelta(days=2)
+    # with a change: guarded by the status
+    assert not await repo.record_event(
+        t.transaction_id,
+        status=Status.PAYMENT_PENDING,
+        message="va",
+        metadata={},
+        now=T0,
+        change=TransitionChange(va_account_number="123"),
+    )
+    assert (await repo.get(t.transaction_id)) == t
+    assert await repo.record_event(
+        t.transaction_id,
+        status=Status.CREATED,
+        message="va issued",
+        metadata={"bankCode": "88"},
+        now=T0,
+        change=TransitionChange(va_account_number="123", expires_at=due),
+    )
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.va_account_number, stored.expires_at, stored.updated_at) == (
+        Status.CREATED,
+        "123",
+        due,
+        T0,
+    )
+    # without a change: a note in the history, guarded all the same
+    assert not await repo.record_event(
+        t.transaction_id, status=Status.PAYMENT_PENDING, message="stale note", metadata={}, now=T0
+    )
+    assert await repo.record_event(
+        t.transaction_id, status=Status.CREATED, message="note", metadata={"k": 1}, now=T0
+    )
+    assert not await repo.record_event(
+        "TXN_c_missing", status=Status.CREATED, message="x", metadata={}, now=T0
+    )
+    assert [(h.status, h.message, h.metadata) for h in await repo.history(t.transaction_id)] == [
+        (Status.CREATED, "issued", {}),
+        (Status.CREATED, "va issued", {"bankCode": "88"}),
+        (Status.CREATED, "note", {"k": 1}),
+    ]
+
+
+async def test_list_for_user(repo: Repo, user: str) -> None:
+    ids = []
+    for i in range(5):
+        t = new_transaction(user, created_at=T0 + timedelta(seconds=i))
+        await repo.add(t, "issued")
+        ids.append(t.transaction_id)
+    await repo.add(new_transaction(user + "_other"), "issued")
+    await repo.transition(ids[1], expected=Status.CREATED, target=Status.PAYMENT_FAILED, message="x", now=T0)
+
+    pages, cursor = [], None
+    for _ in range(4):
+        page = await repo.list_for_user(user, statuses=None, cursor=cursor, limit=2)
+        pages.append([t.transaction_id for t in page.items])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert pages == [ids[4:2:-1], ids[2:0:-1], ids[:1]]
+
+    failed = await repo.list_for_user(user, statuses=[Status.PAYMENT_FAILED], cursor=None, limit=10)
+    assert [t.transaction_id for t in failed.items] == [ids[1]]
+    exact = await repo.list_for_user(user, statuses=None, cursor=None, limit=5)
+    assert exact.next_cursor is None and len(exact.items) == 5
+    garbage = await repo.list_for_user(user, statuses=None, cursor="not-a-cursor", limit=10)
+    assert [t.transaction_id for t in garbage.items] == ids[::-1]  # an unknown cursor starts over
+    past_the_end = await repo.list_for_user(user, statuses=None, cursor=encode_cursor(1), limit=10)
+    assert past_the_end.items == [] and past_the_end.next_cursor is None
+
+
+async def test_find_expired_created_and_stale(repo: Repo, user: str) -> None:
+    base = T0 - timedelta(days=3650)  # far in the past: older than any other test's rows
+    late = new_transaction(user, created_at=base + timedelta(minutes=5))
+    early = new_transaction(user, created_at=base)
+    claimed = new_transaction(user, created_at=base)
+    fresh = new_transaction(user, created_at=base + timedelta(hours=1))
+    for t in (late, early, claimed, fresh):
+        await repo.add(t, "issued")
+    await repo.transition(
+        claimed.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="c", now=base
+    )
+    cutoff = base + timedelta(minutes=35)
+    assert await repo.find_expired_created(cutoff, 10) == [early.transaction_id, late.transaction_id]
+    assert await repo.find_expired_created(cutoff, 1) == [early.transaction_id]
+    assert await repo.find_expired_created(base + timedelta(minutes=30), 10) == [early.transaction_id]
+    assert await repo.find_stale(Status.PAYMENT_PENDING, base, 10) == [claimed.transaction_id]
+    assert await repo.find_stale(Status.PAYMENT_PENDING, base - timedelta(seconds=1), 10) == []
+
+
+async def test_one_guarded_refund_per_transaction(repo: Repo, user: str) -> None:
+    t = new_transaction(user, status=Status.PAYMENT_SUCCESS, payment_key="pk_r")
+    await repo.add(t, "paid")
+    refund = RefundRecord(
+        refund_id=f"RF_{secrets.token_hex(8)}",
+        transaction_id=t.transaction_id,
+        amount=20000,
+        reason="changed my mind",
+        actor=user,
+        status="REQUESTED",
+        created_at=T0,
+    )
+    assert not await repo.start_refund(refund, expected=Status.PROVISION_SUCCESS, message="r", now=T0)
+    assert await repo.get_refund(t.transaction_id) is None
+    assert await repo.start_refund(
+        refund, expected=Status.PAYMENT_SUCCESS, message="refund requested", now=T0
+    )
+    again = RefundRecord(**{**_fields(refund), "refund_id": f"RF_{secrets.token_hex(8)}"})
+    assert not await repo.start_refund(again, expected=Status.REFUND_REQUESTED, message="r", now=T0)
+    assert await repo.get_refund(t.transaction_id) == refund
+
+    done_at = T0 + timedelta(minutes=1)
+    assert await repo.complete_refund(refund, pg_transaction_key="ptk", message="refunded", now=done_at)
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.refunded_amount) == (Status.REFUNDED, 20000)
+    record = await repo.get_refund(t.transaction_id)
+    assert record is not None
+    assert (record.status, record.pg_transaction_key, record.completed_at) == ("DONE", "ptk", done_at)
+    assert not await repo.complete_refund(refund, pg_transaction_key="ptk", message="again", now=done_at)
+    assert [h.status for h in await repo.history(t.transaction_id)] == [
+        Status.PAYMENT_SUCCESS,
+        Status.REFUND_REQUESTED,
+        Status.REFUNDED,
+    ]
+
+
+def _fields(refund: RefundRecord) -> dict[str, Any]:
+    return {name: getattr(refund, name) for name in RefundRecord.__dataclass_fields__}
