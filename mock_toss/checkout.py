@@ -47,7 +47,7 @@ def is_valid_order_id(value: object) -> bool:
 
 def is_valid_order_name(value: object) -> bool:
     """1–100 characters."""
-    return isinstance(value, str) and 0 < len(value.strip()) and len(value) <= MAX_ORDER_NAME_LENGTH
+    return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_ORDER_NAME_LENGTH
 
 
 def is_absolute_http_url(value: object) -> bool:
@@ -79,7 +79,9 @@ def check_amount(method: Method, amount: int) -> None:
         raise TossError("BELOW_MINIMUM_AMOUNT")
 
 
-def _required_text(fields: Mapping[str, Any], name: str, is_valid: Callable[[object], bool], code: str) -> str:
+def _required_text(
+    fields: Mapping[str, Any], name: str, is_valid: Callable[[object], bool], code: str
+) -> str:
     value = fields.get(name)
     if not isinstance(value, str) or not is_valid(value):
         raise TossError(code)
@@ -104,7 +106,9 @@ def parse_checkout(fields: Mapping[str, Any], client_key: str) -> CheckoutOrder:
     if customer_name is not None and (
         not isinstance(customer_name, str) or len(customer_name) > MAX_CUSTOMER_NAME_LENGTH
     ):
-        raise TossError("INVALID_REQUEST", "customerName은 100자 이하여야 합니다.", "customerName is too long.")
+        raise TossError(
+            "INVALID_REQUEST", "customerName은 100자 이하여야 합니다.", "customerName is too long."
+        )
     return CheckoutOrder(
         order_id=order_id,
         amount=amount,

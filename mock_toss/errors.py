@@ -46,7 +46,9 @@ ERRORS: dict[str, ErrorSpec] = {
         400, "잘못된 시크릿키 연동 정보 입니다.", "Invalid secret key integration information."
     ),
     "INVALID_REQUEST": ErrorSpec(400, "잘못된 요청입니다.", "Invalid request."),
-    "INVALID_REQUIRED_PARAM": ErrorSpec(400, "필수 파라미터가 누락되었습니다.", "A required parameter is missing."),
+    "INVALID_REQUIRED_PARAM": ErrorSpec(
+        400, "필수 파라미터가 누락되었습니다.", "A required parameter is missing."
+    ),
     "INVALID_TEST_CODE": ErrorSpec(400, "유효하지 않은 테스트 코드입니다.", "The test code is not valid."),
     "API_VERSION_UPDATE_NEEDED": ErrorSpec(
         400, "API 버전 업데이트가 필요합니다.", "The API version needs to be updated."
@@ -73,7 +75,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "결제 시간이 만료되어 결제 진행 데이터가 존재하지 않습니다.",
         "Payment session does not exist because the session time has expired.",
     ),
-    "ALREADY_PROCESSED_PAYMENT": ErrorSpec(400, "이미 처리된 결제 입니다.", "The payment has already been processed."),
+    "ALREADY_PROCESSED_PAYMENT": ErrorSpec(
+        400, "이미 처리된 결제 입니다.", "The payment has already been processed."
+    ),
     "PROVIDER_ERROR": ErrorSpec(400, _TEMPORARY_KO, _TEMPORARY_EN),
     "EXCEED_MAX_CARD_INSTALLMENT_PLAN": ErrorSpec(
         400,
@@ -98,7 +102,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "BELOW_ZERO_AMOUNT": ErrorSpec(400, "금액은 0보다 커야 합니다.", "The amount must be greater than 0."),
     "REQUIRED_AMOUNT": ErrorSpec(400, "금액은 필수 입력값입니다.", "The amount is required."),
     "INVALID_CARD_EXPIRATION": ErrorSpec(
-        400, "카드 정보를 다시 확인해주세요. (유효기간)", "Please check the card information. (expiration date)"
+        400,
+        "카드 정보를 다시 확인해주세요. (유효기간)",
+        "Please check the card information. (expiration date)",
     ),
     "INVALID_STOPPED_CARD": ErrorSpec(400, "정지된 카드 입니다.", "The card has been suspended."),
     "EXCEED_MAX_DAILY_PAYMENT_COUNT": ErrorSpec(
@@ -128,7 +134,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "단말기번호(Terminal Id)가 없습니다. 토스페이먼츠로 문의 바랍니다.",
         "There is no terminal ID. Please contact Toss Payments.",
     ),
-    "INVALID_AUTHORIZE_AUTH": ErrorSpec(400, "유효하지 않은 인증 방식입니다.", "The authentication method is invalid."),
+    "INVALID_AUTHORIZE_AUTH": ErrorSpec(
+        400, "유효하지 않은 인증 방식입니다.", "The authentication method is invalid."
+    ),
     "INVALID_CARD_LOST_OR_STOLEN": ErrorSpec(
         400, "분실 혹은 도난 카드입니다.", "The card was reported lost or stolen."
     ),
@@ -152,8 +160,12 @@ ERRORS: dict[str, ErrorSpec] = {
     "EXCEED_MAX_ONE_TIME_WITHDRAW_AMOUNT": ErrorSpec(
         400, "1회 출금 한도를 초과했습니다.", "The one-time withdrawal limit was exceeded."
     ),
-    "CARD_PROCESSING_ERROR": ErrorSpec(400, "카드사에서 오류가 발생했습니다.", "The card company reported an error."),
-    "EXCEED_MAX_AMOUNT": ErrorSpec(400, "거래금액 한도를 초과했습니다.", "The transaction amount limit was exceeded."),
+    "CARD_PROCESSING_ERROR": ErrorSpec(
+        400, "카드사에서 오류가 발생했습니다.", "The card company reported an error."
+    ),
+    "EXCEED_MAX_AMOUNT": ErrorSpec(
+        400, "거래금액 한도를 초과했습니다.", "The transaction amount limit was exceeded."
+    ),
     "INVALID_ACCOUNT_INFO_RE_REGISTER": ErrorSpec(
         400,
         "유효하지 않은 계좌입니다. 계좌 재등록 후 시도해주세요.",
@@ -162,7 +174,9 @@ ERRORS: dict[str, ErrorSpec] = {
     "NOT_AVAILABLE_PAYMENT": ErrorSpec(
         400, "결제가 불가능한 시간대입니다", "Payments are not available at this time."
     ),
-    "UNAPPROVED_ORDER_ID": ErrorSpec(400, "아직 승인되지 않은 주문번호입니다.", "The order has not been approved yet."),
+    "UNAPPROVED_ORDER_ID": ErrorSpec(
+        400, "아직 승인되지 않은 주문번호입니다.", "The order has not been approved yet."
+    ),
     "EXCEED_MAX_MONTHLY_PAYMENT_AMOUNT": ErrorSpec(
         400,
         "당월 결제 가능금액인 1,000,000원을 초과 하셨습니다.",
@@ -176,7 +190,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "한도초과 혹은 잔액부족으로 결제에 실패했습니다.",
         "The payment failed because of the limit or insufficient balance.",
     ),
-    "REJECT_CARD_COMPANY": ErrorSpec(403, "결제 승인이 거절되었습니다.", "The payment approval was rejected."),
+    "REJECT_CARD_COMPANY": ErrorSpec(
+        403, "결제 승인이 거절되었습니다.", "The payment approval was rejected."
+    ),
     "REJECT_TOSSPAY_INVALID_ACCOUNT": ErrorSpec(
         403,
         "선택하신 출금 계좌가 출금이체 등록이 되어 있지 않아요. 계좌를 다시 등록해 주세요.",
@@ -188,15 +204,21 @@ ERRORS: dict[str, ErrorSpec] = {
         "The maximum number of authentications was exceeded. Please contact the card company.",
     ),
     "EXCEED_MAX_ONE_DAY_AMOUNT": ErrorSpec(403, "일일 한도를 초과했습니다.", "The daily limit was exceeded."),
-    "NOT_AVAILABLE_BANK": ErrorSpec(403, "은행 서비스 시간이 아닙니다.", "The bank service is not available now."),
-    "INVALID_PASSWORD": ErrorSpec(403, "결제 비밀번호가 일치하지 않습니다.", "The payment password does not match."),
+    "NOT_AVAILABLE_BANK": ErrorSpec(
+        403, "은행 서비스 시간이 아닙니다.", "The bank service is not available now."
+    ),
+    "INVALID_PASSWORD": ErrorSpec(
+        403, "결제 비밀번호가 일치하지 않습니다.", "The payment password does not match."
+    ),
     "FDS_ERROR": ErrorSpec(
         403,
         "[토스페이먼츠] 위험거래가 감지되어 결제가 제한됩니다. 발송된 문자에 포함된 링크를 통해 본인인증 후 결제가 가능합니다.",
         "[Toss Payments] A risky transaction was detected and the payment is restricted.",
     ),
     "FAILED_PAYMENT_INTERNAL_SYSTEM_PROCESSING": ErrorSpec(
-        500, "결제가 완료되지 않았어요. 다시 시도해주세요.", "The payment was not completed. Please try again."
+        500,
+        "결제가 완료되지 않았어요. 다시 시도해주세요.",
+        "The payment was not completed. Please try again.",
     ),
     "FAILED_INTERNAL_SYSTEM_PROCESSING": ErrorSpec(500, _INTERNAL_KO, _INTERNAL_EN),
     "UNKNOWN_PAYMENT_ERROR": ErrorSpec(
@@ -205,12 +227,18 @@ ERRORS: dict[str, ErrorSpec] = {
         "The payment failed. If it happens again, contact the bank or card company.",
     ),
     "FAILED_CARD_COMPANY_RESPONSE": ErrorSpec(
-        500, "카드사에서 에러가 발생했습니다. 잠시 후 다시 시도해 주세요.", "The card company returned an error."
+        500,
+        "카드사에서 에러가 발생했습니다. 잠시 후 다시 시도해 주세요.",
+        "The card company returned an error.",
     ),
-    "FAILED_DB_PROCESSING": ErrorSpec(500, "잘못된 요청 값으로 처리 중 DB 에러가 발생했습니다.", "A database error occurred."),
+    "FAILED_DB_PROCESSING": ErrorSpec(
+        500, "잘못된 요청 값으로 처리 중 DB 에러가 발생했습니다.", "A database error occurred."
+    ),
     "COMMON_ERROR": ErrorSpec(500, _TEMPORARY_KO, _TEMPORARY_EN),
     "UNKNOWN_ERROR": ErrorSpec(
-        500, "확인되지 않은 오류입니다. 잠시 후 다시 시도해주세요.", "An unknown error occurred. Please try again later."
+        500,
+        "확인되지 않은 오류입니다. 잠시 후 다시 시도해주세요.",
+        "An unknown error occurred. Please try again later.",
     ),
     # Order and payment-window input.
     "DUPLICATED_ORDER_ID": ErrorSpec(
@@ -224,7 +252,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "orderId allows only letters, digits, '-' and '_', 6 to 64 characters.",
     ),
     "INVALID_ORDER_NAME": ErrorSpec(
-        400, "주문명은 100자 이하여야 합니다.", "The order name is required and must be 100 characters or fewer."
+        400,
+        "주문명은 100자 이하여야 합니다.",
+        "The order name is required and must be 100 characters or fewer.",
     ),
     "INVALID_PAYMENT_KEY": ErrorSpec(400, "잘못된 paymentKey 입니다.", "The paymentKey is invalid."),
     "INVALID_CURRENCY": ErrorSpec(400, "잘못된 통화 값입니다.", "The currency is invalid."),
@@ -232,8 +262,12 @@ ERRORS: dict[str, ErrorSpec] = {
     "INVALID_ISO_DATE_FORMAT": ErrorSpec(
         400, "ISO 8601 형식의 날짜가 아닙니다.", "The date is not in ISO 8601 format."
     ),
-    "NOT_SUPPORTED_METHOD": ErrorSpec(400, "지원되지 않는 결제수단입니다.", "This payment method is not supported."),
-    "MAINTAINED_METHOD": ErrorSpec(400, "결제수단이 점검중입니다.", "The payment method is under maintenance."),
+    "NOT_SUPPORTED_METHOD": ErrorSpec(
+        400, "지원되지 않는 결제수단입니다.", "This payment method is not supported."
+    ),
+    "MAINTAINED_METHOD": ErrorSpec(
+        400, "결제수단이 점검중입니다.", "The payment method is under maintenance."
+    ),
     "INVALID_CLIENT_KEY": ErrorSpec(
         400, "잘못된 클라이언트 키 입니다.", "The client key is invalid or not a test client key."
     ),
@@ -256,7 +290,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "The payment was aborted because approval failed during the process.",
     ),
     "NOT_FOUND_MERCHANT": ErrorSpec(404, "존재하지 않는 가맹점 정보 입니다.", "The merchant does not exist."),
-    "NOT_FOUND_METHOD": ErrorSpec(404, "존재하지 않는 결제수단 입니다.", "The payment method does not exist."),
+    "NOT_FOUND_METHOD": ErrorSpec(
+        404, "존재하지 않는 결제수단 입니다.", "The payment method does not exist."
+    ),
     "NOT_FOUND_BILLING": ErrorSpec(404, "존재하지 않는 빌링 정보 입니다.", "The billing key does not exist."),
     # Virtual accounts.
     "INVALID_BANK": ErrorSpec(400, "유효하지 않은 은행입니다.", "The bank is not valid."),
@@ -264,10 +300,14 @@ ERRORS: dict[str, ErrorSpec] = {
         400, "유효하지 않은 등록 번호 타입입니다.", "The registration number type is invalid."
     ),
     "EXCEED_MAX_DUE_DATE": ErrorSpec(
-        400, "가상 계좌의 최대 유효만료 기간을 초과했습니다.", "The maximum due date of the virtual account was exceeded."
+        400,
+        "가상 계좌의 최대 유효만료 기간을 초과했습니다.",
+        "The maximum due date of the virtual account was exceeded.",
     ),
     "EXCEED_MAX_VALID_HOURS": ErrorSpec(
-        400, "가상 계좌의 최대 유효시간을 초과했습니다.", "The maximum valid hours of the virtual account were exceeded."
+        400,
+        "가상 계좌의 최대 유효시간을 초과했습니다.",
+        "The maximum valid hours of the virtual account were exceeded.",
     ),
     "INVALID_VALID_HOURS_WITH_DUE_DATE_AND_SINGLE": ErrorSpec(
         400,
@@ -275,7 +315,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "Only one of validHours and dueDate can be given.",
     ),
     # Cancel.
-    "ALREADY_CANCELED_PAYMENT": ErrorSpec(400, "이미 취소된 결제 입니다.", "The payment has already been canceled."),
+    "ALREADY_CANCELED_PAYMENT": ErrorSpec(
+        400, "이미 취소된 결제 입니다.", "The payment has already been canceled."
+    ),
     "INVALID_REFUND_ACCOUNT_INFO": ErrorSpec(
         400,
         "환불 계좌번호와 예금주명이 일치하지 않습니다.",
@@ -293,15 +335,25 @@ ERRORS: dict[str, ErrorSpec] = {
         400, "잔액 결과가 일치하지 않습니다.", "The refundable amount does not match the balance."
     ),
     "REFUND_REJECTED": ErrorSpec(
-        400, "환불이 거절됐습니다. 결제사에 문의 부탁드립니다.", "The refund was rejected. Please contact the provider."
+        400,
+        "환불이 거절됐습니다. 결제사에 문의 부탁드립니다.",
+        "The refund was rejected. Please contact the provider.",
     ),
-    "ALREADY_REFUND_PAYMENT": ErrorSpec(400, "이미 환불된 결제입니다.", "The payment has already been refunded."),
+    "ALREADY_REFUND_PAYMENT": ErrorSpec(
+        400, "이미 환불된 결제입니다.", "The payment has already been refunded."
+    ),
     "FORBIDDEN_BANK_REFUND_REQUEST": ErrorSpec(
         400, "고객 계좌가 입금이 되지 않는 상태입니다.", "The customer's account cannot receive deposits."
     ),
-    "NOT_CANCELABLE_AMOUNT": ErrorSpec(403, "취소 할 수 없는 금액 입니다.", "This amount cannot be canceled."),
-    "NOT_CANCELABLE_PAYMENT": ErrorSpec(403, "취소 할 수 없는 결제 입니다.", "This payment cannot be canceled."),
-    "EXCEED_MAX_REFUND_DUE": ErrorSpec(403, "환불 가능한 기간이 지났습니다.", "The refund period has passed."),
+    "NOT_CANCELABLE_AMOUNT": ErrorSpec(
+        403, "취소 할 수 없는 금액 입니다.", "This amount cannot be canceled."
+    ),
+    "NOT_CANCELABLE_PAYMENT": ErrorSpec(
+        403, "취소 할 수 없는 결제 입니다.", "This payment cannot be canceled."
+    ),
+    "EXCEED_MAX_REFUND_DUE": ErrorSpec(
+        403, "환불 가능한 기간이 지났습니다.", "The refund period has passed."
+    ),
     "NOT_ALLOWED_PARTIAL_REFUND_WAITING_DEPOSIT": ErrorSpec(
         403,
         "입금 대기중인 결제는 부분 환불이 불가합니다.",
@@ -315,25 +367,37 @@ ERRORS: dict[str, ErrorSpec] = {
     "NOT_CANCELABLE_PAYMENT_FOR_DORMANT_USER": ErrorSpec(
         403, "휴면 처리된 회원의 결제는 취소할 수 없습니다.", "Payments of dormant users cannot be canceled."
     ),
-    "EXCEED_CANCEL_LIMIT": ErrorSpec(403, "취소 한도 금액을 초과 하였습니다.", "The cancel limit was exceeded."),
+    "EXCEED_CANCEL_LIMIT": ErrorSpec(
+        403, "취소 한도 금액을 초과 하였습니다.", "The cancel limit was exceeded."
+    ),
     "FAILED_REFUND_PROCESS": ErrorSpec(
         500, "은행 응답시간 지연이나 일시적인 오류로 환불요청에 실패했습니다.", "The refund request failed."
     ),
     "FAILED_METHOD_HANDLING_CANCEL": ErrorSpec(
-        500, "취소 중 결제 시 사용한 결제 수단 처리과정에서 일시적인 오류가 발생했습니다.", "Canceling the method failed."
+        500,
+        "취소 중 결제 시 사용한 결제 수단 처리과정에서 일시적인 오류가 발생했습니다.",
+        "Canceling the method failed.",
     ),
     "FAILED_PARTIAL_REFUND": ErrorSpec(
         500, "은행 점검, 해약 계좌 등의 사유로 부분 환불이 실패했습니다.", "The partial refund failed."
     ),
     # Key-in payments (card checks Toss runs in its payment window too).
-    "INVALID_CARD_PASSWORD": ErrorSpec(400, "카드 정보를 다시 확인해주세요. (비밀번호)", "Please check the card password."),
+    "INVALID_CARD_PASSWORD": ErrorSpec(
+        400, "카드 정보를 다시 확인해주세요. (비밀번호)", "Please check the card password."
+    ),
     "INVALID_CARD_IDENTITY": ErrorSpec(
-        400, "입력하신 주민번호/사업자번호가 카드 소유주 정보와 일치하지 않습니다.", "The identity does not match the card owner."
+        400,
+        "입력하신 주민번호/사업자번호가 카드 소유주 정보와 일치하지 않습니다.",
+        "The identity does not match the card owner.",
     ),
     "INVALID_BIRTH_DAY_FORMAT": ErrorSpec(
-        400, "생년월일 정보는 6자리의 yyMMdd 형식이어야 합니다.", "The birthday must be 6 digits in yyMMdd format."
+        400,
+        "생년월일 정보는 6자리의 yyMMdd 형식이어야 합니다.",
+        "The birthday must be 6 digits in yyMMdd format.",
     ),
-    "NOT_SUPPORTED_CARD_TYPE": ErrorSpec(400, "지원되지 않는 카드 종류입니다.", "This card type is not supported."),
+    "NOT_SUPPORTED_CARD_TYPE": ErrorSpec(
+        400, "지원되지 않는 카드 종류입니다.", "This card type is not supported."
+    ),
     # Only ever a Payment.failure code (observed on EXPIRED payments), never an API answer.
     "EXPIRED_PAYMENT": ErrorSpec(
         400, "결제가 만료되었습니다. 다시 시도해주세요.", "The payment has expired. Please try again."
@@ -343,7 +407,9 @@ ERRORS: dict[str, ErrorSpec] = {
         400, "입금 기한이 지난 가상계좌입니다.", "The virtual account's due date has passed."
     ),
     "NOT_WAITING_FOR_DEPOSIT": ErrorSpec(
-        400, "입금 대기중인 가상계좌 결제가 아닙니다.", "The payment is not a virtual account waiting for its deposit."
+        400,
+        "입금 대기중인 가상계좌 결제가 아닙니다.",
+        "The payment is not a virtual account waiting for its deposit.",
     ),
 }
 

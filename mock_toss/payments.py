@@ -96,7 +96,9 @@ _BANK_ALIASES: dict[str, str] = {
     "KDB산업": "02",
 }
 # Banks that can issue virtual accounts (Toss's virtual-account guide).
-VIRTUAL_ACCOUNT_BANKS = frozenset({"39", "34", "06", "03", "11", "31", "32", "45", "07", "88", "20", "71", "81"})
+VIRTUAL_ACCOUNT_BANKS = frozenset(
+    {"39", "34", "06", "03", "11", "31", "32", "45", "07", "88", "20", "71", "81"}
+)
 
 
 def bank_code_of(value: str) -> str | None:
@@ -111,7 +113,7 @@ def bank_code_of(value: str) -> str | None:
 
 
 def vat_of(amount: int, tax_free_amount: int = 0) -> int:
-    """Toss's VAT: round((amount − taxFree) / 11), halves rounded up."""
+    """Toss's VAT: round((amount − taxFree) / 11), in integer arithmetic (an eleventh is never a half)."""
     taxable = amount - tax_free_amount
     return (taxable * 2 + 11) // 22
 
@@ -211,7 +213,9 @@ class Payment:
         if self.virtual_account is not None:
             virtual_account = dict(self.virtual_account)
             if self.refund_completes_at is not None:
-                virtual_account["refundStatus"] = "COMPLETED" if now >= self.refund_completes_at else "PENDING"
+                virtual_account["refundStatus"] = (
+                    "COMPLETED" if now >= self.refund_completes_at else "PENDING"
+                )
         return {
             "mId": MERCHANT_ID,
             "lastTransactionKey": self.last_transaction_key,

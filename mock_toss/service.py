@@ -38,7 +38,7 @@ from mock_toss.payments import (
     toss_time,
     webhook_time,
 )
-from mock_toss.scenarios import Chaos, CardOutcome, card_outcome, normalize_card_number
+from mock_toss.scenarios import CardOutcome, Chaos, card_outcome, normalize_card_number
 from mock_toss.store import MockClock, PaymentStore
 from mock_toss.webhooks import WebhookDispatcher
 
@@ -51,7 +51,9 @@ REFUND_DELAY = timedelta(days=2)
 MAX_CANCEL_REASON_LENGTH = 200
 MAX_PAYMENT_KEY_LENGTH = 200
 WINDOW_VIRTUAL_ACCOUNT_BANK = "20"
-CANCELABLE = frozenset({PaymentStatus.DONE, PaymentStatus.PARTIAL_CANCELED, PaymentStatus.WAITING_FOR_DEPOSIT})
+CANCELABLE = frozenset(
+    {PaymentStatus.DONE, PaymentStatus.PARTIAL_CANCELED, PaymentStatus.WAITING_FOR_DEPOSIT}
+)
 _DUE_DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}([+-]\d{2}:\d{2})?")
 
 
@@ -143,7 +145,9 @@ def parse_due_date(value: str) -> datetime:
 class MockToss:
     """The mock's state and behaviour; HTTP handlers in app.py are thin wrappers around it."""
 
-    def __init__(self, config: MockConfig, *, webhook_transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, config: MockConfig, *, webhook_transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.config = config
         self.clock = MockClock()
         self.store = PaymentStore()
@@ -346,7 +350,9 @@ class MockToss:
             }
         )
         payment.last_transaction_key = transaction_key
-        payment.status = PaymentStatus.CANCELED if payment.balance_amount == 0 else PaymentStatus.PARTIAL_CANCELED
+        payment.status = (
+            PaymentStatus.CANCELED if payment.balance_amount == 0 else PaymentStatus.PARTIAL_CANCELED
+        )
         if payment.card is not None and payment.status is PaymentStatus.CANCELED:
             payment.card["acquireStatus"] = "CANCELED"
         if refund_account is not None and payment.virtual_account is not None:
@@ -382,11 +388,15 @@ class MockToss:
             raise TossError("INVALID_BANK")
         tax_free_amount = _integer(request, "taxFreeAmount", required=False) or 0
         if not 0 <= tax_free_amount <= amount:
-            raise _invalid("taxFreeAmount가 올바르지 않습니다.", "taxFreeAmount must be between 0 and amount.")
+            raise _invalid(
+                "taxFreeAmount가 올바르지 않습니다.", "taxFreeAmount must be between 0 and amount."
+            )
         _text(request, "customerEmail", required=False, max_length=100)
         phone = _text(request, "customerMobilePhone", required=False, max_length=15)
         if phone is not None and not (phone.isascii() and phone.isdigit() and len(phone) >= 8):
-            raise _invalid("customerMobilePhone은 숫자 8~15자리입니다.", "customerMobilePhone must be 8–15 digits.")
+            raise _invalid(
+                "customerMobilePhone은 숫자 8~15자리입니다.", "customerMobilePhone must be 8–15 digits."
+            )
         account_key = _text(request, "accountKey", required=False, max_length=13)
         now = self.clock.now()
         valid_hours = _integer(request, "validHours", required=False)
@@ -444,7 +454,9 @@ class MockToss:
         payment.approved_at = now
         payment.last_transaction_key = new_transaction_key()
         account["settlementStatus"] = "COMPLETED"
-        account["depositorName"] = depositor if isinstance(depositor, str) and depositor else payment.customer_name
+        account["depositorName"] = (
+            depositor if isinstance(depositor, str) and depositor else payment.customer_name
+        )
         self.store.schedule(payment, None)
         self._publish_status_changed(payment)
         self._publish_deposit_callback(payment)

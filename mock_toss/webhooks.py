@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -58,7 +57,7 @@ class DeliveryAttempt:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "at": self.at,
+            "time": self.at,
             "retriedCount": self.retried_count,
             "statusCode": self.status_code,
             "error": self.error,
@@ -149,10 +148,6 @@ class WebhookDispatcher:
         delivery.task = asyncio.get_running_loop().create_task(self._deliver_once(delivery))
         return delivery
 
-    def get(self, delivery_id: str) -> WebhookDelivery | None:
-        """One delivery by id."""
-        return self._deliveries.get(delivery_id)
-
     def find(
         self, *, order_id: str | None = None, event_type: str | None = None, status: str | None = None
     ) -> list[WebhookDelivery]:
@@ -216,7 +211,11 @@ class WebhookDispatcher:
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(delivery.body, self._secret)
         attempt = DeliveryAttempt(
-            at=toss_time(self._clock.now()), retried_count=retried_count, status_code=None, error=None, duration_ms=0
+            at=toss_time(self._clock.now()),
+            retried_count=retried_count,
+            status_code=None,
+            error=None,
+            duration_ms=0,
         )
         started = time.perf_counter()
         try:
@@ -237,10 +236,3 @@ class WebhookDispatcher:
                 timeout=DELIVERY_TIMEOUT_SECONDS, transport=self._transport, trust_env=False
             )
         return self._client
-
-
-async def cancel_quietly(task: asyncio.Task[Any]) -> None:
-    """Cancel a background task and wait for it to finish."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

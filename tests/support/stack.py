@@ -111,7 +111,9 @@ class Stack:
     def start_api(self) -> RunningServer:
         port = free_port()
         env = {**self.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
-        server = start_server(["app.cli", "serve", "--port", str(port)], port=port, health_path="/health/ready", env=env)
+        server = start_server(
+            ["app.cli", "serve", "--port", str(port)], port=port, health_path="/health/ready", env=env
+        )
         self.apis.append(server)
         return server
 

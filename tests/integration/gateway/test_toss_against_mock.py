@@ -154,43 +154,90 @@ async def test_a_card_without_enough_balance_is_insufficient_funds(
     assert error.value.message
 
 
-async def test_a_confirm_slower_than_the_read_timeout_is_unavailable_and_charged_once(
-    mock_toss: RunningServer, http: httpx.AsyncClient
-) -> None:
-    impatient_http = create_http_client(connect_timeout=2.0, read_timeout=0.5)
-    try:
-        toss = TossClient(impatient_http, base_url=mock_toss.url, secret_key=SECRET_KEY, retry_delay=0.2)
-        gateway = GatewayService([toss])
-        order_id, payment_key = await authenticate(http, mock_toss, amount=30000, card_number=SLOW_CARD)
-
-        with pytest.raises(GatewayError) as error:
-            await gateway.confirm_payment(
-                provider="TOSS",
-                payment_key=payment_key,
-                order_id=order_id,
-                amount=30000,
-                idempotency_key="slow-1",
-            )
-
-        assert error.value.kind is GatewayErrorKind.UNAVAILABLE
-        assert error.value.outcome_unknown
-        # the outcome is resolved the way Core's reconciliation does it: ask Toss by order id
+async def settled(gateway: GatewayService, order_id: str) -> PaymentInfo:
+    """Ask Toss by order id until the payment leaves IN_PROGRESS, as Core's reconciliation does."""
+    payment = await gateway.find_payment(provider="TOSS", order_id=order_id)
+    for _ in range(SLOW_CONFIRM_SECONDS * 10 + 50):
+        if payment.status is not PgPaymentStatus.IN_PROGRESS:
+            break
+        await asyncio.sleep(0.1)
         payment = await gateway.find_payment(provider="TOSS", order_id=order_id)
-        for _ in range(SLOW_CONFIRM_SECONDS * 10 + 50):
-            if payment.status is not PgPaymentStatus.IN_PROGRESS:
-                break
-            await asyncio.sleep(0.1)
-            payment = await gateway.find_payment(provider="TOSS", order_id=order_id)
-    finally:
-        await impatient_http.aclose()
+    return payment
 
+
+@pytest.fixture
+async def impatient_gateway(mock_toss: RunningServer) -> AsyncIterator[GatewayService]:
+    """A gateway whose read timeout (0.5 s) is far shorter than the slow card's confirm."""
+    impatient_http = create_http_client(connect_timeout=2.0, read_timeout=0.5)
+    toss = TossClient(impatient_http, base_url=mock_toss.url, secret_key=SECRET_KEY, retry_delay=0.2)
+    yield GatewayService([toss])
+    await impatient_http.aclose()
+
+
+async def test_a_confirm_slower_than_the_read_timeout_is_unavailable_and_charged_once(
+    impatient_gateway: GatewayService, mock_toss: RunningServer, http: httpx.AsyncClient
+) -> None:
+    order_id, payment_key = await authenticate(http, mock_toss, amount=30000, card_number=SLOW_CARD)
+
+    with pytest.raises(GatewayError) as error:
+        await impatient_gateway.confirm_payment(
+            provider="TOSS",
+            payment_key=payment_key,
+            order_id=order_id,
+            amount=30000,
+            idempotency_key="slow-1",
+        )
+
+    # the first attempt timed out; the retry, with the same key, found Toss still working on it
+    assert error.value.kind is GatewayErrorKind.UNAVAILABLE
+    assert error.value.outcome_unknown
+    assert error.value.pg_code == "IDEMPOTENT_REQUEST_PROCESSING"
+    payment = await settled(impatient_gateway, order_id)
     assert payment.status is PgPaymentStatus.DONE
     assert (payment.payment_key, payment.total_amount, payment.balance_amount) == (payment_key, 30000, 30000)
     confirms = await journal(http, mock_toss, path="/v1/payments/confirm", order_id=order_id)
-    assert 2 <= len(confirms) <= 3
-    assert {entry["idempotencyKey"] for entry in confirms} == {"slow-1"}
-    # only the first request was processed (and charged); the retries were answered as duplicates
-    assert [entry["status"] for entry in confirms].count(200) <= 1
+    assert [entry["idempotencyKey"] for entry in confirms] == ["slow-1", "slow-1"]
+    # one confirm was processed (and charged); the retry was refused as a duplicate in flight
+    assert [entry["status"] for entry in confirms] == [200, 409]
+
+
+async def test_every_attempt_timing_out_is_unavailable_after_three_attempts_with_one_key(
+    impatient_gateway: GatewayService, mock_toss: RunningServer, http: httpx.AsyncClient
+) -> None:
+    order_id, payment_key = await authenticate(http, mock_toss, amount=40000)
+    # every confirm waits 1.5 s before Toss even looks at it: each attempt's read times out
+    chaos = await http.put(
+        f"{mock_toss.url}/_mock/chaos", json={"seed": 1, "routes": {"confirm": {"latencyMs": 1500}}}
+    )
+    assert chaos.status_code == 200, chaos.text
+    try:
+        with pytest.raises(GatewayError) as error:
+            await impatient_gateway.confirm_payment(
+                provider="TOSS",
+                payment_key=payment_key,
+                order_id=order_id,
+                amount=40000,
+                idempotency_key="late-1",
+            )
+    finally:
+        cleared = await http.delete(f"{mock_toss.url}/_mock/chaos")
+        assert cleared.status_code == 200, cleared.text
+
+    assert error.value.kind is GatewayErrorKind.UNAVAILABLE
+    assert error.value.pg_code == "TIMEOUT"
+    payment = await settled(impatient_gateway, order_id)
+    assert payment.status is PgPaymentStatus.DONE
+    assert payment.balance_amount == 40000
+    await asyncio.sleep(1.6)  # let the mock finish answering the last (abandoned) attempt
+    confirms = await journal(http, mock_toss, path="/v1/payments/confirm", order_id=order_id)
+    assert [entry["idempotencyKey"] for entry in confirms] == ["late-1"] * 3
+    assert [entry["body"] for entry in confirms] == [confirms[0]["body"]] * 3
+    # the same key again replays the one approval instead of charging a second time
+    replayed = await impatient_gateway.confirm_payment(
+        provider="TOSS", payment_key=payment_key, order_id=order_id, amount=40000, idempotency_key="late-1"
+    )
+    assert replayed.last_transaction_key == payment.last_transaction_key
+    assert replayed.approved_at == payment.approved_at
 
 
 async def test_full_cancel(
