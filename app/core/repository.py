@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
 from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange, WebhookEvent
@@ -116,15 +116,7 @@ class SqlTransactionRepository:
                     refunded_amount=0,
                 )
             )
-            await conn.execute(
-                insert(history_table).values(
-                    transaction_id=t.transaction_id,
-                    status=int(t.status),
-                    message=message,
-                    metadata={},
-                    created_at=t.created_at,
-                )
-            )
+            await _append_history(conn, t.transaction_id, t.status, message, {}, t.created_at)
         TRANSACTIONS_CREATED.labels(product_type=t.product_type.value).inc()
 
     async def get(self, transaction_id: str) -> Transaction | None:
@@ -207,15 +199,7 @@ class SqlTransactionRepository:
             )
             if result.rowcount != 1:
                 return False
-            await conn.execute(
-                insert(history_table).values(
-                    transaction_id=transaction_id,
-                    status=int(target),
-                    message=message[:255],
-                    metadata=dict(history_metadata or {}),
-                    created_at=now,
-                )
-            )
+            await _append_history(conn, transaction_id, target, message, history_metadata, now)
         _observe_transition(target, change, history_metadata)
         return True
 
@@ -248,15 +232,7 @@ class SqlTransactionRepository:
                 )
                 if current.scalar_one_or_none() != int(status):
                     return False
-            await conn.execute(
-                insert(history_table).values(
-                    transaction_id=transaction_id,
-                    status=int(status),
-                    message=message[:255],
-                    metadata=dict(metadata),
-                    created_at=now,
-                )
-            )
+            await _append_history(conn, transaction_id, status, message, metadata, now)
         return True
 
     async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
@@ -347,18 +323,13 @@ class SqlTransactionRepository:
                         created_at=refund.created_at,
                     )
                 )
-                await conn.execute(
-                    insert(history_table).values(
-                        transaction_id=refund.transaction_id,
-                        status=int(Status.REFUND_REQUESTED),
-                        message=message[:255],
-                        metadata={
-                            "refundId": refund.refund_id,
-                            "amount": refund.amount,
-                            "actor": refund.actor,
-                        },
-                        created_at=now,
-                    )
+                await _append_history(
+                    conn,
+                    refund.transaction_id,
+                    Status.REFUND_REQUESTED,
+                    message,
+                    {"refundId": refund.refund_id, "amount": refund.amount, "actor": refund.actor},
+                    now,
                 )
         except IntegrityError:
             return False  # a refund already exists: the whole change was rolled back
@@ -408,14 +379,13 @@ class SqlTransactionRepository:
                 .where(refunds_table.c.refund_id == refund.refund_id)
                 .values(status="DONE", pg_transaction_key=pg_transaction_key, completed_at=now)
             )
-            await conn.execute(
-                insert(history_table).values(
-                    transaction_id=refund.transaction_id,
-                    status=int(Status.REFUNDED),
-                    message=message[:255],
-                    metadata={"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key},
-                    created_at=now,
-                )
+            await _append_history(
+                conn,
+                refund.transaction_id,
+                Status.REFUNDED,
+                message,
+                {"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key},
+                now,
             )
         REFUNDS.labels(stage="refunded").inc()
         return True
@@ -429,16 +399,35 @@ class SqlTransactionRepository:
                 .where(refunds_table.c.refund_id == refund.refund_id)
                 .values(status="REFUSED", pg_error_code=pg_error_code[:64])
             )
-            await conn.execute(
-                insert(history_table).values(
-                    transaction_id=refund.transaction_id,
-                    status=int(Status.REFUND_REQUESTED),
-                    message=message[:255],
-                    metadata={"refundId": refund.refund_id, "pgCode": pg_error_code},
-                    created_at=now,
-                )
+            await _append_history(
+                conn,
+                refund.transaction_id,
+                Status.REFUND_REQUESTED,
+                message,
+                {"refundId": refund.refund_id, "pgCode": pg_error_code},
+                now,
             )
         REFUNDS.labels(stage="refused").inc()
+
+
+async def _append_history(
+    conn: AsyncConnection,
+    transaction_id: str,
+    status: Status,
+    message: str,
+    metadata: Mapping[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Every status change (or note) leaves a row, written in the caller's database transaction."""
+    await conn.execute(
+        insert(history_table).values(
+            transaction_id=transaction_id,
+            status=int(status),
+            message=message[:255],
+            metadata=dict(metadata or {}),
+            created_at=now,
+        )
+    )
 
 
 def _observe_transition(
