@@ -140,6 +140,22 @@ class TransactionRepository(Protocol):
         """
         ...
 
+    async def store_virtual_account(
+        self,
+        transaction_id: str,
+        *,
+        message: str,
+        metadata: Mapping[str, Any],
+        now: datetime,
+        change: TransitionChange,
+    ) -> bool:
+        """Write a pending (30) transaction's virtual account once, with its history row.
+
+        Guarded by status 30 and "no account stored yet"; returns False, changing nothing,
+        otherwise.
+        """
+        ...
+
     async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
         """Ids of CREATED transactions past their expiry, oldest first."""
         ...

@@ -106,7 +106,7 @@ class PaymentReconciler:
                 return await self._retry_later(
                     transaction_id, attempt, f"re-confirm unknown: {error.pg_code}"
                 )
-        status = await self._payments.apply_pg_payment(transaction, payment)
+        status = (await self._payments.apply_pg_payment(transaction, payment)).status
         if status == Status.PAYMENT_PENDING:
             if payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT:
                 return "awaiting-deposit"

@@ -235,6 +235,30 @@ class SqlTransactionRepository:
             await _append_history(conn, transaction_id, status, message, metadata, now)
         return True
 
+    async def store_virtual_account(
+        self,
+        transaction_id: str,
+        *,
+        message: str,
+        metadata: Mapping[str, Any],
+        now: datetime,
+        change: TransitionChange,
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(tx_table)
+                .where(
+                    tx_table.c.transaction_id == transaction_id,
+                    tx_table.c.status == int(Status.PAYMENT_PENDING),
+                    tx_table.c.va_account_number.is_(None),
+                )
+                .values(**_change_values(change))
+            )
+            if result.rowcount != 1:
+                return False
+            await _append_history(conn, transaction_id, Status.PAYMENT_PENDING, message, metadata, now)
+        return True
+
     async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
         query = (
             select(tx_table.c.transaction_id)

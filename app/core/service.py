@@ -114,6 +114,12 @@ class StatusReport:
 
 
 @dataclass(frozen=True, slots=True)
+class AppliedPayment:
+    status: Status
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionDetail:
     transaction: Transaction
     history: Sequence[HistoryEntry]
@@ -281,8 +287,12 @@ class PaymentService:
             return
         await self.apply_pg_payment(transaction, payment)
 
-    async def apply_pg_payment(self, transaction: Transaction, payment: PaymentInfo) -> Status:
-        """Move a pending (30) transaction to what the PG's own view of the payment implies."""
+    async def apply_pg_payment(self, transaction: Transaction, payment: PaymentInfo) -> AppliedPayment:
+        """Move a pending (30) transaction to what the PG's own view of the payment implies.
+
+        Returns the status afterwards and whether *this* call changed anything: concurrent
+        callers (callback, webhook jobs, reconciler) race through guarded writes, one wins.
+        """
         tid = transaction.transaction_id
         now = self._clock.now()
         if payment.order_id != tid or payment.total_amount != transaction.amount:
@@ -290,10 +300,11 @@ class PaymentService:
                 "PG payment does not match the transaction",
                 extra={"transactionId": tid, "pgOrderId": payment.order_id, "pgAmount": payment.total_amount},
             )
-            await self._fail_pending(tid, "PAY_003", "The PG's payment does not match the transaction.", None)
-            return await self._current_status(tid)
-        if payment.status == PgPaymentStatus.DONE:
-            succeeded = await self._repo.transition(
+            changed = await self._fail_pending(
+                tid, "PAY_003", "The PG's payment does not match the transaction.", None
+            )
+        elif payment.status == PgPaymentStatus.DONE:
+            changed = await self._repo.transition(
                 tid,
                 expected=Status.PAYMENT_PENDING,
                 target=Status.PAYMENT_SUCCESS,
@@ -310,43 +321,15 @@ class PaymentService:
                     "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
                 },
             )
-            if succeeded:
+            if changed:
                 log.info("payment succeeded", extra={"transactionId": tid, "amount": transaction.amount})
                 await self.start_provisioning(tid)
         elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
-            va = payment.virtual_account
-            if va.expired or now >= va.due_date:
-                # Toss sends nothing when the due date passes: whoever notices fails it.
-                await self._fail_pending(
-                    tid, "PAY_002", "The virtual account expired before the deposit.", None
-                )
-                return await self._current_status(tid)
-            recheck_at = min(
-                va.due_date, now + timedelta(seconds=self._config.virtual_account_recheck_seconds)
-            )
-            if transaction.va_account_number is not None:
-                await self._repo.schedule_reconciliation(tid, recheck_at)
-                return await self._current_status(tid)
-            await self._repo.record_event(
-                tid,
-                status=Status.PAYMENT_PENDING,
-                message="virtual account issued; waiting for the deposit",
-                metadata={"bankCode": va.bank_code, "dueDate": va.due_date.isoformat()},
-                now=now,
-                change=TransitionChange(
-                    pg_method=payment.method.value if payment.method else None,
-                    va_bank_code=va.bank_code,
-                    va_account_number=va.account_number,
-                    va_due_date=va.due_date,
-                    va_secret=payment.secret,
-                    expires_at=va.due_date,
-                    next_reconcile_at=recheck_at,
-                ),
-            )
+            changed = await self._apply_waiting_for_deposit(transaction, payment, now)
         elif payment.status in (PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED):
             failure = payment.failure
             code = "PAY_002" if payment.status == PgPaymentStatus.EXPIRED else "PAY_003"
-            await self._fail_pending(
+            changed = await self._fail_pending(
                 tid,
                 code,
                 failure.message if failure else f"The payment provider reports {payment.status.value}.",
@@ -361,7 +344,40 @@ class PaymentService:
                 metadata={"pgStatus": payment.status.value},
                 now=now,
             )
-        return await self._current_status(tid)
+            changed = False
+        return AppliedPayment(status=await self._current_status(tid), changed=changed)
+
+    async def _apply_waiting_for_deposit(
+        self, transaction: Transaction, payment: PaymentInfo, now: datetime
+    ) -> bool:
+        va = payment.virtual_account
+        assert va is not None
+        tid = transaction.transaction_id
+        if va.expired or now >= va.due_date:
+            # Toss sends nothing when the due date passes: whoever notices fails it.
+            return await self._fail_pending(
+                tid, "PAY_002", "The virtual account expired before the deposit.", None
+            )
+        recheck_at = min(va.due_date, now + timedelta(seconds=self._config.virtual_account_recheck_seconds))
+        # Written once: the callback and both of Toss's WAITING_FOR_DEPOSIT webhooks may race here.
+        stored = await self._repo.store_virtual_account(
+            tid,
+            message="virtual account issued; waiting for the deposit",
+            metadata={"bankCode": va.bank_code, "dueDate": va.due_date.isoformat()},
+            now=now,
+            change=TransitionChange(
+                pg_method=payment.method.value if payment.method else None,
+                va_bank_code=va.bank_code,
+                va_account_number=va.account_number,
+                va_due_date=va.due_date,
+                va_secret=payment.secret,
+                expires_at=va.due_date,
+                next_reconcile_at=recheck_at,
+            ),
+        )
+        if not stored:
+            await self._repo.schedule_reconciliation(tid, recheck_at)
+        return stored
 
     async def _confirm_outcome_unknown(self, transaction: Transaction, error: GatewayError) -> None:
         """Timeout or 5xx: the PG may have charged. Never mark failed without asking the PG."""

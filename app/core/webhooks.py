@@ -183,20 +183,18 @@ class WebhookService:
             log.warning("webhook secret differs from the PG's", extra={"transactionId": event.order_id})
             return await self._finish(event_id, "REJECTED", "secret differs from the PG's")
         before = transaction.status
+        changed = False
         if before == Status.PAYMENT_PENDING:
-            after = await self._payments.apply_pg_payment(transaction, payment)
+            changed = (await self._payments.apply_pg_payment(transaction, payment)).changed
         elif before == Status.CREATED and payment.status in (
             PgPaymentStatus.ABORTED,
             PgPaymentStatus.EXPIRED,
         ):
-            await self._payments.fail_created_by_pg(transaction, payment.status.value)
-            after = Status.PAYMENT_FAILED
-        else:
-            after = before  # settled already: a late or duplicate delivery changes nothing
-        outcome = "APPLIED" if after != before else "NO_CHANGE"
-        return await self._finish(
-            event_id, outcome, f"PG {payment.status.value}: {before.name} → {after.name}"
-        )
+            changed = await self._payments.fail_created_by_pg(transaction, payment.status.value)
+        # Otherwise settled already: a late or duplicate delivery changes nothing. Only the
+        # delivery whose guarded write won is APPLIED, however many race.
+        outcome = "APPLIED" if changed else "NO_CHANGE"
+        return await self._finish(event_id, outcome, f"PG {payment.status.value} while {before.name}")
 
     async def _finish(self, event_id: int, outcome: str, detail: str) -> str:
         await self._events.finish(event_id, outcome=outcome, detail=detail, now=self._clock.now())

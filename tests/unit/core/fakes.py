@@ -196,6 +196,32 @@ class InMemoryTransactionRepository:
         )
         return True
 
+    async def store_virtual_account(
+        self,
+        transaction_id: str,
+        *,
+        message: str,
+        metadata: Mapping[str, Any],
+        now: datetime,
+        change: TransitionChange,
+    ) -> bool:
+        await asyncio.sleep(0)
+        row = self._rows.get(transaction_id)
+        if row is None or row.transaction.status != Status.PAYMENT_PENDING:
+            return False
+        if row.transaction.va_account_number is not None:
+            return False  # written once, like the SQL adapter's guard
+        _apply(row, change)
+        row.history.append(
+            HistoryEntry(
+                status=Status.PAYMENT_PENDING,
+                message=message[:255],
+                metadata=copy.deepcopy(dict(metadata)),
+                created_at=now,
+            )
+        )
+        return True
+
     async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
         await asyncio.sleep(0)
         expired = [
