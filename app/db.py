@@ -140,6 +140,9 @@ refunds = Table(
     Column("pg_error_code", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
+    Column("refund_bank", String(20)),
+    Column("refund_account_number", String(20)),
+    Column("refund_holder_name", String(60)),
     UniqueConstraint("refund_id", name="uq_refunds_refund_id"),
     # One refund per transaction for now: the database enforces it under races.
     UniqueConstraint("transaction_id", name="uq_refunds_transaction_id"),

@@ -40,6 +40,8 @@ def _clean(key: str, value: Any) -> Any:
         return redact(value)
     if isinstance(value, dict):
         return {k: _clean(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(key, item) for item in value]
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     return redact(str(value))

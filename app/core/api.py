@@ -29,6 +29,7 @@ from app.core.schemas import (
 )
 from app.core.service import IssueCommand, PaymentService
 from app.core.webhooks import WebhookService
+from app.gateway.models import RefundAccount
 from app.metrics import STATUS_POLLS, WEBHOOK_DELIVERIES
 from app.ratelimit import RateLimiter
 
@@ -244,6 +245,15 @@ class PaymentController(Controller):
                 is_admin=caller.is_admin,
                 reason=data.reason,
                 amount=data.amount,
+                refund_account=(
+                    RefundAccount(
+                        bank=account.bank,
+                        account_number=account.account_number,
+                        holder_name=account.holder_name,
+                    )
+                    if (account := data.refund_receive_account)
+                    else None
+                ),
             )
             return transaction_body(transaction)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
-from app.gateway.models import PaymentInfo, RefundResult
+from app.gateway.models import PaymentInfo, RefundAccount, RefundResult
 
 
 class Clock(Protocol):
@@ -220,6 +220,7 @@ class RefundRecord:
     pg_transaction_key: str | None = None
     pg_error_code: str | None = None
     completed_at: datetime | None = None
+    refund_account: RefundAccount | None = None  # a paid virtual account's refund destination
 
 
 class RefundRepository(Protocol):
@@ -278,7 +279,14 @@ class PaymentGateway(Protocol):
     async def find_payment(self, *, provider: str, order_id: str) -> PaymentInfo: ...
 
     async def cancel_payment(
-        self, *, provider: str, payment_key: str, reason: str, amount: int | None, idempotency_key: str
+        self,
+        *,
+        provider: str,
+        payment_key: str,
+        reason: str,
+        amount: int | None,
+        idempotency_key: str,
+        refund_account: RefundAccount | None = None,
     ) -> RefundResult: ...
 
 

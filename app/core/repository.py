@@ -18,6 +18,7 @@ from app.db import refunds as refunds_table
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
 from app.db import webhook_events as webhook_table
+from app.gateway.models import RefundAccount
 from app.metrics import (
     PAYMENT_DURATION,
     PAYMENTS_FAILED,
@@ -345,6 +346,13 @@ class SqlTransactionRepository:
                         actor=refund.actor,
                         status=refund.status,
                         created_at=refund.created_at,
+                        refund_bank=refund.refund_account.bank if refund.refund_account else None,
+                        refund_account_number=(
+                            refund.refund_account.account_number if refund.refund_account else None
+                        ),
+                        refund_holder_name=refund.refund_account.holder_name
+                        if refund.refund_account
+                        else None,
                     )
                 )
                 await _append_history(
@@ -378,6 +386,11 @@ class SqlTransactionRepository:
             pg_transaction_key=m["pg_transaction_key"],
             pg_error_code=m["pg_error_code"],
             completed_at=m["completed_at"],
+            refund_account=(
+                RefundAccount(m["refund_bank"], m["refund_account_number"], m["refund_holder_name"])
+                if m["refund_bank"]
+                else None
+            ),
         )
 
     async def complete_refund(

@@ -33,9 +33,18 @@ class IssueRequest(ApiStruct, forbid_unknown_fields=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class RefundAccountBody(ApiStruct, forbid_unknown_fields=True):
+    """A bank account for refunding a deposited virtual-account payment (Toss requires one)."""
+
+    bank: Annotated[str, Meta(min_length=1, max_length=20)]
+    account_number: Annotated[str, Meta(pattern=r"^[0-9]{1,20}$")]
+    holder_name: Annotated[str, Meta(min_length=1, max_length=60)]
+
+
 class RefundRequest(ApiStruct, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=200)]
     amount: Annotated[int, Meta(gt=0, le=100_000_000)] | None = None
+    refund_receive_account: RefundAccountBody | None = None
 
 
 class IssueResponse(ApiStruct):

@@ -48,7 +48,7 @@ from app.core.ports import (
     TransitionChange,
 )
 from app.core.refund_policy import RefundRequester, decide_refund_amount
-from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
+from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus, RefundAccount
 
 log = logging.getLogger("app.core")
 
@@ -528,13 +528,19 @@ class PaymentService:
             )
         transaction = await self._repo.get(transaction_id)
         if transaction is not None and transaction.status == Status.PROVISION_FAILED:
+            await self._start_automatic_refund(transaction)
+        return failed
+
+    async def _start_automatic_refund(self, transaction: Transaction) -> None:
+        try:
             await self._start_refund(
                 transaction,
                 RefundRequester(user_id="system", is_system=True),
                 reason="automatic refund: the purchase could not be granted",
                 requested_amount=None,
             )
-        return failed
+        except InvalidTransition:
+            pass  # another worker started it first
 
     # --- refunds -------------------------------------------------------------------------------
 
@@ -546,13 +552,23 @@ class PaymentService:
         is_admin: bool,
         reason: str,
         amount: int | None,
+        refund_account: RefundAccount | None = None,
     ) -> Transaction:
         """Owner or admin asks for a refund: policy check, then 40/50 → 90 and a queued PG cancel."""
         transaction = await self._repo.get(transaction_id)
         if transaction is None or (transaction.user_id != user_id and not is_admin):
             raise TransactionNotFound()
+        if _paid_by_virtual_account(transaction) and refund_account is None:
+            raise ValidationFailed(
+                "refundReceiveAccount is required to refund a virtual-account payment.",
+                details=[
+                    {"field": "refundReceiveAccount", "reason": "the buyer's bank account for the refund"}
+                ],
+            )
         requester = RefundRequester(user_id=user_id, is_admin=is_admin)
-        await self._start_refund(transaction, requester, reason=reason, requested_amount=amount)
+        await self._start_refund(
+            transaction, requester, reason=reason, requested_amount=amount, refund_account=refund_account
+        )
         refreshed = await self._repo.get(transaction_id)
         assert refreshed is not None
         return refreshed
@@ -564,6 +580,7 @@ class PaymentService:
         *,
         reason: str,
         requested_amount: int | None,
+        refund_account: RefundAccount | None = None,
     ) -> None:
         now = self._clock.now()
         amount = decide_refund_amount(
@@ -577,6 +594,7 @@ class PaymentService:
             actor=requester.user_id,
             status="REQUESTED",
             created_at=now,
+            refund_account=refund_account,
         )
         started = await self._refunds.start_refund(
             refund, expected=transaction.status, message=f"refund of {amount} KRW requested", now=now
@@ -597,6 +615,20 @@ class PaymentService:
             return transaction.status if transaction else Status.REFUNDED
         if refund.status != "REQUESTED" or transaction.payment_key is None:
             return transaction.status
+        if _paid_by_virtual_account(transaction) and refund.refund_account is None:
+            # Toss cannot refund a deposit without the buyer's account (an automatic refund after a
+            # failed grant has none): a human must collect it. Asking Toss would only fail.
+            log.error(
+                "virtual-account refund needs the buyer's bank account",
+                extra={"transactionId": transaction_id},
+            )
+            await self._refunds.refuse_refund(
+                refund,
+                pg_error_code="REFUND_ACCOUNT_REQUIRED",
+                message="refund needs the buyer's bank account (virtual account); needs review",
+                now=self._clock.now(),
+            )
+            return transaction.status
         balance = transaction.amount - transaction.refunded_amount
         try:
             result = await self._gateway.cancel_payment(
@@ -605,6 +637,7 @@ class PaymentService:
                 reason=refund.reason,
                 amount=None if refund.amount >= balance else refund.amount,
                 idempotency_key=refund.refund_id,
+                refund_account=refund.refund_account,
             )
         except GatewayError as error:
             if error.outcome_unknown:
@@ -633,7 +666,7 @@ class PaymentService:
     # --- the sweeper: nothing is lost between a commit and an enqueue ---------------------------
 
     async def sweep(self, *, stale_after_seconds: float, batch_size: int = 100) -> dict[str, int]:
-        """Expire stale CREATED, and re-queue 40/45/90 work whose job may have been lost."""
+        """Expire stale CREATED, and re-queue 40/45/51/90 work whose job may have been lost."""
         now = self._clock.now()
         before = now - timedelta(seconds=stale_after_seconds)
         counts = {
@@ -647,6 +680,12 @@ class PaymentService:
         for tid in await self._repo.find_stale(Status.PROVISION_PENDING, before, batch_size):
             await self._enqueue_grant(tid)
             counts["grants"] += 1
+        for tid in await self._repo.find_stale(Status.PROVISION_FAILED, before, batch_size):
+            # 45→51 commits before the automatic refund starts: finish what a crash cut short.
+            failed = await self._repo.get(tid)
+            if failed is not None and await self._refunds.get_refund(tid) is None:
+                await self._start_automatic_refund(failed)
+                counts["refunds"] += 1
         for tid in await self._repo.find_stale(Status.REFUND_REQUESTED, before, batch_size):
             refund = await self._refunds.get_refund(tid)
             if refund is not None and refund.status == "REQUESTED":
@@ -758,6 +797,12 @@ class PaymentService:
 
 class RefundOutcomeUnknown(Exception):
     """The PG cancel timed out or failed on the PG's side: ask again later (the refund stays 90)."""
+
+
+def _paid_by_virtual_account(transaction: Transaction) -> bool:
+    return transaction.pg_method == "VIRTUAL_ACCOUNT" or (
+        transaction.pg_method is None and transaction.method == Method.VIRTUAL_ACCOUNT
+    )
 
 
 def new_refund_id(now: datetime) -> str:

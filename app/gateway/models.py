@@ -103,6 +103,15 @@ class GatewayError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class RefundAccount:
+    """Where a deposited virtual-account payment is refunded to (Toss's refundReceiveAccount)."""
+
+    bank: str
+    account_number: str
+    holder_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class RefundResult:
     """A PG cancel that went through (or had already gone through)."""
 

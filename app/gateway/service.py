@@ -17,6 +17,7 @@ from app.gateway.models import (
     GatewayErrorKind,
     PaymentInfo,
     PgPaymentStatus,
+    RefundAccount,
     RefundResult,
 )
 from app.metrics import PG_REQUEST_SECONDS
@@ -51,9 +52,15 @@ class PaymentProvider(Protocol):
         ...
 
     async def cancel(
-        self, *, payment_key: str, reason: str, amount: int | None, idempotency_key: str
+        self,
+        *,
+        payment_key: str,
+        reason: str,
+        amount: int | None,
+        idempotency_key: str,
+        refund_account: RefundAccount | None = None,
     ) -> RefundResult:
-        """Cancel a payment, in full when `amount` is None."""
+        """Cancel a payment, in full when `amount` is None (to `refund_account` for a paid VA)."""
         ...
 
 
@@ -141,6 +148,7 @@ class GatewayService:
         reason: str,
         amount: int | None,
         idempotency_key: str,
+        refund_account: RefundAccount | None = None,
     ) -> RefundResult:
         """Refund a payment through the PG: in full when `amount` is None, else that many KRW.
 
@@ -155,7 +163,11 @@ class GatewayService:
         try:
             try:
                 refund = await pg.cancel(
-                    payment_key=payment_key, reason=reason, amount=amount, idempotency_key=idempotency_key
+                    payment_key=payment_key,
+                    reason=reason,
+                    amount=amount,
+                    idempotency_key=idempotency_key,
+                    refund_account=refund_account,
                 )
             except GatewayError as error:
                 if error.kind is not GatewayErrorKind.ALREADY_CANCELED:

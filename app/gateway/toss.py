@@ -27,6 +27,7 @@ from app.gateway.models import (
     PaymentMethod,
     PgFailure,
     PgPaymentStatus,
+    RefundAccount,
     RefundResult,
     VirtualAccount,
 )
@@ -189,7 +190,13 @@ class TossClient:
         return self._payment_info(_decode_payment(raw), raw)
 
     async def cancel(
-        self, *, payment_key: str, reason: str, amount: int | None, idempotency_key: str
+        self,
+        *,
+        payment_key: str,
+        reason: str,
+        amount: int | None,
+        idempotency_key: str,
+        refund_account: RefundAccount | None = None,
     ) -> RefundResult:
         """Cancel a payment (POST /v1/payments/{paymentKey}/cancel): in full when `amount` is None.
 
@@ -201,6 +208,13 @@ class TossClient:
         body: dict[str, Any] = {"cancelReason": reason}
         if amount is not None:
             body["cancelAmount"] = amount
+        if refund_account is not None:
+            # Required by Toss to refund a virtual-account payment after its deposit.
+            body["refundReceiveAccount"] = {
+                "bank": refund_account.bank,
+                "accountNumber": refund_account.account_number,
+                "holderName": refund_account.holder_name,
+            }
         raw = await self._call(
             "POST",
             f"/v1/payments/{_segment(payment_key)}/cancel",

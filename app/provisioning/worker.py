@@ -62,7 +62,9 @@ class WorkerSettings:
             second=set(range(0, 60, _settings.sweep_interval_seconds)),
             run_at_startup=True,
             unique=True,
-            timeout=60,
+            # arq keeps every in-progress marker for the largest timeout of all functions + 10 s:
+            # a longer cron timeout would delay the recovery of a crashed worker's grant.
+            timeout=_settings.provisioning_job_timeout_seconds,
             keep_result=0,
         )
     ]

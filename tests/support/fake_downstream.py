@@ -11,6 +11,9 @@ worker processes started by a test reach it exactly like the real downstream ser
         fake.down()                   # answer 503 to everything; down(refuse=True) stops listening
         fake.ok()                     # back to normal (and listening again)
 
+    fail_next, refuse and hold take an optional `key`: then they apply only to requests with that
+    Idempotency-Key (our transactionId), so other traffic (another test's sweeper) cannot use them up.
+
 Routes (like the design's services):
 - `POST /api/studies/{studyId}/confirm-payment` — a study enrollment.
 - `POST /api/credits/grants` — an AI-resume credit top-up.
@@ -74,14 +77,19 @@ class Grant:
 
 
 @dataclass
+class _FailRule:
+    key: str | None  # None: any request
+    remaining: int
+    status: int
+
+
+@dataclass
 class _State:
-    fail_remaining: int = 0
-    fail_status: int = 503
-    refuse_status: int | None = None
+    fail_rules: list[_FailRule] = field(default_factory=list)
+    refusals: dict[str | None, int] = field(default_factory=dict)  # key (None: any) → status
+    holds: dict[str | None, float] = field(default_factory=dict)  # key (None: any) → monotonic deadline
     down: bool = False
-    hold_until: float | None = None  # monotonic deadline while holding
-    hold_generation: int = 0
-    released_generation: int = -1
+    release_generation: int = 0  # bumped by release(): requests held before it are answered
     requests: list[RecordedRequest] = field(default_factory=list)
     grants: dict[str, Grant] = field(default_factory=dict)
     arrivals: list[tuple[str, str | None, float]] = field(default_factory=list)  # (path, key, at)
@@ -156,35 +164,34 @@ class FakeDownstream:
     def ok(self) -> None:
         """Normal service: every grant succeeds (and listen again if down(refuse=True) stopped it)."""
         with self._lock:
-            self._state.fail_remaining = 0
-            self._state.refuse_status = None
+            self._state.fail_rules.clear()
+            self._state.refusals.clear()
+            self._state.holds.clear()
             self._state.down = False
-            self._state.hold_until = None
-            self._state.released_generation = self._state.hold_generation
+            self._state.release_generation += 1
         self.start()
 
-    def fail_next(self, count: int, status: int = 503) -> None:
-        """The next `count` grant requests answer `status` (no grant), then normal service."""
+    def fail_next(self, count: int, status: int = 503, *, key: str | None = None) -> None:
+        """The next `count` grant requests (with this Idempotency-Key, if given) answer `status`."""
         with self._lock:
-            self._state.fail_remaining = count
-            self._state.fail_status = status
+            self._state.fail_rules.append(_FailRule(key=key, remaining=count, status=status))
 
-    def refuse(self, status: int = 400) -> None:
-        """Every grant request answers `status` (a permanent refusal) until ok()."""
+    def refuse(self, status: int = 400, *, key: str | None = None) -> None:
+        """Grant requests (with this Idempotency-Key, if given) answer `status` until ok()."""
         with self._lock:
-            self._state.refuse_status = status
+            self._state.refusals[key] = status
 
-    def hold(self, seconds: float) -> None:
-        """Grant requests arriving from now on answer only after `seconds`, or at release()."""
+    def hold(self, seconds: float, *, key: str | None = None) -> None:
+        """Grant requests arriving from now on (with this key, if given) answer only after
+        `seconds`, or at release()."""
         with self._lock:
-            self._state.hold_generation += 1
-            self._state.hold_until = time.monotonic() + seconds
+            self._state.holds[key] = time.monotonic() + seconds
 
     def release(self) -> None:
         """Answer every held request now and stop holding new ones."""
         with self._lock:
-            self._state.hold_until = None
-            self._state.released_generation = self._state.hold_generation
+            self._state.holds.clear()
+            self._state.release_generation += 1
 
     def down(self, *, refuse: bool = False) -> None:
         """The service is down: answer 503 to everything, or (refuse=True) refuse connections."""
@@ -285,25 +292,32 @@ class FakeDownstream:
         if method != "POST" or (study is None and path != CREDIT_PATH):
             return 404, {"success": False, "message": f"no route {method} {path}"}
         with self._lock:
-            self._state.arrivals.append((path, key, received_at))
-            hold_until = self._state.hold_until
-            generation = self._state.hold_generation
+            state = self._state
+            state.arrivals.append((path, key, received_at))
+            hold_until = (
+                state.holds.get(key, state.holds.get(None)) if key is not None else state.holds.get(None)
+            )
+            generation = state.release_generation
         if hold_until is not None:
             # Answer at the deadline or when released, whichever comes first (bounded).
             while time.monotonic() < hold_until:
                 with self._lock:
-                    if self._state.released_generation >= generation:
+                    if self._state.release_generation != generation:
                         break
                 await asyncio.sleep(HOLD_POLL_SECONDS)
         with self._lock:
             state = self._state
             if state.down:
                 return 503, {"success": False, "message": "the service is down"}
-            if state.fail_remaining > 0:
-                state.fail_remaining -= 1
-                return state.fail_status, {"success": False, "message": "temporarily unavailable"}
-            if state.refuse_status is not None:
-                return state.refuse_status, {"success": False, "message": "the grant is refused"}
+            for rule in state.fail_rules:
+                if rule.remaining > 0 and (rule.key is None or rule.key == key):
+                    rule.remaining -= 1
+                    return rule.status, {"success": False, "message": "temporarily unavailable"}
+            refusal = state.refusals.get(key) if key is not None else None
+            if refusal is None:
+                refusal = state.refusals.get(None)
+            if refusal is not None:
+                return refusal, {"success": False, "message": "the grant is refused"}
             if not key:
                 return 400, {"success": False, "message": "Idempotency-Key is required"}
             grant = state.grants.get(key)

@@ -27,6 +27,7 @@ from app.gateway.models import (
     PaymentMethod,
     PgFailure,
     PgPaymentStatus,
+    RefundAccount,
     RefundResult,
     VirtualAccount,
 )
@@ -487,7 +488,14 @@ class FakeGateway:
         return _as_payment(await self._answer(call), call)
 
     async def cancel_payment(
-        self, *, provider: str, payment_key: str, reason: str, amount: int | None, idempotency_key: str
+        self,
+        *,
+        provider: str,
+        payment_key: str,
+        reason: str,
+        amount: int | None,
+        idempotency_key: str,
+        refund_account: RefundAccount | None = None,
     ) -> RefundResult:
         call = GatewayCall(
             "cancel_payment",

@@ -1,0 +1,1 @@
+"""Provisioning and refunds (issue 4)."""
