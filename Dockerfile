@@ -1,4 +1,5 @@
-# AsyncSite Payments: one image for the API, the worker, migrations and the mock Toss.
+# AsyncSite Payments: one image for the API, the worker, migrations and the mock Toss
+# (target `runtime`, the default), plus a `load` target that adds Locust and the scenarios.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -8,7 +9,18 @@ COPY loadtests ./loadtests
 RUN pip install --no-cache-dir --upgrade pip \
  && pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM python:3.11-slim AS load
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN useradd --create-home --uid 10001 payments
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl "locust>=2.20" && rm -rf /wheels
+COPY --chown=payments loadtests /home/payments/loadtests
+USER payments
+WORKDIR /home/payments
+EXPOSE 8089
+CMD ["locust", "-f", "/home/payments/loadtests/locustfile.py"]
+
+FROM python:3.11-slim AS runtime
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 ENVIRONMENT=production
 RUN useradd --create-home --uid 10001 payments
 COPY --from=build /wheels /wheels
