@@ -17,12 +17,19 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.api import PaymentController, ProductController, WebhookController
+from app.core.api import (
+    CLOSED_REQUEST_BODIES,
+    CallbackController,
+    PaymentController,
+    ProductController,
+    WebhookController,
+)
 from app.core.auth import Caller, TokenAuthority
 from app.core.catalog import StaticProductCatalog
 from app.core.clock import SystemClock
@@ -222,7 +229,10 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     if exc.status_code >= 500:
         log.error("HTTP %s on %s %s", exc.status_code, request.method, request.url.path, exc_info=exc)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR" if exc.status_code < 500 else "INTERNAL_ERROR")
-    return _envelope(exc.status_code, code, exc.detail or "HTTP error")
+    response = _envelope(exc.status_code, code, exc.detail or "HTTP error")
+    for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+        response.headers[name] = value
+    return response
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
@@ -238,7 +248,16 @@ async def health_live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", tags=["health"], media_type=MediaType.JSON)
+@get(
+    "/health/ready",
+    tags=["health"],
+    media_type=MediaType.JSON,
+    responses={
+        503: ResponseSpec(
+            data_container=ErrorBody, description="NOT_READY: the database or Redis is unreachable"
+        )
+    },
+)
 async def health_ready(services: Services) -> Response[dict[str, str]]:
     checks: dict[str, str] = {}
     try:
@@ -253,10 +272,9 @@ async def health_ready(services: Services) -> Response[dict[str, str]]:
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
-    healthy = all(value == "ok" for value in checks.values())
-    return Response(
-        {"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503
-    )
+    if all(value == "ok" for value in checks.values()):
+        return Response({"status": "ok", **checks})
+    return _envelope(503, "NOT_READY", "A dependency is unreachable.", checks)  # type: ignore[return-value]
 
 
 @get("/metrics", tags=["health"], include_in_schema=False)
@@ -268,6 +286,15 @@ async def metrics() -> Response[bytes]:
 # --- the app --------------------------------------------------------------------------------------
 
 
+def _document_closed_bodies(app: Litestar) -> None:
+    """Request bodies that refuse unknown fields say so in the OpenAPI document (Litestar omits it)."""
+    schemas = app.openapi_schema.components.schemas or {}
+    for struct in CLOSED_REQUEST_BODIES:
+        schema = schemas.get(struct.__name__)
+        if schema is not None:
+            schema.additional_properties = False
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
     """The whole HTTP service. Pass `services` to share adapters (tests, `payments dev`)."""
     settings = settings or (services.settings if services else load_settings())
@@ -277,7 +304,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return built.tokens.verify(request.headers.get("authorization"))
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        _document_closed_bodies(app)
         if not settings.is_production:
             log.warning("AsyncSite Payments is running in %s mode", settings.environment.upper())
         if isinstance(built.queue, InProcessQueue):
@@ -292,6 +320,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     route_handlers: list[Any] = [
         PaymentController,
+        CallbackController,
         ProductController,
         EntitlementController,
         WebhookController,
@@ -330,9 +359,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            security=[{"BearerToken": []}],
         ),
         debug=False,
+        # Our handler (JSON, redaction, request id) stays in charge of the root logger.
+        logging_config=None,
     )
 
 

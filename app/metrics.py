@@ -15,6 +15,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 TRANSACTIONS_CREATED = Counter("payments_transactions_created_total", "Transactions issued", ["product_type"])
@@ -43,12 +44,21 @@ PG_REQUEST_SECONDS = Histogram(
 )
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition text: every process's series in multiprocess mode, else this process's."""
+def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return registry
     from prometheus_client import REGISTRY
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return REGISTRY
+
+
+def serve_metrics(port: int) -> None:
+    """A worker's own scrape endpoint (a background thread of prometheus_client)."""
+    start_http_server(port, addr="0.0.0.0", registry=_registry())  # scraped from the network
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text: every process's series in multiprocess mode, else this process's."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST

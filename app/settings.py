@@ -60,6 +60,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     virtual_account_recheck_seconds: float = 3600.0
     rate_limit_issue_per_minute: int = 60
     rate_limit_refund_per_minute: int = 10
+    worker_metrics_port: int = 0  # a worker's own /metrics (for hosts that share no PROMETHEUS_MULTIPROC_DIR)
     log_format: str = "json"  # json | text
     log_level: str = "INFO"
 

@@ -6,7 +6,8 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Body, Parameter
 from litestar.response import Redirect
 
 from app.core.auth import Caller
@@ -14,9 +15,11 @@ from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
 from app.core.ports import IdempotencyStore, StoredResponse
 from app.core.schemas import (
+    ErrorBody,
     IssueRequest,
     IssueResponse,
     ProductListBody,
+    RefundAccountBody,
     RefundRequest,
     StatusResponse,
     TransactionBody,
@@ -34,6 +37,28 @@ from app.metrics import STATUS_POLLS, WEBHOOK_DELIVERIES
 from app.ratelimit import RateLimiter
 
 JSON = "application/json"
+# Bodies decoded with forbid_unknown_fields: the OpenAPI document marks them additionalProperties: false.
+CLOSED_REQUEST_BODIES: tuple[type, ...] = (IssueRequest, RefundRequest, RefundAccountBody)
+BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
+_ERROR_DESCRIPTIONS = {
+    400: "Malformed request (PAY_000), expired (PAY_002), verification failed (PAY_003) or wrong price (PAY_007)",
+    401: "Missing, invalid or expired bearer token (AUTH_001)",
+    403: "Not allowed (AUTH_002), e.g. a refund the policy refuses",
+    404: "No such transaction or product (PAY_008)",
+    409: "Not allowed in the current state (PAY_001) or Idempotency-Key in progress (PAY_010)",
+    422: "Idempotency-Key reused with a different request (PAY_009)",
+    429: "Too many requests (RATE_LIMITED); see Retry-After",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the SPEC's error envelope."""
+    return {
+        code: ResponseSpec(data_container=ErrorBody, description=_ERROR_DESCRIPTIONS[code])
+        for code in status_codes
+    }
+
+
 BodyT = TypeVar("BodyT")
 TransactionIdPath = Annotated[str, Parameter(min_length=1, max_length=64, description="Our transaction id")]
 
@@ -106,6 +131,7 @@ def _parse_statuses(raw: str | None) -> list[Status] | None:
 class PaymentController(Controller):
     path = "/api/payments"
     tags = ["payments"]
+    security = BEARER
 
     @post(
         "/issue",
@@ -113,6 +139,7 @@ class PaymentController(Controller):
         summary="Issue a transaction",
         description="Creates a CREATED transaction priced by the catalog. Honours Idempotency-Key.",
         response_description="The new transaction and the URLs the payment window needs",
+        responses=error_responses(400, 401, 404, 409, 422, 429),
     )
     async def issue(
         self,
@@ -122,7 +149,9 @@ class PaymentController(Controller):
         payment_service: PaymentService,
         idempotency_store: IdempotencyStore,
         rate_limiter: RateLimiter,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", required=False, min_length=1, max_length=255)
+        ] = None,
     ) -> Response[IssueResponse]:
         await rate_limiter.hit(caller.user_id, "issue")
         data = strict_body(await request.body(), IssueRequest)
@@ -166,35 +195,11 @@ class PaymentController(Controller):
         )
         return response  # type: ignore[return-value]
 
-    @get("/callback/success", summary="Toss success redirect (browser)", include_in_schema=True)
-    async def success_callback(
-        self,
-        payment_service: PaymentService,
-        payment_key: Annotated[str | None, Parameter(query="paymentKey", required=False)] = None,
-        order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
-        amount: Annotated[str | None, Parameter(query="amount", required=False)] = None,
-        payment_type: Annotated[str | None, Parameter(query="paymentType", required=False)] = None,
-    ) -> Redirect:
-        url = await payment_service.handle_success_callback(
-            payment_key=payment_key, order_id=order_id, amount=amount
-        )
-        return Redirect(path=url, status_code=302)
-
-    @get("/callback/fail", summary="Toss failure redirect (browser)")
-    async def fail_callback(
-        self,
-        payment_service: PaymentService,
-        transaction_id: Annotated[str | None, Parameter(query="transactionId", required=False)] = None,
-        order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
-        code: Annotated[str | None, Parameter(query="code", required=False)] = None,
-        message: Annotated[str | None, Parameter(query="message", required=False)] = None,
-    ) -> Redirect:
-        url = await payment_service.handle_fail_callback(
-            transaction_id=transaction_id, order_id=order_id, code=code, message=message
-        )
-        return Redirect(path=url, status_code=302)
-
-    @get("/{transaction_id:str}/status", summary="Poll a transaction's status (hot path)")
+    @get(
+        "/{transaction_id:str}/status",
+        summary="Poll a transaction's status (hot path)",
+        responses=error_responses(400, 401, 404),
+    )
     async def status(
         self,
         transaction_id: TransactionIdPath,
@@ -205,9 +210,8 @@ class PaymentController(Controller):
             Parameter(
                 query="attempt",
                 required=False,
-                ge=0,
                 le=10_000,
-                description="How many polls the client made before this one; picks the schedule step",
+                description="How many polls the client made before this one (negative counts as 0); picks the schedule step",
             ),
         ] = None,
     ) -> StatusResponse:
@@ -223,6 +227,7 @@ class PaymentController(Controller):
         summary="Request a refund",
         description="Owner or admin; policy-checked; 40/50 → 90, then the PG cancel runs as a job. "
         "Honours Idempotency-Key.",
+        responses=error_responses(400, 401, 403, 404, 409, 422, 429),
     )
     async def refund(
         self,
@@ -233,7 +238,9 @@ class PaymentController(Controller):
         payment_service: PaymentService,
         idempotency_store: IdempotencyStore,
         rate_limiter: RateLimiter,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", required=False, min_length=1, max_length=255)
+        ] = None,
     ) -> Response[TransactionBody]:
         await rate_limiter.hit(caller.user_id, "refund")
         data = strict_body(await request.body(), RefundRequest)
@@ -267,7 +274,11 @@ class PaymentController(Controller):
         )
         return response  # type: ignore[return-value]
 
-    @get("/{transaction_id:str}", summary="A transaction with its history")
+    @get(
+        "/{transaction_id:str}",
+        summary="A transaction with its history",
+        responses=error_responses(400, 401, 404),
+    )
     async def detail(
         self, transaction_id: TransactionIdPath, caller: Caller, payment_service: PaymentService
     ) -> TransactionDetailBody:
@@ -276,7 +287,7 @@ class PaymentController(Controller):
         )
         return transaction_detail_body(detail.transaction, list(detail.history))
 
-    @get("/", summary="The caller's transactions, newest first")
+    @get("/", summary="The caller's transactions, newest first", responses=error_responses(400, 401))
     async def list_transactions(
         self,
         caller: Caller,
@@ -296,6 +307,54 @@ class PaymentController(Controller):
         )
 
 
+class CallbackController(Controller):
+    """Where Toss sends the buyer's browser: no token, everything is verified S2S instead."""
+
+    path = "/api/payments/callback"
+    tags = ["callbacks"]
+
+    @get(
+        "/success",
+        status_code=302,
+        summary="Toss success redirect (browser)",
+        description="Verifies and confirms S2S, then redirects the browser to the frontend's success or fail page.",
+        response_description="Redirect to {FRONTEND_BASE_URL}/payment/success or /payment/fail",
+        responses=error_responses(400),
+    )
+    async def success_callback(
+        self,
+        payment_service: PaymentService,
+        payment_key: Annotated[str | None, Parameter(query="paymentKey", required=False)] = None,
+        order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
+        amount: Annotated[str | None, Parameter(query="amount", required=False)] = None,
+        payment_type: Annotated[str | None, Parameter(query="paymentType", required=False)] = None,
+    ) -> Redirect:
+        url = await payment_service.handle_success_callback(
+            payment_key=payment_key, order_id=order_id, amount=amount
+        )
+        return Redirect(path=url, status_code=302)
+
+    @get(
+        "/fail",
+        status_code=302,
+        summary="Toss failure redirect (browser)",
+        response_description="Redirect to {FRONTEND_BASE_URL}/payment/fail",
+        responses=error_responses(400),
+    )
+    async def fail_callback(
+        self,
+        payment_service: PaymentService,
+        transaction_id: Annotated[str | None, Parameter(query="transactionId", required=False)] = None,
+        order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
+        code: Annotated[str | None, Parameter(query="code", required=False)] = None,
+        message: Annotated[str | None, Parameter(query="message", required=False)] = None,
+    ) -> Redirect:
+        url = await payment_service.handle_fail_callback(
+            transaction_id=transaction_id, order_id=order_id, code=code, message=message
+        )
+        return Redirect(path=url, status_code=302)
+
+
 class ProductController(Controller):
     path = "/api/products"
     tags = ["products"]
@@ -308,10 +367,22 @@ class ProductController(Controller):
 class WebhookController(Controller):
     path = "/webhooks/payments"
     tags = ["webhooks"]
-    security: list[dict[str, list[str]]] = [{}]
 
-    @post("/toss", status_code=200, summary="Toss webhooks (PAYMENT_STATUS_CHANGED, DEPOSIT_CALLBACK)")
-    async def toss(self, request: Request[Any, Any, Any], webhook_service: WebhookService) -> dict[str, str]:
+    @post(
+        "/toss",
+        status_code=200,
+        summary="Toss webhooks (PAYMENT_STATUS_CHANGED, DEPOSIT_CALLBACK)",
+        responses=error_responses(400, 401),
+    )
+    async def toss(
+        self,
+        request: Request[Any, Any, Any],
+        webhook_service: WebhookService,
+        data: Annotated[
+            dict[str, Any],
+            Body(description="Toss's body, as sent; only used to know which payment to re-fetch S2S"),
+        ],
+    ) -> dict[str, str]:
         try:
             outcome = await webhook_service.receive(await request.body(), request.headers)
         except PaymentError as error:

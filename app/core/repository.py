@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -9,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
@@ -44,6 +45,14 @@ _STATUS_COLUMNS = (
 )
 # Built once: SQLAlchemy caches its compiled form, so a poll costs one round trip and no compiling.
 _STATUS_QUERY = select(*_STATUS_COLUMNS).where(tx_table.c.transaction_id == bindparam("transaction_id"))
+
+_DEADLOCK_ATTEMPTS = 3
+_RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})  # deadlock, lock wait timeout
+
+
+def _mysql_error_code(exc: OperationalError) -> int | None:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _to_transaction(row: Row[Any]) -> Transaction:
@@ -192,15 +201,25 @@ class SqlTransactionRepository:
     ) -> bool:
         values: dict[str, Any] = {"status": int(target), "updated_at": now}
         values.update(_change_values(change))
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                update(tx_table)
-                .where(tx_table.c.transaction_id == transaction_id, tx_table.c.status == int(expected))
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                return False
-            await _append_history(conn, transaction_id, target, message, history_metadata, now)
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as conn:
+                    result = await conn.execute(
+                        update(tx_table)
+                        .where(
+                            tx_table.c.transaction_id == transaction_id, tx_table.c.status == int(expected)
+                        )
+                        .values(**values)
+                    )
+                    if result.rowcount != 1:
+                        return False
+                    await _append_history(conn, transaction_id, target, message, history_metadata, now)
+                break
+            except OperationalError as exc:
+                # InnoDB picked this transaction as a deadlock victim and rolled it back: run it again.
+                if attempt == _DEADLOCK_ATTEMPTS or _mysql_error_code(exc) not in _RETRYABLE_MYSQL_ERRORS:
+                    raise
+                await asyncio.sleep(0.02 * attempt)
         _observe_transition(target, change, history_metadata)
         return True
 
@@ -284,7 +303,7 @@ class SqlTransactionRepository:
         self, now: datetime, *, limit: int, lease_seconds: float
     ) -> Sequence[tuple[str, int]]:
         due = (
-            select(tx_table.c.transaction_id, tx_table.c.reconcile_attempts)
+            select(tx_table.c.transaction_id, tx_table.c.reconcile_attempts, tx_table.c.id)
             .where(
                 tx_table.c.status == int(Status.PAYMENT_PENDING),
                 tx_table.c.next_reconcile_at <= now,
@@ -298,10 +317,11 @@ class SqlTransactionRepository:
             rows = (await conn.execute(due)).all()
             if not rows:
                 return []
-            ids = [r[0] for r in rows]
+            # By primary key: the rows are locked already, and locking the transaction_id index
+            # too would take locks in the opposite order of a transition's UPDATE (a deadlock).
             await conn.execute(
                 update(tx_table)
-                .where(tx_table.c.transaction_id.in_(ids))
+                .where(tx_table.c.id.in_([r[2] for r in rows]))
                 .values(
                     next_reconcile_at=lease_until,
                     reconcile_attempts=tx_table.c.reconcile_attempts + 1,

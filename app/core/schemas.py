@@ -27,7 +27,7 @@ class ErrorBody(ApiStruct):
 class IssueRequest(ApiStruct, forbid_unknown_fields=True):
     product_type: ProductType
     product_id: Annotated[str, Meta(min_length=1, max_length=50)]
-    amount: Annotated[int, Meta(gt=0, le=100_000_000)]
+    amount: Annotated[int, Meta(ge=1, le=100_000_000)]
     order_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     method: Method = Method.CARD
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -43,7 +43,7 @@ class RefundAccountBody(ApiStruct, forbid_unknown_fields=True):
 
 class RefundRequest(ApiStruct, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=200)]
-    amount: Annotated[int, Meta(gt=0, le=100_000_000)] | None = None
+    amount: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
     refund_receive_account: RefundAccountBody | None = None
 
 

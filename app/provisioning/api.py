@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, get
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.api import BEARER, error_responses
 from app.core.auth import Caller
 from app.provisioning.handlers import list_entitlements
 
@@ -26,8 +27,9 @@ class EntitlementListBody(msgspec.Struct, rename="camel"):
 class EntitlementController(Controller):
     path = "/api/entitlements"
     tags = ["provisioning"]
+    security = BEARER
 
-    @get("/", summary="The caller's grants recorded in the local ledger")
+    @get("/", summary="The caller's grants recorded in the local ledger", responses=error_responses(401))
     async def list_grants(self, caller: Caller, engine: AsyncEngine) -> EntitlementListBody:
         grants = await list_entitlements(engine, caller.user_id)
         return EntitlementListBody(

@@ -24,6 +24,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     services = build_services(_settings)
     ctx["services"] = services
     ctx["deps"] = services.job_deps
+    if _settings.worker_metrics_port:
+        from app.metrics import serve_metrics
+
+        serve_metrics(_settings.worker_metrics_port)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

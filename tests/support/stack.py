@@ -135,6 +135,8 @@ def running_stack(
     client.flushdb()
     client.close()
     jwt_secret = secrets.token_hex(16)
+    # API and worker processes of one host share a metrics folder, so /metrics shows the workers' series.
+    metrics_dir = tempfile.mkdtemp(prefix="stack-metrics-")
     stack = Stack(
         env={
             **FAST_ENV,
@@ -143,6 +145,7 @@ def running_stack(
             "TOSS_API_URL": toss_url,
             "FRONTEND_BASE_URL": "http://frontend.test",
             "JWT_SECRET": jwt_secret,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
             **(env or {}),
         },
         jwt_secret=jwt_secret,
