@@ -47,3 +47,19 @@ test: $(STAMP) services check
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# --- load tests and benchmark (loadtests/README.md) -----------------------------------------------
+# Extra options: make loadtest LOADTEST_ARGS="--users 100 --run-time 2m --scenario checkout"
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: loadtest loadtest-ui bench
+
+loadtest: $(STAMP) services
+	$(PY) scripts/loadtest.py $(LOADTEST_ARGS)
+
+loadtest-ui: $(STAMP) services
+	$(PY) scripts/loadtest.py --ui $(LOADTEST_ARGS)
+
+bench: $(STAMP) services
+	$(PY) scripts/bench.py $(BENCH_ARGS)
