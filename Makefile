@@ -13,6 +13,8 @@ help:
 	@echo "make check    ruff, ruff format --check, mypy"
 	@echo "make mock     the mock Toss server alone on 127.0.0.1:8090"
 	@echo "make format   apply ruff's formatting and fixes"
+	@echo "make loadtest the Locust checkout scenario against a full local stack (loadtest-ui: with the web UI)"
+	@echo "make bench    the benchmark table: bare endpoint vs status, issue and checkout"
 
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml

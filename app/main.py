@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from arq.connections import ArqRedis
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
@@ -28,6 +29,7 @@ from app.core.api import (
     CallbackController,
     PaymentController,
     ProductController,
+    StatusHotPath,
     WebhookController,
 )
 from app.core.auth import Caller, TokenAuthority
@@ -41,7 +43,7 @@ from app.core.repository import SqlTransactionRepository, SqlWebhookEventReposit
 from app.core.schemas import ErrorBody
 from app.core.service import CoreConfig, PaymentService
 from app.core.webhooks import WebhookService
-from app.db import create_engine
+from app.db import create_engine, create_read_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
@@ -63,6 +65,7 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
+    read_engine: AsyncEngine
     redis: ArqRedis | None
     http: httpx.AsyncClient
     downstream_http: httpx.AsyncClient
@@ -84,10 +87,13 @@ class Services:
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 def build_services(settings: Settings) -> Services:
     engine = create_engine(settings)
+    read_engine = create_read_engine(settings, engine)
     # One Redis pool per process: arq's client is a redis.asyncio.Redis, so it serves both.
     redis = ArqRedis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
     http = create_http_client(
@@ -102,7 +108,7 @@ def build_services(settings: Settings) -> Services:
         retry_delay=settings.toss_retry_delay_seconds,
     )
     gateway = GatewayService([toss])
-    repository = SqlTransactionRepository(engine)
+    repository = SqlTransactionRepository(engine, read_engine)
     idempotency: IdempotencyStore
     if redis is not None:
         idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
@@ -179,6 +185,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         engine=engine,
+        read_engine=read_engine,
         redis=redis,
         http=http,
         downstream_http=downstream_http,
@@ -350,6 +357,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Exception: internal_error_handler,
         },
         lifespan=[lifespan],
+        state=State({"status_hot_path": StatusHotPath(tokens=built.tokens, payments=built.payments)}),
         middleware=[request_id_middleware],
         openapi_config=OpenAPIConfig(
             title="AsyncSite Payments",

@@ -60,6 +60,12 @@ STATUS_MESSAGES: dict[Status, str] = {
 }
 
 
+# Statuses no transition leaves: once there, a transaction never changes again (41, 95).
+FINAL_STATUSES: frozenset[Status] = frozenset(
+    s for s in Status if all(a != s for a, _ in ALLOWED_TRANSITIONS)
+)
+
+
 def can_transition(current: Status, target: Status) -> bool:
     return (current, target) in ALLOWED_TRANSITIONS
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
+from app.core.domain import FINAL_STATUSES, HistoryEntry, Method, ProductType, Status, Transaction
 from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange, WebhookEvent
 from app.db import refunds as refunds_table
 from app.db import transaction_history as history_table
@@ -102,8 +102,13 @@ def decode_cursor(cursor: str) -> int | None:
 class SqlTransactionRepository:
     """Every write is one database transaction: a status change commits with its history row."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    FINAL_VIEW_CACHE_SIZE = 50_000
+
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
         self._engine = engine
+        self._read_engine = read_engine or engine
+        # 41 and 95 never change again (no transition leaves them), so their views are cached.
+        self._final_views: dict[str, StatusView] = {}
 
     async def add(self, transaction: Transaction, message: str) -> None:
         t = transaction
@@ -136,12 +141,15 @@ class SqlTransactionRepository:
         return None if row is None else _to_transaction(row)
 
     async def get_status_view(self, transaction_id: str) -> StatusView | None:
-        async with self._engine.connect() as conn:
+        cached = self._final_views.get(transaction_id)
+        if cached is not None:
+            return cached
+        async with self._read_engine.connect() as conn:
             result = await conn.execute(_STATUS_QUERY, {"transaction_id": transaction_id})
             row = result.first()
         if row is None:
             return None
-        return StatusView(
+        view = StatusView(
             transaction_id=row[0],
             user_id=row[1],
             status=Status(row[2]),
@@ -155,6 +163,11 @@ class SqlTransactionRepository:
             va_account_number=row[10],
             va_due_date=row[11],
         )
+        if view.status in FINAL_STATUSES:
+            if len(self._final_views) >= self.FINAL_VIEW_CACHE_SIZE:
+                self._final_views.clear()
+            self._final_views[transaction_id] = view
+        return view
 
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
         query = (

@@ -255,3 +255,9 @@ def test_virtual_account_backoff_never_shrinks_and_ignores_a_small_attempt() -> 
 
 def test_long_card_confirmation_stays_at_five_seconds() -> None:
     assert retry_after_ms(S.PAYMENT_PENDING, 3600.0, None, False) == 5000
+
+
+def test_final_statuses_are_exactly_those_no_transition_leaves() -> None:
+    from app.core.domain import FINAL_STATUSES
+
+    assert FINAL_STATUSES == {Status.PAYMENT_FAILED, Status.REFUNDED}

@@ -152,7 +152,7 @@ async def test_the_claim_query_renders_for_update_skip_locked(dialect_name: str)
 
     assert sql.endswith("FOR UPDATE SKIP LOCKED"), sql
     assert re.fullmatch(
-        r"SELECT transactions\.transaction_id, transactions\.reconcile_attempts "
+        r"SELECT transactions\.transaction_id, transactions\.reconcile_attempts, transactions\.id "
         r"FROM transactions "
         r"WHERE transactions\.status = %s AND transactions\.next_reconcile_at <= %s "
         r"ORDER BY transactions\.next_reconcile_at "
