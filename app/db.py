@@ -190,27 +190,6 @@ webhook_events = Table(
 )
 
 
-def create_read_engine(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
-    """The status poll's engine: autocommit, no pre-ping, no reset on return — one round trip per read.
-
-    A pooled connection of the write engine costs three round trips per poll (ping, SELECT,
-    ROLLBACK on return). Single-statement reads need no transaction; `pool_recycle` still
-    retires connections before the server's wait_timeout. SQLite shares the one engine.
-    """
-    if settings.uses_sqlite:
-        return engine
-    return create_async_engine(
-        settings.database_url,
-        echo=settings.database_echo,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_recycle=settings.database_pool_recycle_seconds,
-        pool_pre_ping=False,
-        pool_reset_on_return=None,
-        isolation_level="AUTOCOMMIT",
-    )
-
-
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process; a pool sized by settings for MySQL, a file for SQLite."""
     if settings.uses_sqlite:

@@ -39,11 +39,11 @@ from app.core.domain import PaymentError
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from app.core.ports import IdempotencyStore, ProvisioningQueue
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
-from app.core.repository import SqlTransactionRepository, SqlWebhookEventRepository
+from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
 from app.core.schemas import ErrorBody
 from app.core.service import CoreConfig, PaymentService
 from app.core.webhooks import WebhookService
-from app.db import create_engine, create_read_engine
+from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
@@ -65,7 +65,7 @@ class Services:
 
     settings: Settings
     engine: AsyncEngine
-    read_engine: AsyncEngine
+    status_reader: MySqlStatusReader | None
     redis: ArqRedis | None
     http: httpx.AsyncClient
     downstream_http: httpx.AsyncClient
@@ -87,13 +87,21 @@ class Services:
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        if self.status_reader is not None:
+            await self.status_reader.close()
 
 
 def build_services(settings: Settings) -> Services:
     engine = create_engine(settings)
-    read_engine = create_read_engine(settings, engine)
+    status_reader = (
+        None
+        if settings.uses_sqlite
+        else MySqlStatusReader(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            recycle_seconds=settings.database_pool_recycle_seconds,
+        )
+    )
     # One Redis pool per process: arq's client is a redis.asyncio.Redis, so it serves both.
     redis = ArqRedis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
     http = create_http_client(
@@ -108,7 +116,7 @@ def build_services(settings: Settings) -> Services:
         retry_delay=settings.toss_retry_delay_seconds,
     )
     gateway = GatewayService([toss])
-    repository = SqlTransactionRepository(engine, read_engine)
+    repository = SqlTransactionRepository(engine, status_reader)
     idempotency: IdempotencyStore
     if redis is not None:
         idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
@@ -185,7 +193,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         engine=engine,
-        read_engine=read_engine,
+        status_reader=status_reader,
         redis=redis,
         http=http,
         downstream_http=downstream_http,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, overload
 
-from sqlalchemy import bindparam, insert, select, update
+import asyncmy
+from sqlalchemy import bindparam, insert, make_url, select, update
+from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -53,6 +55,63 @@ _RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})  # deadlock, lock wait timeout
 def _mysql_error_code(exc: OperationalError) -> int | None:
     args = getattr(exc.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+@overload
+def _as_utc(moment: datetime) -> datetime: ...
+@overload
+def _as_utc(moment: None) -> None: ...
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """The raw reader gets naive UTC datetimes; the SQLAlchemy type already made them aware."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class MySqlStatusReader:
+    """The status poll's one SELECT on a plain asyncmy pool (autocommit): one round trip, and
+    none of SQLAlchemy's per-call work, which costs more CPU than the query itself on this path.
+    The SQL is the SQLAlchemy statement compiled once, so the two paths cannot drift apart.
+    """
+
+    SQL = str(_STATUS_QUERY.compile(dialect=mysql_dialect.dialect()))
+
+    def __init__(self, database_url: str, *, pool_size: int, recycle_seconds: int) -> None:
+        url = make_url(database_url)
+        self._connect_args: dict[str, Any] = {
+            "host": url.host or "127.0.0.1",
+            "port": url.port or 3306,
+            "user": url.username or "root",
+            "password": url.password or "",
+            "db": url.database,
+            "autocommit": True,
+            "charset": "utf8mb4",
+        }
+        self._pool_size = pool_size
+        self._recycle = recycle_seconds
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def fetch(self, transaction_id: str) -> Sequence[Any] | None:
+        pool = self._pool or await self._open()
+        async with pool.acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(self.SQL, (transaction_id,))
+            row: Sequence[Any] | None = await cursor.fetchone()
+            return row
+
+    async def _open(self) -> Any:
+        async with self._opening:  # the pool binds to the running event loop: open it lazily, once
+            if self._pool is None:
+                self._pool = await asyncmy.create_pool(
+                    minsize=1, maxsize=self._pool_size, pool_recycle=self._recycle, **self._connect_args
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
 
 
 def _to_transaction(row: Row[Any]) -> Transaction:
@@ -104,9 +163,9 @@ class SqlTransactionRepository:
 
     FINAL_VIEW_CACHE_SIZE = 50_000
 
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, status_reader: MySqlStatusReader | None = None) -> None:
         self._engine = engine
-        self._read_engine = read_engine or engine
+        self._status_reader = status_reader  # MySQL: the poll's own pool; SQLite: the engine
         # 41 and 95 never change again (no transition leaves them), so their views are cached.
         self._final_views: dict[str, StatusView] = {}
 
@@ -144,9 +203,11 @@ class SqlTransactionRepository:
         cached = self._final_views.get(transaction_id)
         if cached is not None:
             return cached
-        async with self._read_engine.connect() as conn:
-            result = await conn.execute(_STATUS_QUERY, {"transaction_id": transaction_id})
-            row = result.first()
+        if self._status_reader is not None:
+            row: Sequence[Any] | None = await self._status_reader.fetch(transaction_id)
+        else:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(_STATUS_QUERY, {"transaction_id": transaction_id})).first()
         if row is None:
             return None
         view = StatusView(
@@ -155,13 +216,13 @@ class SqlTransactionRepository:
             status=Status(row[2]),
             amount=int(row[3]),
             method=Method(row[4]),
-            updated_at=row[5],
-            completed_at=row[6],
+            updated_at=_as_utc(row[5]),
+            completed_at=_as_utc(row[6]),
             failure_code=row[7],
             failure_message=row[8],
             va_bank_code=row[9],
             va_account_number=row[10],
-            va_due_date=row[11],
+            va_due_date=_as_utc(row[11]),
         )
         if view.status in FINAL_STATUSES:
             if len(self._final_views) >= self.FINAL_VIEW_CACHE_SIZE:
