@@ -260,4 +260,5 @@ def test_long_card_confirmation_stays_at_five_seconds() -> None:
 def test_final_statuses_are_exactly_those_no_transition_leaves() -> None:
     from app.core.domain import FINAL_STATUSES
 
-    assert FINAL_STATUSES == {Status.PAYMENT_FAILED, Status.REFUNDED}
+    never_left = {s for s in Status if not any(can_transition(s, t) for t in Status)}
+    assert never_left == set(FINAL_STATUSES) == {Status.PAYMENT_FAILED, Status.REFUNDED}
