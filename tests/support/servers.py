@@ -26,16 +26,11 @@ def free_port() -> int:
 
 
 @dataclass
-class RunningServer:
-    """A server process started by a test; `url` is its base URL."""
+class ManagedProcess:
+    """A process started by a test, its output in a log file."""
 
     process: subprocess.Popen[bytes]
-    port: int
     log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -46,14 +41,25 @@ class RunningServer:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def stop(self) -> None:
+    def stop(self, grace_seconds: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not leave in time."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=grace_seconds)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@dataclass
+class RunningServer(ManagedProcess):
+    """A server process started by a test; `url` is its base URL."""
+
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def start_server(
@@ -74,7 +80,7 @@ def start_server(
         env=full_env,
         cwd=REPO_ROOT,
     )
-    server = RunningServer(process=process, port=port, log_path=Path(log_file.name))
+    server = RunningServer(process=process, log_path=Path(log_file.name), port=port)
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:

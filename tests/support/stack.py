@@ -25,7 +25,7 @@ from pathlib import Path
 import redis
 
 from app.core.auth import TokenAuthority
-from tests.support.servers import REPO_ROOT, RunningServer, free_port, start_server
+from tests.support.servers import REPO_ROOT, ManagedProcess, RunningServer, free_port, start_server
 
 # Redis databases 10–15 are handed to stacks in turn; database 9 belongs to plain tests.
 _STACK_REDIS_DBS = itertools.cycle(range(10, 16))
@@ -48,27 +48,11 @@ FAST_ENV: dict[str, str] = {
 }
 
 
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    log_path: Path
+class WorkerProcess(ManagedProcess):
+    """A `payments worker` process; `stop()` gives running jobs time to finish."""
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, mid-job."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def stop(self, grace_seconds: float = 15.0) -> None:
+        super().stop(grace_seconds)
 
 
 @dataclass
