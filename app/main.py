@@ -295,7 +295,8 @@ async def health_ready(services: Services) -> Response[dict[str, str]]:
 @get("/metrics", tags=["health"], include_in_schema=False)
 async def metrics() -> Response[bytes]:
     body, content_type = render_metrics()
-    return Response(body, media_type=content_type)
+    # Litestar would append a second charset to a text/* media type: set the header as given.
+    return Response(body, headers={"Content-Type": content_type})
 
 
 # --- the app --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,6 +123,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError("ENVIRONMENT must be development, test or production")
     if settings.transaction_expire_minutes <= 0:
         raise SettingsError("TRANSACTION_EXPIRE_MINUTES must be positive")
+    for name in (
+        "toss_connect_timeout_seconds",
+        "toss_read_timeout_seconds",
+        "provisioning_http_timeout_seconds",
+        "provisioning_retry_base_seconds",
+        "sweep_stale_after_seconds",
+        "reconcile_backoff_scale",
+    ):
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and value > 0):
+            raise SettingsError(f"{name.upper()} must be a positive number of seconds, not {value!r}")
     if settings.provisioning_max_tries < 1:
         raise SettingsError("PROVISIONING_MAX_TRIES must be at least 1")
     if not 1 <= settings.sweep_interval_seconds <= 60:

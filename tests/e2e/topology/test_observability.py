@@ -290,6 +290,7 @@ async def test_api_metrics_expose_the_api_series(journeys: Journeys) -> None:
         exposition = await metrics_text(api)
         response = await api.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["content-type"].count("charset") == 1, response.headers["content-type"]
 
     wanted = {
         "payments_transactions_created_total{product_type=STUDY}": metric_value(

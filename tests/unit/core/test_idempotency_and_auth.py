@@ -318,3 +318,16 @@ def test_settings_reject_out_of_range_values(environ: dict[str, str], variable: 
     with pytest.raises(SettingsError) as caught:
         load_settings(environ)
     assert variable in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TOSS_READ_TIMEOUT_SECONDS", "nan"),
+        ("TOSS_CONNECT_TIMEOUT_SECONDS", "0"),
+        ("SWEEP_STALE_AFTER_SECONDS", "-1"),
+    ],
+)
+def test_timeouts_must_be_positive_finite_seconds(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({variable: value})
