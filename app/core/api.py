@@ -89,10 +89,6 @@ async def run_idempotently(
     if key is None:
         body = msgspec.json.encode(await produce())
         return Response(body, status_code=status_code, media_type=JSON)
-    if not 1 <= len(key) <= 255:
-        raise ValidationFailed(
-            "Idempotency-Key must be 1–255 characters.", details=[{"field": "Idempotency-Key"}]
-        )
     scope = f"{caller.user_id}:{request.method}:{request.url.path}"
     fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
     stored = await store.begin(scope, key, fingerprint)

@@ -24,7 +24,6 @@ from app.core.domain import (
     HistoryEntry,
     InvalidTransition,
     Method,
-    PaymentError,
     ProductNotFound,
     ProductType,
     Status,
@@ -281,7 +280,7 @@ class PaymentService:
                 await self._confirm_outcome_unknown(transaction, error)
             else:
                 code, message = _ERROR_KIND_TO_CODE.get(error.kind, ("PAY_003", "The payment failed."))
-                await self._fail_pending(
+                await self.fail_pending(
                     transaction.transaction_id, code, error.message or message, error.pg_code
                 )
             return
@@ -300,7 +299,7 @@ class PaymentService:
                 "PG payment does not match the transaction",
                 extra={"transactionId": tid, "pgOrderId": payment.order_id, "pgAmount": payment.total_amount},
             )
-            changed = await self._fail_pending(
+            changed = await self.fail_pending(
                 tid, "PAY_003", "The PG's payment does not match the transaction.", None
             )
         elif payment.status == PgPaymentStatus.DONE:
@@ -329,7 +328,7 @@ class PaymentService:
         elif payment.status in (PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED):
             failure = payment.failure
             code = "PAY_002" if payment.status == PgPaymentStatus.EXPIRED else "PAY_003"
-            changed = await self._fail_pending(
+            changed = await self.fail_pending(
                 tid,
                 code,
                 failure.message if failure else f"The payment provider reports {payment.status.value}.",
@@ -355,7 +354,7 @@ class PaymentService:
         tid = transaction.transaction_id
         if va.expired or now >= va.due_date:
             # Toss sends nothing when the due date passes: whoever notices fails it.
-            return await self._fail_pending(
+            return await self.fail_pending(
                 tid, "PAY_002", "The virtual account expired before the deposit.", None
             )
         recheck_at = min(va.due_date, now + timedelta(seconds=self._config.virtual_account_recheck_seconds))
@@ -746,9 +745,6 @@ class PaymentService:
 
     async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
         """30 → 41 (guarded)."""
-        return await self._fail_pending(transaction_id, code, message, pg_code)
-
-    async def _fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
         return await self._repo.transition(
             transaction_id,
             expected=Status.PAYMENT_PENDING,
@@ -813,6 +809,3 @@ def new_refund_id(now: datetime) -> str:
 def confirm_idempotency_key(transaction_id: str) -> str:
     """Stable per transaction, so a retried or repeated confirm can never charge twice."""
     return f"confirm-{transaction_id}"
-
-
-__all__ = ["CoreConfig", "IssueCommand", "PaymentError", "PaymentService", "confirm_idempotency_key"]
