@@ -69,6 +69,11 @@ def serve(host: str, port: int, workers: int) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     _refuse_insecure_production(settings)
+    if workers > 1 and settings.redis_url is None:
+        raise click.ClickException(
+            "--workers above 1 needs REDIS_URL: the processes share the provisioning queue, "
+            "the Idempotency-Keys and the status-change announcements through Redis"
+        )
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Every worker process writes its series here; /metrics aggregates them.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="payments-metrics-")

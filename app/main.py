@@ -37,11 +37,13 @@ from app.core.catalog import StaticProductCatalog
 from app.core.clock import SystemClock
 from app.core.domain import PaymentError
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
-from app.core.ports import IdempotencyStore, ProvisioningQueue
+from app.core.ports import IdempotencyStore, ProvisioningQueue, StatusChanges
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
 from app.core.schemas import ErrorBody
 from app.core.service import CoreConfig, PaymentService
+from app.core.status_cache import StatusViewCache
+from app.core.status_changes import LocalStatusChanges, RedisStatusChanges, StatusChangeListener
 from app.core.webhooks import WebhookService
 from app.db import create_engine
 from app.demo import DemoController
@@ -66,6 +68,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     status_reader: MySqlStatusReader | None
+    status_cache: StatusViewCache
     redis: ArqRedis | None
     http: httpx.AsyncClient
     downstream_http: httpx.AsyncClient
@@ -116,7 +119,16 @@ def build_services(settings: Settings) -> Services:
         retry_delay=settings.toss_retry_delay_seconds,
     )
     gateway = GatewayService([toss])
-    repository = SqlTransactionRepository(engine, status_reader)
+    # With Redis, several processes may write: the cache is trusted only while this process is
+    # subscribed to the status-change bus (the API's lifespan starts the listener; workers never
+    # do, so theirs keeps final views only). Without Redis there is one process, always coherent.
+    status_cache = StatusViewCache(ttl_seconds=settings.status_cache_ttl_seconds, coherent=redis is None)
+    status_changes: StatusChanges = (
+        RedisStatusChanges(redis, status_cache) if redis is not None else LocalStatusChanges(status_cache)
+    )
+    repository = SqlTransactionRepository(
+        engine, status_reader, status_cache=status_cache, status_changes=status_changes
+    )
     idempotency: IdempotencyStore
     if redis is not None:
         idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
@@ -194,6 +206,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         engine=engine,
         status_reader=status_reader,
+        status_cache=status_cache,
         redis=redis,
         http=http,
         downstream_http=downstream_http,
@@ -326,9 +339,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             log.warning("AsyncSite Payments is running in %s mode", settings.environment.upper())
         if isinstance(built.queue, InProcessQueue):
             built.queue.start_sweeper()  # the embedded default has no worker process
+        listener = StatusChangeListener(built.redis, built.status_cache) if built.redis is not None else None
+        if listener is not None:
+            listener.start()  # until it is subscribed, polls read the database
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
             if isinstance(built.queue, InProcessQueue):
                 await built.queue.stop_sweeper()
             if services is None:  # we built them, we close them

@@ -36,6 +36,14 @@ RECONCILIATION_ACTIONS = Counter(
     "payments_reconciliation_actions_total", "What reconciliation did to pending payments", ["action"]
 )
 STATUS_POLLS = Counter("payments_status_polls_total", "Status endpoint requests", ["settled"])
+STATUS_CACHE = Counter(
+    "payments_status_cache_total", "Status polls answered from the process's cache (hit) or not", ["result"]
+)
+STATUS_CHANGE_BUS = Counter(
+    "payments_status_change_bus_total",
+    "Status-change bus events (subscribed, subscription_lost, publish_failed)",
+    ["event"],
+)
 PG_REQUEST_SECONDS = Histogram(
     "payments_pg_request_seconds",
     "Calls to the PG by endpoint and outcome",

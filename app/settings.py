@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_backoff_scale: float = 1.0
     reconcile_give_up_seconds: float = 24 * 3600.0
     virtual_account_recheck_seconds: float = 3600.0
+    # Non-final status views are served from each API process's cache for at most this long when
+    # an invalidation is lost; 0 reads every poll from the database (app/core/status_cache.py).
+    status_cache_ttl_seconds: float = 5.0
     rate_limit_issue_per_minute: int = 60
     rate_limit_refund_per_minute: int = 10
     worker_metrics_port: int = 0  # a worker's own /metrics (for hosts that share no PROMETHEUS_MULTIPROC_DIR)
@@ -134,6 +137,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         value = getattr(settings, name)
         if not (math.isfinite(value) and value > 0):
             raise SettingsError(f"{name.upper()} must be a positive number of seconds, not {value!r}")
+    if not (math.isfinite(settings.status_cache_ttl_seconds) and settings.status_cache_ttl_seconds >= 0):
+        raise SettingsError("STATUS_CACHE_TTL_SECONDS must be 0 (off) or a positive number of seconds")
     if settings.provisioning_max_tries < 1:
         raise SettingsError("PROVISIONING_MAX_TRIES must be at least 1")
     if not 1 <= settings.sweep_interval_seconds <= 60:

@@ -315,3 +315,12 @@ class IdempotencyStore(Protocol):
     async def abandon(self, scope: str, key: str) -> None:
         """Release a claimed key whose request failed before doing anything (safe to retry)."""
         ...
+
+
+class StatusChanges(Protocol):
+    """Tells every process that a transaction's row changed, so cached status views are dropped."""
+
+    async def announce(self, transaction_id: str) -> None:
+        """Call after the write committed. Never raises: a lost announcement is bounded by the
+        status cache's expiry (see `app.core.status_cache`)."""
+        ...

@@ -15,8 +15,17 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.core.domain import FINAL_STATUSES, HistoryEntry, Method, ProductType, Status, Transaction
-from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange, WebhookEvent
+from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
+from app.core.ports import (
+    RefundRecord,
+    StatusChanges,
+    StatusView,
+    TransactionPage,
+    TransitionChange,
+    WebhookEvent,
+)
+from app.core.status_cache import StatusViewCache
+from app.core.status_changes import LocalStatusChanges
 from app.db import refunds as refunds_table
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
@@ -27,6 +36,7 @@ from app.metrics import (
     PAYMENTS_FAILED,
     PAYMENTS_SUCCEEDED,
     REFUNDS,
+    STATUS_CACHE,
     TRANSACTIONS_CREATED,
     WEBHOOK_DELIVERIES,
 )
@@ -47,6 +57,9 @@ _STATUS_COLUMNS = (
 )
 # Built once: SQLAlchemy caches its compiled form, so a poll costs one round trip and no compiling.
 _STATUS_QUERY = select(*_STATUS_COLUMNS).where(tx_table.c.transaction_id == bindparam("transaction_id"))
+
+_CACHE_HITS = STATUS_CACHE.labels(result="hit")
+_CACHE_MISSES = STATUS_CACHE.labels(result="miss")
 
 _DEADLOCK_ATTEMPTS = 3
 _RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})  # deadlock, lock wait timeout
@@ -161,13 +174,23 @@ def decode_cursor(cursor: str) -> int | None:
 class SqlTransactionRepository:
     """Every write is one database transaction: a status change commits with its history row."""
 
-    FINAL_VIEW_CACHE_SIZE = 50_000
-
-    def __init__(self, engine: AsyncEngine, status_reader: MySqlStatusReader | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        status_reader: MySqlStatusReader | None = None,
+        *,
+        status_cache: StatusViewCache | None = None,
+        status_changes: StatusChanges | None = None,
+    ) -> None:
         self._engine = engine
         self._status_reader = status_reader  # MySQL: the poll's own pool; SQLite: the engine
-        # 41 and 95 never change again (no transition leaves them), so their views are cached.
-        self._final_views: dict[str, StatusView] = {}
+        # Polls are served from this process's cache while it is coherent (app.core.status_cache);
+        # by default only final views (41, 95), which never change, are kept.
+        if status_cache is None:
+            status_cache = StatusViewCache(ttl_seconds=0, coherent=True)
+        self._status_cache = status_cache
+        # Every committed write to a row is announced, so no process keeps serving the old view.
+        self._status_changes = status_changes if status_changes is not None else LocalStatusChanges(status_cache)
 
     async def add(self, transaction: Transaction, message: str) -> None:
         t = transaction
@@ -200,9 +223,13 @@ class SqlTransactionRepository:
         return None if row is None else _to_transaction(row)
 
     async def get_status_view(self, transaction_id: str) -> StatusView | None:
-        cached = self._final_views.get(transaction_id)
+        cache = self._status_cache
+        cached = cache.get(transaction_id)
         if cached is not None:
+            _CACHE_HITS.inc()
             return cached
+        _CACHE_MISSES.inc()
+        ticket = cache.ticket()  # before the read: a write announced during it voids the ticket
         if self._status_reader is not None:
             row: Sequence[Any] | None = await self._status_reader.fetch(transaction_id)
         else:
@@ -224,10 +251,7 @@ class SqlTransactionRepository:
             va_account_number=row[10],
             va_due_date=_as_utc(row[11]),
         )
-        if view.status in FINAL_STATUSES:
-            if len(self._final_views) >= self.FINAL_VIEW_CACHE_SIZE:
-                self._final_views.clear()
-            self._final_views[transaction_id] = view
+        cache.put(view, ticket)
         return view
 
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
@@ -294,6 +318,7 @@ class SqlTransactionRepository:
                 if attempt == _DEADLOCK_ATTEMPTS or _mysql_error_code(exc) not in _RETRYABLE_MYSQL_ERRORS:
                     raise
                 await asyncio.sleep(0.02 * attempt)
+        await self._status_changes.announce(transaction_id)
         _observe_transition(target, change, history_metadata)
         return True
 
@@ -327,6 +352,8 @@ class SqlTransactionRepository:
                 if current.scalar_one_or_none() != int(status):
                     return False
             await _append_history(conn, transaction_id, status, message, metadata, now)
+        if values:
+            await self._status_changes.announce(transaction_id)
         return True
 
     async def store_virtual_account(
@@ -351,6 +378,7 @@ class SqlTransactionRepository:
             if result.rowcount != 1:
                 return False
             await _append_history(conn, transaction_id, Status.PAYMENT_PENDING, message, metadata, now)
+        await self._status_changes.announce(transaction_id)
         return True
 
     async def find_expired_created(self, now: datetime, limit: int) -> Sequence[str]:
@@ -459,6 +487,7 @@ class SqlTransactionRepository:
                 )
         except IntegrityError:
             return False  # a refund already exists: the whole change was rolled back
+        await self._status_changes.announce(refund.transaction_id)
         REFUNDS.labels(stage="requested").inc()
         return True
 
@@ -518,6 +547,7 @@ class SqlTransactionRepository:
                 {"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key},
                 now,
             )
+        await self._status_changes.announce(refund.transaction_id)
         REFUNDS.labels(stage="refunded").inc()
         return True
 
