@@ -190,7 +190,9 @@ class SqlTransactionRepository:
             status_cache = StatusViewCache(ttl_seconds=0, coherent=True)
         self._status_cache = status_cache
         # Every committed write to a row is announced, so no process keeps serving the old view.
-        self._status_changes = status_changes if status_changes is not None else LocalStatusChanges(status_cache)
+        self._status_changes = (
+            status_changes if status_changes is not None else LocalStatusChanges(status_cache)
+        )
 
     async def add(self, transaction: Transaction, message: str) -> None:
         t = transaction
