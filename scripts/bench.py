@@ -64,17 +64,22 @@ def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
+UNCACHED = "api-uncached"  # a second API with STATUS_CACHE_TTL_SECONDS=0: every poll reads MariaDB
+
+
 @dataclass(frozen=True)
 class Case:
     key: str
     label: str
     mode: str  # the BENCH_MODE of bench_wrk.lua / bench_locustfile.py
     unit: str = "req/s"
+    server: str = "api"  # which API of the stack: "api", or "api-uncached" (status cache off)
 
 
 CASES: tuple[Case, ...] = (
     Case("a", "GET /health/live (bare)", "live"),
     Case("b", "GET /api/payments/{id}/status", "status"),
+    Case("b'", "GET /api/payments/{id}/status, cache off", "status", server=UNCACHED),
     Case("c", "POST /api/payments/issue (+Idempotency-Key)", "issue_idem"),
     Case("c'", "POST /api/payments/issue (no key)", "issue"),
     Case("d", "checkout: issue → window → callback", "checkout", unit="checkouts/s"),
@@ -95,6 +100,7 @@ class Result:
     errors: int
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core over the window
     note: str = ""
+    server: str = "api"  # the CPU group of the API that served the case
 
     def cpu_us_per_request(self, part: str) -> float | None:
         """CPU microseconds `part` spent per request (per checkout for (d)): robust to a busy machine."""
@@ -239,7 +245,7 @@ def run_locust(
         str(BENCH_LOCUSTFILE),
         "--headless",
         "--host",
-        stack.api_url,
+        stack.url_of(case.server),
         "--users",
         str(args.connections),
         "--spawn-rate",
@@ -354,7 +360,7 @@ def measure(
     env: dict[str, str],
     folder: Path,
 ) -> Result:
-    url = stack.api_url
+    url = stack.url_of(case.server)
     if generator == "wrk" and case.mode != "checkout":
         assert wrk is not None
         log_path = folder / "wrk.log"
@@ -379,6 +385,7 @@ def measure(
             p99_ms=raw["p99_us"] / 1000,
             errors=int(errors),
             cpu=cpu,
+            server=case.server,
         )
     raw, cpu = meter.measure(lambda: run_locust(case, stack, args=args, env=env, folder=folder))
     wanted = {
@@ -408,6 +415,7 @@ def measure(
         errors=int(raw["total"]["failures"]),
         cpu=cpu,
         note=note,
+        server=case.server,
     )
 
 
@@ -452,18 +460,24 @@ def render(results: list[Result], context: dict[str, Any]) -> str:
         ratio = f"{100 * r.rate / base.rate:.1f}%" if base and base.rate else "-"
         p50 = "-" if r.p50_ms is None else f"{r.p50_ms:.1f}"
         p99 = "-" if r.p99_ms is None else f"{r.p99_ms:.1f}"
-        cpu = "/".join(str(r.cpu.get(k, "-")) for k in ("api", "db", "worker", "mock", "gen", "other"))
-        api_us, db_us = r.cpu_us_per_request("api"), r.cpu_us_per_request("db")
+        cpu = "/".join(str(r.cpu.get(k, "-")) for k in (r.server, "db", "worker", "mock", "gen", "other"))
+        api_us, db_us = r.cpu_us_per_request(r.server), r.cpu_us_per_request("db")
         lines.append(
             f"({r.key}){'':<{3 - len(r.key)}}{r.label:<46}{r.rate:>10.1f} {r.unit:<12}{p50:>8}{p99:>8}"
             f"{ratio:>8}{r.errors:>7}{_us(api_us):>8}{_us(db_us):>7}  {cpu}"
         )
     status = next((r for r in results if r.key == "b"), None)
+    uncached = next((r for r in results if r.key == "b'"), None)
     lines.append("")
     if base and status and base.rate:
         share = 100 * status.rate / base.rate
         verdict = "meets" if share >= 50 else "is BELOW"
         lines.append(f"status endpoint = {share:.1f}% of the bare endpoint: {verdict} the 50% target")
+    if base and uncached and base.rate:
+        lines.append(
+            f"status endpoint with its cache off (every poll reads MariaDB) = "
+            f"{100 * uncached.rate / base.rate:.1f}% of the bare endpoint"
+        )
     lines.append(
         "generators: "
         + "; ".join(sorted({f"({r.key}) {r.generator}" for r in results}, key=lambda s: s[1:3]))
@@ -563,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
         lock_wait_seconds=args.lock_wait,
         # (c) measures issuing, not the per-user rate limit (60 issues a minute by default)
         extra_env={"RATE_LIMIT_ISSUE_PER_MINUTE": "0"},
+        extra_apis={UNCACHED: {"STATUS_CACHE_TTL_SECONDS": "0"}}
+        if any(c.server == UNCACHED for c in cases)
+        else {},
     )
     rounds: dict[str, list[Result]] = {c.key: [] for c in cases}
     with sigterm_as_interrupt():

@@ -92,6 +92,9 @@ class StackOptions:
     log_dir: Path = REPORTS_DIR / "logs"
     lock_wait_seconds: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # More API servers, by name, each with its own environment on top of the stack's (the
+    # benchmark's "api-uncached" runs with STATUS_CACHE_TTL_SECONDS=0)
+    extra_apis: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +148,7 @@ class LocalStack:
         self.jwt_secret = secrets.token_hex(24)
         self.api_port = free_port()
         self.mock_port = free_port()
+        self.extra_api_ports = {name: free_port() for name in options.extra_apis}
         self.processes: list[Managed] = []
         self._lock: IO[str] | None = None
         self._database_created = False
@@ -154,6 +158,11 @@ class LocalStack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    def url_of(self, server: str) -> str:
+        """The URL of the API called `server` ("api" or a name from StackOptions.extra_apis)."""
+        port = self.api_port if server == "api" else self.extra_api_ports[server]
+        return f"http://127.0.0.1:{port}"
 
     @property
     def mock_url(self) -> str:
@@ -223,6 +232,7 @@ class LocalStack:
                     raise StackError(str(exc)) from exc
                 log(f"{exc}; trying other ports")
                 self.api_port, self.mock_port = free_port(), free_port()
+                self.extra_api_ports = {name: free_port() for name in o.extra_apis}
         if o.start_worker:
             worker = self._spawn("worker", ["-m", "app.cli", "worker"])
             self._wait_log(worker, ("Starting worker", "redis_version"))
@@ -261,6 +271,12 @@ class LocalStack:
             ],
         )
         self._wait_http(api, f"{self.api_url}/health/ready", timeout=90)
+        for name, env in self.options.extra_apis.items():
+            port, workers = str(self.extra_api_ports[name]), str(self.options.api_workers)
+            extra = self._spawn(
+                name, ["-m", "app.cli", "serve", "--port", port, "--workers", workers], env=env
+            )
+            self._wait_http(extra, f"{self.url_of(name)}/health/ready", timeout=90)
 
     def stop(self) -> None:
         for managed in reversed(self.processes):
@@ -343,7 +359,7 @@ class LocalStack:
         finally:
             client.close()
 
-    def _spawn(self, name: str, args: list[str]) -> Managed:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Managed:
         log_path = self.options.log_dir / f"{name}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
@@ -351,7 +367,7 @@ class LocalStack:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})},
             cwd=REPO_ROOT,
             start_new_session=True,  # Ctrl-C reaches this script, which stops it in order
         )
