@@ -95,7 +95,13 @@ class StatusChangeListener:
                 self._lose(None)
                 raise
             except Exception as exc:  # RedisError, OSError or a silent connection: start over
+                was_coherent = self._cache.coherent
                 self._lose(exc)
+                if not was_coherent and self._backoff == 0.1:  # never subscribed, first failure
+                    log.warning(
+                        "status-change subscription failed; retrying with backoff, polls read the database",
+                        extra={"error": repr(exc)},
+                    )
                 await asyncio.sleep(self._backoff)
                 self._backoff = min(self._backoff * 2, 5.0)
 
