@@ -478,10 +478,7 @@ def render(results: list[Result], context: dict[str, Any]) -> str:
             f"status endpoint with its cache off (every poll reads MariaDB) = "
             f"{100 * uncached.rate / base.rate:.1f}% of the bare endpoint"
         )
-    lines.append(
-        "generators: "
-        + "; ".join(sorted({f"({r.key}) {r.generator}" for r in results}, key=lambda s: s[1:3]))
-    )
+    lines.append("generators: " + "; ".join(f"({r.key}) {r.generator}" for r in results))
     lines.append(
         f"server: payments serve --workers {context['api_workers']} (uvicorn), DATABASE_POOL_SIZE "
         f"{context['pool_size']}, 1 arq worker, mock Toss; {context['duration']} s per measurement after "
