@@ -23,13 +23,14 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.domain import Method, Status
+from app.core.domain import Status
 from app.core.ports import StatusView
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository
 from app.core.status_cache import StatusViewCache
 from app.core.status_changes import RedisStatusChanges, StatusChangeListener, status_channel
 from tests.integration.core.conftest import make_transaction
 from tests.support.servers import free_port
+from tests.support.views import status_view
 
 WALK = (
     Status.CREATED,
@@ -59,20 +60,7 @@ def unique_id() -> str:
 
 
 def view(transaction_id: str, status: Status = Status.PAYMENT_PENDING) -> StatusView:
-    return StatusView(
-        transaction_id=transaction_id,
-        user_id="user-bus",
-        status=status,
-        amount=50_000,
-        method=Method.CARD,
-        updated_at=datetime(2026, 3, 1, tzinfo=UTC),
-        completed_at=None,
-        failure_code=None,
-        failure_message=None,
-        va_bank_code=None,
-        va_account_number=None,
-        va_due_date=None,
-    )
+    return status_view(transaction_id, status)
 
 
 class RecordingCache(StatusViewCache):

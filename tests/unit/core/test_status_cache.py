@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import pytest
 
-from app.core.domain import FINAL_STATUSES, Method, Status
+from app.core.domain import FINAL_STATUSES, Status
 from app.core.ports import StatusView
 from app.core.status_cache import StatusViewCache
 from app.core.status_changes import LocalStatusChanges
+from tests.support.views import status_view
 
 NON_FINAL = sorted(set(Status) - FINAL_STATUSES)
 FINAL = sorted(FINAL_STATUSES)
-UPDATED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class FakeMonotonic:
@@ -31,20 +30,7 @@ class FakeMonotonic:
 
 
 def view(transaction_id: str = "TXN_1", status: Status = Status.CREATED) -> StatusView:
-    return StatusView(
-        transaction_id=transaction_id,
-        user_id="user-1",
-        status=status,
-        amount=50_000,
-        method=Method.CARD,
-        updated_at=UPDATED_AT,
-        completed_at=None,
-        failure_code=None,
-        failure_message=None,
-        va_bank_code=None,
-        va_account_number=None,
-        va_due_date=None,
-    )
+    return status_view(transaction_id, status)
 
 
 @pytest.fixture
