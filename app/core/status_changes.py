@@ -75,15 +75,12 @@ class StatusChangeListener:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="status-change-listener")
+            self._task = asyncio.create_task(self.run(), name="status-change-listener")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def run(self) -> None:
