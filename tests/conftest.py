@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.servers import RunningServer, running_server
+from tests.support.servers import REDIS_HOST_URL, RunningServer, running_server
 
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", f"{REDIS_HOST_URL}/9")
 HOW_TO_START = "Start the services with `make services` (or `bash scripts/ensure-services.sh`)."
 
 
@@ -66,7 +66,7 @@ def redis_url() -> str:
     """Redis database 9, emptied once at the start of the run."""
     import redis
 
-    _require_port("Redis", 6379)
+    _require_port("Redis", int(REDIS_HOST_URL.rsplit(":", 1)[-1]))
     client = redis.Redis.from_url(TEST_REDIS_URL)
     try:
         client.flushdb()

@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The Redis server tests use (databases are chosen per test). TEST_REDIS_HOST_URL points a test
+# run at a redis-server of its own, so two runs on one machine never flush each other's queues.
+REDIS_HOST_URL = os.environ.get("TEST_REDIS_HOST_URL", "redis://127.0.0.1:6379").rstrip("/")
 
 
 def free_port() -> int:

@@ -25,7 +25,14 @@ from pathlib import Path
 import redis
 
 from app.core.auth import TokenAuthority
-from tests.support.servers import REPO_ROOT, ManagedProcess, RunningServer, free_port, start_server
+from tests.support.servers import (
+    REDIS_HOST_URL,
+    REPO_ROOT,
+    ManagedProcess,
+    RunningServer,
+    free_port,
+    start_server,
+)
 
 # Redis databases 10–15 are handed to stacks in turn; database 9 belongs to plain tests.
 _STACK_REDIS_DBS = itertools.cycle(range(10, 16))
@@ -106,7 +113,7 @@ class Stack:
 def running_stack(
     *,
     mysql_url: str,
-    redis_base_url: str = "redis://127.0.0.1:6379",
+    redis_base_url: str = REDIS_HOST_URL,
     toss_url: str,
     workers: int = 1,
     apis: int = 1,

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.auth import TokenAuthority
 from app.db import transactions as tx_table
 from app.db import webhook_events as webhook_table
-from tests.support.servers import RunningServer, free_port, running_server
+from tests.support.servers import REDIS_HOST_URL, RunningServer, free_port, running_server
 from tests.support.stack import Stack, running_stack
 from tests.support.webhook_proxy import WebhookProxy, running_webhook_proxy
 
@@ -45,7 +45,7 @@ SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"  # the mock's default, the s
 SLOW_CONFIRM_SECONDS = 3.0  # vs the stack's 1 s read timeout (tests/support/stack.py FAST_ENV)
 MAX_WAIT_SECONDS = 40.0
 GIVE_UP_SECONDS = 3  # RECONCILE_GIVE_UP_SECONDS of the signed env
-SHARED_REDIS_URL = "redis://127.0.0.1:6379"
+SHARED_REDIS_URL = REDIS_HOST_URL
 
 CARD_APPROVE = "4330000000000005"
 CARD_SLOW_CONFIRM = "4330000000000047"

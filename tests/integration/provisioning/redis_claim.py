@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 import redis
 
-REDIS_HOST_URL = "redis://127.0.0.1:6379"
+from tests.support.servers import REDIS_HOST_URL
+
 OWNER_KEY = "provisioning-tests:owner"
 _TOKEN = f"pid{os.getpid()}-{secrets.token_hex(4)}"  # this test process's claims
 CANDIDATES = tuple(
