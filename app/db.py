@@ -89,6 +89,8 @@ transactions = Table(
     Column("va_due_date", UTCDateTime),
     Column("va_secret", String(64)),
     Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    # Refunds requested, under way or done: a new refund fits only in amount - this (guarded).
+    Column("refund_reserved_amount", BigInteger, nullable=False, server_default="0"),
     Column("reconcile_attempts", Integer, nullable=False, server_default="0"),
     Column("next_reconcile_at", UTCDateTime),
     UniqueConstraint("transaction_id", name="uq_transactions_transaction_id"),
@@ -135,7 +137,7 @@ refunds = Table(
     Column("amount", BigInteger, nullable=False),
     Column("reason", String(200), nullable=False),
     Column("actor", String(64), nullable=False),
-    Column("status", String(20), nullable=False),  # REQUESTED | DONE | REFUSED
+    Column("status", String(20), nullable=False),  # REQUESTED | DONE | REFUSED | NEEDS_REVIEW
     Column("pg_transaction_key", String(64)),
     Column("pg_error_code", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
@@ -143,9 +145,14 @@ refunds = Table(
     Column("refund_bank", String(20)),
     Column("refund_account_number", String(20)),
     Column("refund_holder_name", String(60)),
+    # Taking back the grant comes before the PG cancel: NOT_REQUIRED | PENDING | DONE | FAILED
+    Column("revoke_status", String(20), nullable=False, server_default="NOT_REQUIRED"),
+    Column("revoke_detail", String(255)),
     UniqueConstraint("refund_id", name="uq_refunds_refund_id"),
-    # One refund per transaction for now: the database enforces it under races.
-    UniqueConstraint("transaction_id", name="uq_refunds_transaction_id"),
+    # A PG cancel is recorded once, whether we asked for it or an operator did in the PG's console.
+    UniqueConstraint("pg_transaction_key", name="uq_refunds_pg_transaction_key"),
+    Index("ix_refunds_transaction_id_id", "transaction_id", "id"),
+    Index("ix_refunds_status_created_at", "status", "created_at"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )
@@ -159,9 +166,27 @@ entitlements = Table(
     Column("product_type", String(20), nullable=False),
     Column("product_id", String(50), nullable=False),
     Column("granted_at", UTCDateTime, nullable=False),
+    Column("study_id", String(50)),
+    Column("credits", Integer),  # AI_RESUME: credits granted
+    Column("revoked_credits", Integer, nullable=False, server_default="0"),
+    Column("revoked_at", UTCDateTime),  # set once the grant is taken back entirely
     # A grant is recorded at most once per transaction, however often the job runs.
     UniqueConstraint("transaction_id", name="uq_entitlements_transaction_id"),
     Index("ix_entitlements_user_id_id", "user_id", "id"),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+# What each refund took back from the local ledger: at most once per refund, however often it runs.
+entitlement_revocations = Table(
+    "entitlement_revocations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("refund_id", String(64), nullable=False),
+    Column("transaction_id", String(64), nullable=False),
+    Column("credits", Integer, nullable=False, server_default="0"),
+    Column("revoked_at", UTCDateTime, nullable=False),
+    UniqueConstraint("refund_id", name="uq_entitlement_revocations_refund_id"),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
 )

@@ -39,6 +39,7 @@ from app.core.domain import PaymentError
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from app.core.ports import IdempotencyStore, ProvisioningQueue, StatusChanges
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
+from app.core.refunds import RefundService
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
 from app.core.schemas import ErrorBody
 from app.core.service import CoreConfig, PaymentService
@@ -75,6 +76,7 @@ class Services:
     gateway: GatewayService
     repository: SqlTransactionRepository
     payments: PaymentService
+    refunds: RefundService
     webhooks: WebhookService
     idempotency: IdempotencyStore
     tokens: TokenAuthority
@@ -147,11 +149,22 @@ def build_services(settings: Settings) -> Services:
     checkout_url = settings.toss_checkout_url
     if checkout_url is None and not settings.is_production:
         checkout_url = f"{settings.toss_api_url.rstrip('/')}/checkout"
+    catalog = StaticProductCatalog.from_file(settings.product_catalog_path)
+    clock = SystemClock()
+    refunds = RefundService(
+        repository=repository,
+        refunds=repository,
+        gateway=gateway,
+        catalog=catalog,
+        queue=queue,
+        clock=clock,
+        window_days=settings.refund_window_days,
+    )
     payments = PaymentService(
         repository=repository,
         gateway=gateway,
-        catalog=StaticProductCatalog.from_file(settings.product_catalog_path),
-        clock=SystemClock(),
+        catalog=catalog,
+        clock=clock,
         config=CoreConfig(
             public_base_url=settings.public_base_url,
             frontend_base_url=settings.frontend_base_url,
@@ -160,15 +173,16 @@ def build_services(settings: Settings) -> Services:
             checkout_url=checkout_url,
             refund_window_days=settings.refund_window_days,
             reconcile_first_delay_seconds=settings.reconcile_first_delay_seconds,
+            callback_budget_seconds=settings.callback_budget_seconds,
             virtual_account_recheck_seconds=settings.virtual_account_recheck_seconds,
         ),
         queue=queue,
-        refunds=repository,
+        refunds=refunds,
     )
-    clock = SystemClock()
     webhooks = WebhookService(
         events=SqlWebhookEventRepository(engine),
         payments=payments,
+        refunds=refunds,
         gateway=gateway,
         queue=queue,
         clock=clock,
@@ -186,6 +200,8 @@ def build_services(settings: Settings) -> Services:
     downstream_http = httpx.AsyncClient(timeout=settings.provisioning_http_timeout_seconds)
     job_deps = JobDeps(
         payments=payments,
+        refunds=refunds,
+        catalog=catalog,
         reconciler=reconciler,
         webhooks=webhooks,
         handlers=build_handlers(
@@ -213,6 +229,7 @@ def build_services(settings: Settings) -> Services:
         gateway=gateway,
         repository=repository,
         payments=payments,
+        refunds=refunds,
         webhooks=webhooks,
         idempotency=idempotency,
         tokens=TokenAuthority(settings.jwt_secret),
@@ -371,6 +388,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "caller": Provide(provide_caller),
             "services": Provide(lambda: built, use_cache=True, sync_to_thread=False),
             "payment_service": Provide(lambda: built.payments, use_cache=True, sync_to_thread=False),
+            "refund_service": Provide(lambda: built.refunds, use_cache=True, sync_to_thread=False),
             "idempotency_store": Provide(lambda: built.idempotency, use_cache=True, sync_to_thread=False),
             "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
             "engine": Provide(lambda: built.engine, use_cache=True, sync_to_thread=False),

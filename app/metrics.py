@@ -28,7 +28,15 @@ PAYMENT_DURATION = Histogram(
 )
 PROVISIONING_OUTCOMES = Counter("payments_provisioning_outcomes_total", "Grant job outcomes", ["outcome"])
 PROVISIONING_RETRIES = Counter("payments_provisioning_retries_total", "Grant attempts that will be retried")
-REFUNDS = Counter("payments_refunds_total", "Refunds by stage (requested, refunded, refused)", ["stage"])
+REFUNDS = Counter(
+    "payments_refunds_total",
+    "Refunds by stage (requested, refunded, refused, pg_side, revoke_failed)",
+    ["stage"],
+)
+# Alert on this: money went back without us asking (an operator cancelled in the PG's console).
+PG_SIDE_CANCELS = Counter(
+    "payments_pg_side_cancels_total", "Cancels made at the PG that we did not request, recorded as refunds"
+)
 WEBHOOK_DELIVERIES = Counter(
     "payments_webhook_deliveries_total", "Toss webhook deliveries by outcome", ["outcome"]
 )

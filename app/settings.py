@@ -56,6 +56,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sweep_stale_after_seconds: float = 15.0
     sweep_batch_size: int = 100
     reconcile_first_delay_seconds: float = 10.0
+    # The PG calls of one browser callback (confirm, lookups) share this budget, then the buyer
+    # sees the "confirming" page and reconciliation finishes: a callback answers within 15 s.
+    callback_budget_seconds: float = 12.0
     reconcile_backoff_scale: float = 1.0
     reconcile_give_up_seconds: float = 24 * 3600.0
     virtual_account_recheck_seconds: float = 3600.0
@@ -133,6 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "provisioning_retry_base_seconds",
         "sweep_stale_after_seconds",
         "reconcile_backoff_scale",
+        "callback_budget_seconds",
     ):
         value = getattr(settings, name)
         if not (math.isfinite(value) and value > 0):

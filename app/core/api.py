@@ -15,6 +15,7 @@ from app.core.auth import Caller, TokenAuthority
 from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
 from app.core.ports import IdempotencyStore, StoredResponse
+from app.core.refunds import RefundService
 from app.core.schemas import (
     ErrorBody,
     IssueRequest,
@@ -247,7 +248,7 @@ class PaymentController(Controller):
         transaction_id: TransactionIdPath,
         data: RefundRequest,
         caller: Caller,
-        payment_service: PaymentService,
+        refund_service: RefundService,
         idempotency_store: IdempotencyStore,
         rate_limiter: RateLimiter,
         idempotency_key: Annotated[
@@ -258,7 +259,7 @@ class PaymentController(Controller):
         data = strict_body(await request.body(), RefundRequest)
 
         async def produce() -> TransactionBody:
-            transaction = await payment_service.request_refund(
+            transaction = await refund_service.request_refund(
                 transaction_id=transaction_id,
                 user_id=caller.user_id,
                 is_admin=caller.is_admin,
@@ -292,12 +293,17 @@ class PaymentController(Controller):
         responses=error_responses(400, 401, 404),
     )
     async def detail(
-        self, transaction_id: TransactionIdPath, caller: Caller, payment_service: PaymentService
+        self,
+        transaction_id: TransactionIdPath,
+        caller: Caller,
+        payment_service: PaymentService,
+        refund_service: RefundService,
     ) -> TransactionDetailBody:
         detail = await payment_service.get_detail(
             user_id=caller.user_id, is_admin=caller.is_admin, transaction_id=transaction_id
         )
-        return transaction_detail_body(detail.transaction, list(detail.history))
+        refunds = await refund_service.list_refunds(transaction_id)
+        return transaction_detail_body(detail.transaction, list(detail.history), refunds)
 
     @get("/", summary="The caller's transactions, newest first", responses=error_responses(400, 401))
     async def list_transactions(

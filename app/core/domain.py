@@ -159,6 +159,26 @@ class Forbidden(PaymentError):
 
 # --- the transaction ---------------------------------------------------------------------------
 
+REFUNDABLE_STATUSES = frozenset({Status.PAYMENT_SUCCESS, Status.PROVISION_SUCCESS})
+
+
+def refundable_amount(status: Status, amount: int, reserved: int) -> int:
+    return max(0, amount - reserved) if status in REFUNDABLE_STATUSES else 0
+
+
+class RefundStatus(enum.StrEnum):
+    REQUESTED = "REQUESTED"  # the amount is reserved; the revoke, then the PG cancel, are under way
+    DONE = "DONE"  # the PG returned the money
+    REFUSED = "REFUSED"  # the PG refused the cancel for good: the amount is free again; needs a human
+    NEEDS_REVIEW = "NEEDS_REVIEW"  # the grant could not be taken back: no money moved; needs a human
+
+
+class RevokeStatus(enum.StrEnum):
+    NOT_REQUIRED = "NOT_REQUIRED"  # nothing was granted (a failed grant, or refunded before granting)
+    PENDING = "PENDING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
 
 def new_transaction_id(now: datetime) -> str:
     """Unique, unguessable, and a valid Toss orderId (6–64 of [A-Za-z0-9_-])."""
@@ -199,7 +219,20 @@ class Transaction:
     va_account_number: str | None = None
     va_due_date: datetime | None = None
     va_secret: str | None = None
-    refunded_amount: int = 0
+    refunded_amount: int = 0  # returned to the buyer by the PG
+    refund_reserved_amount: int = 0  # refunds requested, under way or done: what no new refund may take
+
+    @property
+    def refundable_amount(self) -> int:
+        """What is left to refund: only a paid transaction (40/50) can be refunded at all."""
+        return refundable_amount(self.status, self.amount, self.refund_reserved_amount)
+
+    @property
+    def paid_by_virtual_account(self) -> bool:
+        """Toss refunds a deposit only to a bank account the buyer names."""
+        return self.pg_method == "VIRTUAL_ACCOUNT" or (
+            self.pg_method is None and self.method == Method.VIRTUAL_ACCOUNT
+        )
 
     @property
     def failure(self) -> Failure | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
+from app.core.domain import HistoryEntry, Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
 from app.gateway.models import PaymentInfo, RefundAccount, RefundResult
 
 
@@ -24,10 +24,17 @@ class Clock(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Product:
+    """A product on sale and what buying it grants. The grant's target and the dates the refund
+    policy reads come from here, never from what the buyer sends."""
+
     product_type: ProductType
     product_id: str
     name: str
     amount: int
+    study_id: str | None = None  # STUDY: the study the buyer is enrolled in
+    starts_at: datetime | None = None  # STUDY: the refund policy's 100 % / 50 % / 0 % dates
+    ends_at: datetime | None = None
+    credits: int | None = None  # AI_RESUME: how many credits one purchase grants
 
 
 class ProductCatalog(Protocol):
@@ -56,6 +63,8 @@ class StatusView:
     va_bank_code: str | None
     va_account_number: str | None
     va_due_date: datetime | None
+    refunded_amount: int = 0
+    refund_reserved_amount: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,13 +219,17 @@ class WebhookEventRepository(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RefundRecord:
+    """One refund of a transaction; a transaction may have several (partial refunds)."""
+
     refund_id: str
     transaction_id: str
     amount: int
     reason: str
-    actor: str
-    status: str  # REQUESTED | DONE | REFUSED
+    actor: str  # who asked: a user id, "system" (a failed grant) or "pg" (cancelled at the PG)
+    status: RefundStatus
     created_at: datetime
+    revoke_status: RevokeStatus = RevokeStatus.NOT_REQUIRED
+    revoke_detail: str | None = None
     pg_transaction_key: str | None = None
     pg_error_code: str | None = None
     completed_at: datetime | None = None
@@ -224,30 +237,62 @@ class RefundRecord:
 
 
 class RefundRepository(Protocol):
-    async def start_refund(
-        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
-    ) -> bool:
-        """Move expected → 90 and insert the refund row, atomically.
+    """Refund rows and the transaction's refund amounts, always written together."""
 
-        Returns False, changing nothing, when the transaction was not in `expected` or already
-        has a refund (one refund per transaction).
+    async def start_refund(
+        self, refund: RefundRecord, *, expected: Status, closes: bool, message: str, now: datetime
+    ) -> bool:
+        """Reserve the refund's amount and insert its row (REQUESTED), atomically.
+
+        Guarded in the database: the transaction is in `expected` and the amount fits what is
+        left (`closes`: it is exactly what is left, and the transaction moves to 90; otherwise it
+        is less, and the status stays). Returns False, changing nothing, when the guard missed, so
+        concurrent refunds can never reserve more than was paid.
         """
         ...
 
-    async def get_refund(self, transaction_id: str) -> RefundRecord | None:
-        """The transaction's refund, or None."""
+    async def get_refund(self, refund_id: str) -> RefundRecord | None:
+        """One refund, or None."""
+        ...
+
+    async def list_refunds(self, transaction_id: str) -> Sequence[RefundRecord]:
+        """A transaction's refunds, oldest first."""
+        ...
+
+    async def find_open_refunds(self, created_before: datetime, limit: int) -> Sequence[str]:
+        """Ids of refunds with work left (REQUESTED, or a revoke PENDING) created before a time."""
+        ...
+
+    async def finish_revoke(
+        self, refund: RefundRecord, *, revoked: bool, detail: str, message: str, now: datetime
+    ) -> bool:
+        """The grant was taken back (DONE) or could not be (FAILED; a REQUESTED refund then waits
+        for a human as NEEDS_REVIEW). Guarded by revoke PENDING; writes a history row."""
         ...
 
     async def complete_refund(
         self, refund: RefundRecord, *, pg_transaction_key: str | None, message: str, now: datetime
     ) -> bool:
-        """90 → 95, the refund DONE and the transaction's refundedAmount raised, atomically."""
+        """The PG returned the money: the refund DONE, refundedAmount raised, and 90 → 95 once all
+        of the payment is refunded, atomically. Guarded by the refund being REQUESTED."""
         ...
 
     async def refuse_refund(
         self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
     ) -> None:
-        """The PG refused the cancel for good: the refund is REFUSED and needs a human."""
+        """The PG refused the cancel for good: the refund is REFUSED (its amount free again) and
+        needs a human."""
+        ...
+
+    async def record_pg_refund(
+        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
+    ) -> bool:
+        """A cancel made at the PG (e.g. in its console): insert it DONE, raise the reserved and
+        refunded amounts, and move the transaction through 90 to 95 when nothing is left.
+
+        Guarded by the status `expected`, the amount fitting, and the PG transaction key being
+        new; returns False, changing nothing, otherwise.
+        """
         ...
 
 
@@ -258,8 +303,8 @@ class ProvisioningQueue(Protocol):
         """Queue the grant of a 45 transaction (job id `provision:{transactionId}`)."""
         ...
 
-    async def enqueue_refund(self, transaction_id: str) -> None:
-        """Queue the PG cancel of a 90 transaction (job id `refund:{transactionId}`)."""
+    async def enqueue_refund(self, refund_id: str) -> None:
+        """Queue a refund's work: revoke the grant, then cancel at the PG (job id `refund:{refundId}`)."""
         ...
 
     async def enqueue_webhook(self, event_id: int) -> None:

@@ -72,11 +72,11 @@ class PaymentReconciler:
         try:
             payment = await self._gateway.find_payment(provider=transaction.provider, order_id=transaction_id)
         except GatewayError as error:
-            if (
-                error.kind == GatewayErrorKind.NOT_FOUND
-                and now - transaction.updated_at > TOSS_CONFIRM_WINDOW
+            if error.kind == GatewayErrorKind.NOT_FOUND and now > max(
+                transaction.updated_at + TOSS_CONFIRM_WINDOW, transaction.expires_at
             ):
-                # The PG never heard of it and its session would have expired by now.
+                # The PG never heard of it, its session would have expired by now, and so has ours
+                # (a forged callback may have claimed it before the buyer even opened the window).
                 await self._payments.fail_pending(
                     transaction_id,
                     "PAY_003",
@@ -86,18 +86,18 @@ class PaymentReconciler:
                 return "failed"
             return await self._retry_later(transaction_id, attempt, f"lookup failed: {error.pg_code}")
 
-        in_confirm_window = now - transaction.updated_at < TOSS_CONFIRM_WINDOW
-        if payment.status == PgPaymentStatus.IN_PROGRESS and transaction.payment_key and in_confirm_window:
-            # The buyer authenticated but our confirm never landed: confirm again with the
-            # same Idempotency-Key (a replay at the PG can never charge twice).
+        if payment.status == PgPaymentStatus.IN_PROGRESS:
+            # The buyer authenticated but our confirm never landed: confirm with the key the PG
+            # reports for this order (never one a browser sent) and the same Idempotency-Key as
+            # any earlier confirm of it (a replay at the PG can never charge twice).
             log.info("re-confirming a pending payment", extra={"transactionId": transaction_id})
             try:
                 payment = await self._gateway.confirm_payment(
                     provider=transaction.provider,
-                    payment_key=transaction.payment_key,
+                    payment_key=payment.payment_key,
                     order_id=transaction_id,
                     amount=transaction.amount,
-                    idempotency_key=confirm_idempotency_key(transaction_id),
+                    idempotency_key=confirm_idempotency_key(transaction_id, payment.payment_key),
                 )
             except GatewayError as error:
                 if not error.outcome_unknown:

@@ -1,9 +1,13 @@
 """Who may refund how much, and when. Pure rules: no I/O.
 
-- Owners refund in full from 40/50 within REFUND_WINDOW_DAYS of the payment.
-- STUDY purchases whose `metadata.studyStartsAt` is known follow the study team's rule instead:
-  100% before the start, 50% within 7 days after it, nothing later.
-- Admins refund any amount up to the balance; the system (a failed grant) refunds in full.
+- A transaction can be refunded several times (partial refunds, like Toss's PARTIAL_CANCELED),
+  never beyond what was paid: every refund reserves its amount first.
+- Owners refund what is left within REFUND_WINDOW_DAYS of the payment.
+- STUDY purchases follow the study team's rule, on the dates of the product catalog (never on
+  anything the buyer sent): 100 % before the start, 50 % within 7 days after it, nothing later.
+  The owner gets at most that share of the price in all, whatever was refunded already.
+- Admins refund any amount up to what is left; the system (a failed grant) refunds what is left.
+- Until the purchase is granted (40) only a full refund is possible: it stops the grant.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.core.domain import Forbidden, InvalidTransition, ProductType, Status, Transaction, ValidationFailed
+from app.core.domain import (
+    REFUNDABLE_STATUSES,
+    Forbidden,
+    InvalidTransition,
+    Status,
+    Transaction,
+    ValidationFailed,
+)
 
-REFUNDABLE_BY_REQUEST = frozenset({Status.PAYMENT_SUCCESS, Status.PROVISION_SUCCESS})
 STUDY_HALF_REFUND_DAYS = 7
 
 
@@ -26,16 +36,6 @@ class RefundRequester:
     user_id: str
     is_admin: bool = False
     is_system: bool = False
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def study_refundable_amount(amount: int, starts_at: datetime, now: datetime) -> int:
@@ -54,16 +54,20 @@ def decide_refund_amount(
     now: datetime,
     *,
     window_days: int,
+    study_starts_at: datetime | None = None,
 ) -> int:
-    """The amount to refund, or an error that says why not (and nothing is changed)."""
-    balance = transaction.amount - transaction.refunded_amount
+    """The amount to refund, or an error that says why not (and nothing is changed).
+
+    `study_starts_at` is the catalog's start of the study bought (None for other products).
+    """
+    balance = transaction.amount - transaction.refund_reserved_amount
     if requested_amount is not None and requested_amount <= 0:
         raise ValidationFailed("amount must be positive", details=[{"field": "amount"}])
     if requester.is_system:
         if transaction.status != Status.PROVISION_FAILED:
             raise InvalidTransition("Automatic refunds follow a failed grant only.")
         return balance
-    if transaction.status not in REFUNDABLE_BY_REQUEST:
+    if transaction.status not in REFUNDABLE_STATUSES:
         raise InvalidTransition(
             f"A transaction in {transaction.status.name} cannot be refunded; only paid ones can."
         )
@@ -75,21 +79,37 @@ def decide_refund_amount(
                 f"amount {requested_amount} exceeds the refundable balance {balance}",
                 details=[{"field": "amount", "reason": f"at most {balance}"}],
             )
-        return requested_amount or balance
+        amount = requested_amount or balance
+        _check_before_grant(transaction, amount, balance)
+        return amount
 
-    allowed = balance
-    starts_at = _parse_time(transaction.metadata.get("studyStartsAt"))
-    if transaction.product_type == ProductType.STUDY and starts_at is not None:
-        allowed = min(balance, study_refundable_amount(transaction.amount, starts_at, now))
-        if allowed <= 0:
+    if study_starts_at is not None:
+        share = study_refundable_amount(transaction.amount, study_starts_at, now)
+        if share <= 0:
             raise RefundRefused("The study started more than 7 days ago; it can no longer be refunded.")
+        allowed = min(balance, share - transaction.refund_reserved_amount)
+        if allowed <= 0:
+            raise RefundRefused(
+                f"The policy refunds {share} KRW of this purchase, and that was refunded already.",
+                details={"refundableAmount": 0},
+            )
     else:
         paid_at = transaction.completed_at or transaction.created_at
         if now > paid_at + timedelta(days=window_days):
             raise RefundRefused(f"Refunds are possible within {window_days} days of payment.")
+        allowed = balance
     if requested_amount is not None and requested_amount != allowed:
         raise RefundRefused(
             f"You may refund exactly {allowed} KRW of this purchase.",
             details={"refundableAmount": allowed},
         )
+    _check_before_grant(transaction, allowed, balance)
     return allowed
+
+
+def _check_before_grant(transaction: Transaction, amount: int, balance: int) -> None:
+    if transaction.status == Status.PAYMENT_SUCCESS and amount != balance:
+        raise InvalidTransition(
+            "The purchase is not granted yet: only a full refund is possible now.",
+            details={"refundableAmount": balance},
+        )

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
-from app.core.domain import HistoryEntry, Method, ProductType, Status, Transaction
-from app.core.ports import Product, StatusView
+from app.core.domain import (
+    HistoryEntry,
+    Method,
+    ProductType,
+    RefundStatus,
+    RevokeStatus,
+    Status,
+    Transaction,
+    refundable_amount,
+)
+from app.core.ports import Product, RefundRecord, StatusView
 
 
 class ApiStruct(msgspec.Struct, rename="camel"):
@@ -87,6 +97,8 @@ class StatusResponse(ApiStruct):
     message: str
     failure: FailureBody | None
     virtual_account: VirtualAccountBody | None
+    refunded_amount: int = 0
+    refundable_amount: int = 0
 
 
 class HistoryBody(ApiStruct):
@@ -107,6 +119,7 @@ class TransactionBody(ApiStruct):
     order_name: str
     amount: int
     refunded_amount: int
+    refundable_amount: int
     method: Method
     provider: str
     payment_key: str | None
@@ -120,8 +133,23 @@ class TransactionBody(ApiStruct):
     virtual_account: VirtualAccountBody | None
 
 
+class RefundBody(ApiStruct):
+    """One refund of a transaction (several partial refunds are possible)."""
+
+    refund_id: str
+    amount: int
+    reason: str
+    status: RefundStatus
+    requested_by: str
+    created_at: datetime
+    completed_at: datetime | None
+    pg_transaction_key: str | None
+    revoke_status: RevokeStatus
+
+
 class TransactionDetailBody(TransactionBody):
     history: list[HistoryBody]
+    refunds: list[RefundBody] = msgspec.field(default_factory=list)
 
 
 class TransactionListBody(ApiStruct):
@@ -134,6 +162,10 @@ class ProductBody(ApiStruct):
     product_id: str
     name: str
     amount: int
+    study_id: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    credits: int | None = None
 
 
 class ProductListBody(ApiStruct):
@@ -170,6 +202,8 @@ def status_response(view: StatusView, message: str, retry_after: int | None) -> 
         virtual_account=_virtual_account(
             view.status, view.va_bank_code, view.va_account_number, view.va_due_date
         ),
+        refunded_amount=view.refunded_amount,
+        refundable_amount=refundable_amount(view.status, view.amount, view.refund_reserved_amount),
     )
 
 
@@ -177,9 +211,25 @@ def transaction_body(t: Transaction) -> TransactionBody:
     return TransactionBody(**_transaction_fields(t))
 
 
-def transaction_detail_body(t: Transaction, history: list[HistoryEntry]) -> TransactionDetailBody:
+def transaction_detail_body(
+    t: Transaction, history: list[HistoryEntry], refunds: Sequence[RefundRecord] = ()
+) -> TransactionDetailBody:
     return TransactionDetailBody(
         **_transaction_fields(t),
+        refunds=[
+            RefundBody(
+                refund_id=r.refund_id,
+                amount=r.amount,
+                reason=r.reason,
+                status=r.status,
+                requested_by=r.actor,
+                created_at=r.created_at,
+                completed_at=r.completed_at,
+                pg_transaction_key=r.pg_transaction_key,
+                revoke_status=r.revoke_status,
+            )
+            for r in refunds
+        ],
         history=[
             HistoryBody(
                 status=h.status.name,
@@ -205,6 +255,7 @@ def _transaction_fields(t: Transaction) -> dict[str, Any]:
         "order_name": t.order_name,
         "amount": t.amount,
         "refunded_amount": t.refunded_amount,
+        "refundable_amount": t.refundable_amount,
         "method": t.method,
         "provider": t.provider,
         "payment_key": t.payment_key,
@@ -220,4 +271,13 @@ def _transaction_fields(t: Transaction) -> dict[str, Any]:
 
 
 def product_body(p: Product) -> ProductBody:
-    return ProductBody(product_type=p.product_type, product_id=p.product_id, name=p.name, amount=p.amount)
+    return ProductBody(
+        product_type=p.product_type,
+        product_id=p.product_id,
+        name=p.name,
+        amount=p.amount,
+        study_id=p.study_id,
+        starts_at=p.starts_at,
+        ends_at=p.ends_at,
+        credits=p.credits,
+    )

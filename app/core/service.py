@@ -7,9 +7,11 @@ can never both win, and the PG's confirm is called only by the one that claimed 
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import re
-import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +24,6 @@ from app.core.domain import (
     STATUS_MESSAGES,
     AmountMismatch,
     HistoryEntry,
-    InvalidTransition,
     Method,
     ProductNotFound,
     ProductType,
@@ -39,15 +40,13 @@ from app.core.ports import (
     Product,
     ProductCatalog,
     ProvisioningQueue,
-    RefundRecord,
-    RefundRepository,
     StatusView,
     TransactionPage,
     TransactionRepository,
     TransitionChange,
 )
-from app.core.refund_policy import RefundRequester, decide_refund_amount
-from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus, RefundAccount
+from app.core.refunds import RefundService
+from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
 
 log = logging.getLogger("app.core")
 
@@ -66,6 +65,13 @@ _ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[str, str]] = {
     GatewayErrorKind.NOT_CANCELABLE: ("PAY_003", "The payment provider refused the request."),
     GatewayErrorKind.ALREADY_CANCELED: ("PAY_003", "The payment was already cancelled."),
 }
+# Confirm errors that a paymentKey of another order (a forged callback) also produces.
+_KEY_MAY_BELONG_ELSEWHERE = frozenset(
+    {GatewayErrorKind.NOT_FOUND, GatewayErrorKind.SESSION_EXPIRED, GatewayErrorKind.INVALID_REQUEST}
+)
+_FAILED_AT_PG = frozenset(
+    {PgPaymentStatus.READY, PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED}
+)
 # failUrl codes that mean the buyer's balance or limit; every other window failure is PAY_003.
 _INSUFFICIENT_FUNDS_CODES = frozenset(
     {"REJECT_CARD_PAYMENT", "REJECT_ACCOUNT_PAYMENT", "EXCEED_MAX_DAILY_PAYMENT_COUNT", "EXCEED_MAX_AMOUNT"}
@@ -83,6 +89,7 @@ class CoreConfig:
     refund_window_days: int = 7
     reconcile_first_delay_seconds: float = 10.0
     virtual_account_recheck_seconds: float = 3600.0
+    callback_budget_seconds: float = 12.0  # a callback answers well within 15 s, even when the PG hangs
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +143,7 @@ class PaymentService:
         clock: Clock,
         config: CoreConfig,
         queue: ProvisioningQueue,
-        refunds: RefundRepository,
+        refunds: RefundService,
     ) -> None:
         self._repo = repository
         self._queue = queue
@@ -221,7 +228,15 @@ class PaymentService:
     async def handle_success_callback(
         self, *, payment_key: str | None, order_id: str | None, amount: str | None
     ) -> str:
-        """Verify S2S and confirm; returns the frontend URL to redirect the browser to."""
+        """Verify S2S and confirm; returns the frontend URL to redirect the browser to.
+
+        Nothing the browser sends is trusted: a paymentKey is used only for a confirm (which the PG
+        refuses for another order), stored only once the PG reports it for this order, and a
+        callback never fails a payment the PG says is going on. The PG calls of one callback share
+        a budget (CALLBACK_BUDGET_SECONDS): past it the buyer sees the "confirming" page and
+        reconciliation finishes the job.
+        """
+        deadline = Deadline.after(self._config.callback_budget_seconds)
         if not order_id or not payment_key:
             return self._fail_page(
                 order_id, "PAY_000", "The payment callback is missing paymentKey or orderId."
@@ -229,6 +244,11 @@ class PaymentService:
         transaction = await self._repo.get(order_id)
         if transaction is None:
             return self._fail_page(None, "PAY_008", "No such transaction.")
+        if transaction.status == Status.PAYMENT_PENDING and transaction.va_account_number is None:
+            # Pending without a known outcome: this may be the buyer's real callback after a forged
+            # one claimed the transaction. The PG knows which payment belongs to this order.
+            await self.settle_with_pg(transaction, deadline)
+            return await self._page_for_current(transaction.transaction_id)
         if transaction.status != Status.CREATED:
             # Refresh, back button, double delivery: never confirm twice.
             return self._page_for(transaction)
@@ -237,15 +257,24 @@ class PaymentService:
             await self._fail_created(transaction, "PAY_002", "The transaction has expired.", pg_code=None)
             return await self._page_for_current(transaction.transaction_id)
         if amount is None or not _AMOUNT_PATTERN.fullmatch(amount) or int(amount) != transaction.amount:
-            # Tampered amount: refuse before the PG's confirm is ever called.
-            await self._fail_created(
-                transaction,
-                "PAY_003",
-                f"The paid amount ({amount}) does not match the transaction amount ({transaction.amount}).",
-                pg_code=None,
-                metadata={"callbackAmount": amount},
+            # Tampered amount: refuse before the PG's confirm is ever called, and fail the payment
+            # only when the key is the PG's own for this order (not someone else's forged callback).
+            if await self._pg_payment_key(transaction, deadline) == payment_key:
+                await self._fail_created(
+                    transaction,
+                    "PAY_003",
+                    f"The paid amount ({amount}) does not match the transaction amount ({transaction.amount}).",
+                    pg_code=None,
+                    metadata={"callbackAmount": amount},
+                )
+                return await self._page_for_current(transaction.transaction_id)
+            log.warning(
+                "callback with a wrong amount and a foreign paymentKey ignored",
+                extra={"transactionId": transaction.transaction_id},
             )
-            return await self._page_for_current(transaction.transaction_id)
+            return self._fail_page(
+                transaction.transaction_id, "PAY_003", "The payment could not be verified."
+            )
 
         claimed = await self._repo.transition(
             transaction.transaction_id,
@@ -254,37 +283,111 @@ class PaymentService:
             message="confirming with the payment provider",
             now=now,
             # If this process dies before the confirm's answer is stored, the reconciler asks the PG.
+            # The callback's paymentKey is not stored: only the PG's own key for this order is.
             change=TransitionChange(
-                payment_key=payment_key,
                 next_reconcile_at=now + timedelta(seconds=self._config.reconcile_first_delay_seconds),
             ),
-            history_metadata={"paymentKey": payment_key},
         )
         if not claimed:
             return await self._page_for_current(transaction.transaction_id)
-        await self.confirm_claimed(transaction, payment_key)
+        await self.confirm_claimed(transaction, payment_key, deadline)
         return await self._page_for_current(transaction.transaction_id)
 
-    async def confirm_claimed(self, transaction: Transaction, payment_key: str) -> None:
+    async def confirm_claimed(
+        self, transaction: Transaction, payment_key: str, deadline: Deadline | None = None
+    ) -> None:
         """Confirm a transaction this caller moved to 30; apply what the PG answers."""
+        deadline = deadline or Deadline.after(self._config.callback_budget_seconds)
         try:
-            payment = await self._gateway.confirm_payment(
-                provider=transaction.provider,
-                payment_key=payment_key,
-                order_id=transaction.transaction_id,
-                amount=transaction.amount,
-                idempotency_key=confirm_idempotency_key(transaction.transaction_id),
-            )
+            async with asyncio.timeout(deadline.remaining()):
+                payment = await self._gateway.confirm_payment(
+                    provider=transaction.provider,
+                    payment_key=payment_key,
+                    order_id=transaction.transaction_id,
+                    amount=transaction.amount,
+                    idempotency_key=confirm_idempotency_key(transaction.transaction_id, payment_key),
+                )
+        except TimeoutError:
+            await self._note_budget_spent(transaction, "confirm")
+            return
         except GatewayError as error:
             if error.outcome_unknown:
-                await self._confirm_outcome_unknown(transaction, error)
+                await self._confirm_outcome_unknown(transaction, payment_key, error, deadline)
+            elif error.kind in _KEY_MAY_BELONG_ELSEWHERE:
+                # The key may not be this order's (a forged callback): ask the PG before failing.
+                await self.settle_with_pg(transaction, deadline, tried_key=payment_key, error=error)
             else:
-                code, message = _ERROR_KIND_TO_CODE.get(error.kind, ("PAY_003", "The payment failed."))
-                await self.fail_pending(
-                    transaction.transaction_id, code, error.message or message, error.pg_code
-                )
+                await self.fail_with_gateway_error(transaction.transaction_id, error)
             return
         await self.apply_pg_payment(transaction, payment)
+
+    async def settle_with_pg(
+        self,
+        transaction: Transaction,
+        deadline: Deadline,
+        *,
+        tried_key: str | None = None,
+        error: GatewayError | None = None,
+    ) -> None:
+        """Look a pending (30) transaction up by orderId and act on the PG's own payment for it.
+
+        An authenticated payment (IN_PROGRESS) is confirmed with the key the PG reports, never with
+        one a browser sent; `error` (the confirm of `tried_key` failed) fails the transaction only
+        when the PG's payment for this order is that very key. Anything unknown is left to
+        reconciliation.
+        """
+        tid = transaction.transaction_id
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
+        except TimeoutError:
+            await self._note_budget_spent(transaction, "lookup")
+            return
+        except GatewayError as lookup_error:
+            if tried_key is not None and lookup_error.kind == GatewayErrorKind.NOT_FOUND:
+                log.warning(
+                    "a callback's paymentKey is unknown to the PG for this order; left pending",
+                    extra={"transactionId": tid},
+                )
+            return  # reconciliation asks again
+        if payment.order_id != tid:
+            return
+        if error is not None and payment.payment_key == tried_key:
+            await self.fail_with_gateway_error(tid, error)  # the failure was about this order's payment
+            return
+        if tried_key is not None and payment.payment_key != tried_key:
+            log.warning(
+                "a callback named a paymentKey that is not the PG's for this order",
+                extra={"transactionId": tid, "pgStatus": payment.status.value},
+            )
+        if payment.status == PgPaymentStatus.IN_PROGRESS and payment.payment_key != tried_key:
+            await self.confirm_claimed(transaction, payment.payment_key, deadline)
+            return
+        await self.apply_pg_payment(transaction, payment)
+
+    async def _pg_payment_key(self, transaction: Transaction, deadline: Deadline) -> str | None:
+        """The paymentKey the PG holds for this order, or None (unknown, unreachable, too slow)."""
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                payment = await self._gateway.find_payment(
+                    provider=transaction.provider, order_id=transaction.transaction_id
+                )
+        except (TimeoutError, GatewayError):
+            return None
+        return payment.payment_key if payment.order_id == transaction.transaction_id else None
+
+    async def _note_budget_spent(self, transaction: Transaction, step: str) -> None:
+        log.warning(
+            "callback budget spent; reconciliation finishes the payment",
+            extra={"transactionId": transaction.transaction_id, "step": step},
+        )
+        await self._repo.record_event(
+            transaction.transaction_id,
+            status=Status.PAYMENT_PENDING,
+            message=f"the payment provider did not answer the {step} in time; will ask again",
+            metadata={"step": step},
+            now=self._clock.now(),
+        )
 
     async def apply_pg_payment(self, transaction: Transaction, payment: PaymentInfo) -> AppliedPayment:
         """Move a pending (30) transaction to what the PG's own view of the payment implies.
@@ -365,6 +468,7 @@ class PaymentService:
             metadata={"bankCode": va.bank_code, "dueDate": va.due_date.isoformat()},
             now=now,
             change=TransitionChange(
+                payment_key=payment.payment_key,
                 pg_method=payment.method.value if payment.method else None,
                 va_bank_code=va.bank_code,
                 va_account_number=va.account_number,
@@ -378,7 +482,9 @@ class PaymentService:
             await self._repo.schedule_reconciliation(tid, recheck_at)
         return stored
 
-    async def _confirm_outcome_unknown(self, transaction: Transaction, error: GatewayError) -> None:
+    async def _confirm_outcome_unknown(
+        self, transaction: Transaction, payment_key: str, error: GatewayError, deadline: Deadline
+    ) -> None:
         """Timeout or 5xx: the PG may have charged. Never mark failed without asking the PG."""
         tid = transaction.transaction_id
         log.warning(
@@ -392,33 +498,75 @@ class PaymentService:
             metadata={"pgCode": error.pg_code, "pgMessage": error.message[:200]},
             now=self._clock.now(),
         )
-        try:
-            payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
-        except GatewayError as lookup_error:
-            log.warning(
-                "lookup after unknown confirm failed; left pending for reconciliation",
-                extra={"transactionId": tid, "pgCode": lookup_error.pg_code},
-            )
-            return
-        await self.apply_pg_payment(transaction, payment)
+        # ALREADY_PROCESSED for a key that is not this order's (a forged callback) resolves here too:
+        # the PG's own payment for the order is confirmed with its own key.
+        await self.settle_with_pg(transaction, deadline, tried_key=payment_key)
 
     async def handle_fail_callback(
         self, *, transaction_id: str | None, order_id: str | None, code: str | None, message: str | None
     ) -> str:
-        """The PG's failure redirect: 10→41 with the PG's code; returns the fail page URL."""
+        """The PG's failure redirect: 10→41 with the PG's code; returns the fail page URL.
+
+        Anyone can open this URL with someone else's transaction id, so the PG is asked first: a
+        payment it reports as authenticated or paid is not failed (a paid one is applied).
+        """
         tid = transaction_id or order_id
         if not tid:
             return self._fail_page(None, "PAY_000", "The failure callback names no transaction.")
         transaction = await self._repo.get(tid)
         if transaction is None:
             return self._fail_page(None, "PAY_008", "No such transaction.")
-        if transaction.status == Status.CREATED:
-            pg_code = (code or "UNKNOWN")[:64]
-            our_code = "PAY_004" if pg_code in _INSUFFICIENT_FUNDS_CODES else "PAY_003"
-            await self._fail_created(
-                transaction, our_code, (message or "The payment was not completed.")[:510], pg_code=pg_code
+        pg_code = (code or "UNKNOWN")[:64]
+        text = (message or "The payment was not completed.")[:510]
+        our_code = "PAY_004" if pg_code in _INSUFFICIENT_FUNDS_CODES else "PAY_003"
+        if transaction.status != Status.CREATED:
+            return await self._page_for_current(tid)
+        verdict = await self._pg_view_of_failure(transaction)
+        if verdict == "fail":
+            await self._fail_created(transaction, our_code, text, pg_code=pg_code)
+            return await self._page_for_current(tid)
+        if verdict == "paid":
+            return await self._page_for_current(tid)
+        # "going on" or "unknown": nothing changes; the buyer's real redirect or the expiry decides.
+        return self._fail_page(tid, our_code, text)
+
+    async def _pg_view_of_failure(self, transaction: Transaction) -> str:
+        """What the PG says of a CREATED transaction whose fail redirect arrived: "fail" (no payment
+        or a failed one), "paid" (applied here), "going on" or "unknown" (PG unreachable)."""
+        tid = transaction.transaction_id
+        try:
+            async with asyncio.timeout(self._config.callback_budget_seconds):
+                payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
+        except TimeoutError:
+            return "unknown"
+        except GatewayError as error:
+            return "fail" if error.kind == GatewayErrorKind.NOT_FOUND else "unknown"
+        if payment.order_id != tid or payment.status in _FAILED_AT_PG:
+            return "fail"
+        if payment.status == PgPaymentStatus.IN_PROGRESS:
+            log.warning(
+                "a fail redirect for a payment the PG reports in progress; ignored",
+                extra={"transactionId": tid},
             )
-        return await self._page_for_current(tid)
+            return "going on"
+        # Paid (or a deposit awaited) at the PG although a fail redirect came: apply the PG's truth.
+        log.warning(
+            "a fail redirect for a payment the PG reports paid; applying the PG", extra={"transactionId": tid}
+        )
+        now = self._clock.now()
+        if await self._repo.transition(
+            tid,
+            expected=Status.CREATED,
+            target=Status.PAYMENT_PENDING,
+            message="the payment provider reports the payment; applying it",
+            now=now,
+            change=TransitionChange(
+                next_reconcile_at=now + timedelta(seconds=self._config.reconcile_first_delay_seconds)
+            ),
+            history_metadata={"pgStatus": payment.status.value},
+        ):
+            await self.apply_pg_payment(transaction, payment)
+        return "paid"
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -527,140 +675,8 @@ class PaymentService:
             )
         transaction = await self._repo.get(transaction_id)
         if transaction is not None and transaction.status == Status.PROVISION_FAILED:
-            await self._start_automatic_refund(transaction)
+            await self._refunds.start_automatic_refund(transaction)
         return failed
-
-    async def _start_automatic_refund(self, transaction: Transaction) -> None:
-        try:
-            await self._start_refund(
-                transaction,
-                RefundRequester(user_id="system", is_system=True),
-                reason="automatic refund: the purchase could not be granted",
-                requested_amount=None,
-            )
-        except InvalidTransition:
-            pass  # another worker started it first
-
-    # --- refunds -------------------------------------------------------------------------------
-
-    async def request_refund(
-        self,
-        *,
-        transaction_id: str,
-        user_id: str,
-        is_admin: bool,
-        reason: str,
-        amount: int | None,
-        refund_account: RefundAccount | None = None,
-    ) -> Transaction:
-        """Owner or admin asks for a refund: policy check, then 40/50 → 90 and a queued PG cancel."""
-        transaction = await self._repo.get(transaction_id)
-        if transaction is None or (transaction.user_id != user_id and not is_admin):
-            raise TransactionNotFound()
-        if _paid_by_virtual_account(transaction) and refund_account is None:
-            raise ValidationFailed(
-                "refundReceiveAccount is required to refund a virtual-account payment.",
-                details=[
-                    {"field": "refundReceiveAccount", "reason": "the buyer's bank account for the refund"}
-                ],
-            )
-        requester = RefundRequester(user_id=user_id, is_admin=is_admin)
-        await self._start_refund(
-            transaction, requester, reason=reason, requested_amount=amount, refund_account=refund_account
-        )
-        refreshed = await self._repo.get(transaction_id)
-        assert refreshed is not None
-        return refreshed
-
-    async def _start_refund(
-        self,
-        transaction: Transaction,
-        requester: RefundRequester,
-        *,
-        reason: str,
-        requested_amount: int | None,
-        refund_account: RefundAccount | None = None,
-    ) -> None:
-        now = self._clock.now()
-        amount = decide_refund_amount(
-            transaction, requester, requested_amount, now, window_days=self._config.refund_window_days
-        )
-        refund = RefundRecord(
-            refund_id=new_refund_id(now),
-            transaction_id=transaction.transaction_id,
-            amount=amount,
-            reason=reason[:200],
-            actor=requester.user_id,
-            status="REQUESTED",
-            created_at=now,
-            refund_account=refund_account,
-        )
-        started = await self._refunds.start_refund(
-            refund, expected=transaction.status, message=f"refund of {amount} KRW requested", now=now
-        )
-        if not started:
-            raise InvalidTransition("The transaction changed or already has a refund; nothing was done.")
-        log.info(
-            "refund requested",
-            extra={"transactionId": transaction.transaction_id, "amount": amount, "actor": requester.user_id},
-        )
-        await self._enqueue_refund(transaction.transaction_id)
-
-    async def execute_refund(self, transaction_id: str) -> Status:
-        """Cancel at the PG for a 90 transaction. Raises RefundOutcomeUnknown to be retried."""
-        transaction = await self._repo.get(transaction_id)
-        refund = await self._refunds.get_refund(transaction_id)
-        if transaction is None or refund is None or transaction.status != Status.REFUND_REQUESTED:
-            return transaction.status if transaction else Status.REFUNDED
-        if refund.status != "REQUESTED" or transaction.payment_key is None:
-            return transaction.status
-        if _paid_by_virtual_account(transaction) and refund.refund_account is None:
-            # Toss cannot refund a deposit without the buyer's account (an automatic refund after a
-            # failed grant has none): a human must collect it. Asking Toss would only fail.
-            log.error(
-                "virtual-account refund needs the buyer's bank account",
-                extra={"transactionId": transaction_id},
-            )
-            await self._refunds.refuse_refund(
-                refund,
-                pg_error_code="REFUND_ACCOUNT_REQUIRED",
-                message="refund needs the buyer's bank account (virtual account); needs review",
-                now=self._clock.now(),
-            )
-            return transaction.status
-        balance = transaction.amount - transaction.refunded_amount
-        try:
-            result = await self._gateway.cancel_payment(
-                provider=transaction.provider,
-                payment_key=transaction.payment_key,
-                reason=refund.reason,
-                amount=None if refund.amount >= balance else refund.amount,
-                idempotency_key=refund.refund_id,
-                refund_account=refund.refund_account,
-            )
-        except GatewayError as error:
-            if error.outcome_unknown:
-                raise RefundOutcomeUnknown(error.pg_code) from error
-            log.error(
-                "the PG refused the refund; needs review",
-                extra={"transactionId": transaction_id, "pgCode": error.pg_code},
-            )
-            await self._refunds.refuse_refund(
-                refund,
-                pg_error_code=error.pg_code,
-                message=f"PG refused the cancel: {error.message}",
-                now=self._clock.now(),
-            )
-            return transaction.status
-        await self._refunds.complete_refund(
-            refund,
-            pg_transaction_key=result.transaction_key,
-            message="refunded by the payment provider"
-            + (" (already cancelled)" if result.already_canceled else ""),
-            now=self._clock.now(),
-        )
-        log.info("refund completed", extra={"transactionId": transaction_id, "amount": refund.amount})
-        return Status.REFUNDED
 
     # --- the sweeper: nothing is lost between a commit and an enqueue ---------------------------
 
@@ -682,14 +698,10 @@ class PaymentService:
         for tid in await self._repo.find_stale(Status.PROVISION_FAILED, before, batch_size):
             # 45→51 commits before the automatic refund starts: finish what a crash cut short.
             failed = await self._repo.get(tid)
-            if failed is not None and await self._refunds.get_refund(tid) is None:
-                await self._start_automatic_refund(failed)
+            if failed is not None and not await self._refunds.list_refunds(tid):
+                await self._refunds.start_automatic_refund(failed)
                 counts["refunds"] += 1
-        for tid in await self._repo.find_stale(Status.REFUND_REQUESTED, before, batch_size):
-            refund = await self._refunds.get_refund(tid)
-            if refund is not None and refund.status == "REQUESTED":
-                await self._enqueue_refund(tid)
-                counts["refunds"] += 1
+        counts["refunds"] += await self._refunds.requeue_open(before, batch_size)
         return counts
 
     async def _enqueue_grant(self, transaction_id: str) -> None:
@@ -698,14 +710,6 @@ class PaymentService:
         except Exception:  # the sweeper re-queues it; the request must not fail for this
             log.exception(
                 "could not queue the grant; the sweeper will retry", extra={"transactionId": transaction_id}
-            )
-
-    async def _enqueue_refund(self, transaction_id: str) -> None:
-        try:
-            await self._queue.enqueue_refund(transaction_id)
-        except Exception:
-            log.exception(
-                "could not queue the refund; the sweeper will retry", extra={"transactionId": transaction_id}
             )
 
     # --- helpers -------------------------------------------------------------------------------
@@ -791,21 +795,22 @@ class PaymentService:
         return self._config.frontend_base_url.rstrip("/")
 
 
-class RefundOutcomeUnknown(Exception):
-    """The PG cancel timed out or failed on the PG's side: ask again later (the refund stays 90)."""
+def confirm_idempotency_key(transaction_id: str, payment_key: str) -> str:
+    """Stable per transaction and paymentKey, so a retried or repeated confirm can never charge
+    twice, and a confirm of a forged key cannot block the confirm of the order's real one."""
+    digest = hashlib.sha256(payment_key.encode()).hexdigest()[:16]
+    return f"confirm-{transaction_id}-{digest}"
 
 
-def _paid_by_virtual_account(transaction: Transaction) -> bool:
-    return transaction.pg_method == "VIRTUAL_ACCOUNT" or (
-        transaction.pg_method is None and transaction.method == Method.VIRTUAL_ACCOUNT
-    )
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When the PG calls of one request must be done (a callback's budget)."""
 
+    at: float
 
-def new_refund_id(now: datetime) -> str:
-    """Our refund's id; also the PG cancel's Idempotency-Key, so a retry never refunds twice."""
-    return f"RF_{now:%Y%m%d}_{secrets.token_hex(12)}"
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
 
-
-def confirm_idempotency_key(transaction_id: str) -> str:
-    """Stable per transaction, so a retried or repeated confirm can never charge twice."""
-    return f"confirm-{transaction_id}"
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())

@@ -19,10 +19,15 @@ import msgspec
 
 from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.ports import Clock, PaymentGateway, ProvisioningQueue, WebhookEvent, WebhookEventRepository
+from app.core.refunds import RefundService
 from app.core.service import PaymentService
 from app.gateway.models import PgPaymentStatus
 
 log = logging.getLogger("app.core.webhooks")
+
+
+class WebhookNotSettled(Exception):
+    """The delivery cannot be applied yet (a grant or our own refund is under way): retry later."""
 
 
 class WebhookRejected(PaymentError):
@@ -106,6 +111,7 @@ class WebhookService:
         *,
         events: WebhookEventRepository,
         payments: PaymentService,
+        refunds: RefundService,
         gateway: PaymentGateway,
         queue: ProvisioningQueue,
         clock: Clock,
@@ -113,6 +119,7 @@ class WebhookService:
     ) -> None:
         self._events = events
         self._payments = payments
+        self._refunds = refunds
         self._gateway = gateway
         self._queue = queue
         self._clock = clock
@@ -191,6 +198,12 @@ class WebhookService:
             PgPaymentStatus.EXPIRED,
         ):
             changed = await self._payments.fail_created_by_pg(transaction, payment.status.value)
+        elif payment.status in (PgPaymentStatus.CANCELED, PgPaymentStatus.PARTIAL_CANCELED):
+            if before == Status.PROVISION_PENDING:
+                # The grant is under way: decide once it settled (50 or 51), in a later try.
+                raise WebhookNotSettled(f"{event.order_id} is granting; the cancel is applied after")
+            # Cancelled at the PG (an operator in its console): the same refund path as ours.
+            changed = await self._refunds.reflect_pg_cancels(transaction, payment) > 0
         # Otherwise settled already: a late or duplicate delivery changes nothing. Only the
         # delivery whose guarded write won is APPLIED, however many race.
         outcome = "APPLIED" if changed else "NO_CHANGE"

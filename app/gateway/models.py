@@ -51,6 +51,16 @@ class PgFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class PgCancel:
+    """One cancel of a payment as the PG records it (Toss's `cancels[]`): ours or an operator's."""
+
+    transaction_key: str | None
+    amount: int
+    reason: str
+    canceled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentInfo:
     """One payment as the PG reports it (confirm, lookup and cancel all answer this)."""
 
@@ -66,6 +76,7 @@ class PaymentInfo:
     virtual_account: VirtualAccount | None = None
     secret: str | None = None  # virtual accounts: verifies deposit webhooks; never shown to clients
     failure: PgFailure | None = None
+    cancels: tuple[PgCancel, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -25,6 +25,7 @@ from app.gateway.models import (
     GatewayErrorKind,
     PaymentInfo,
     PaymentMethod,
+    PgCancel,
     PgFailure,
     PgPaymentStatus,
     RefundAccount,
@@ -83,6 +84,7 @@ class _TossFailure(msgspec.Struct):
 class _TossCancel(msgspec.Struct, rename="camel"):
     cancel_amount: int
     transaction_key: str | None = None
+    cancel_reason: str | None = None
     canceled_at: datetime | None = None
 
 
@@ -344,6 +346,15 @@ class TossClient:
             virtual_account=virtual_account,
             secret=wire.secret,
             failure=failure,
+            cancels=tuple(
+                PgCancel(
+                    transaction_key=c.transaction_key,
+                    amount=c.cancel_amount,
+                    reason=(c.cancel_reason or "")[:200],
+                    canceled_at=_as_utc(c.canceled_at) if c.canceled_at is not None else None,
+                )
+                for c in wire.cancels or ()
+            ),
             raw=raw,
         )
 

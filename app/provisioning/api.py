@@ -18,6 +18,9 @@ class EntitlementBody(msgspec.Struct, rename="camel"):
     product_type: str
     product_id: str
     granted_at: datetime
+    credits: int | None = None
+    revoked_credits: int = 0
+    revoked_at: datetime | None = None  # set once a refund took the grant back entirely
 
 
 class EntitlementListBody(msgspec.Struct, rename="camel"):
@@ -34,6 +37,15 @@ class EntitlementController(Controller):
         grants = await list_entitlements(engine, caller.user_id)
         return EntitlementListBody(
             items=[
-                EntitlementBody(g.transaction_id, g.product_type, g.product_id, g.granted_at) for g in grants
+                EntitlementBody(
+                    g.transaction_id,
+                    g.product_type,
+                    g.product_id,
+                    g.granted_at,
+                    g.credits,
+                    g.revoked_credits,
+                    g.revoked_at,
+                )
+                for g in grants
             ]
         )

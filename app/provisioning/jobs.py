@@ -13,13 +13,21 @@ from typing import Any
 
 from arq import Retry
 
-from app.core.domain import ProductType, Status
+from app.core.domain import ProductType, RefundStatus, RevokeStatus, Status
+from app.core.ports import ProductCatalog, RefundRecord
 from app.core.reconciliation import PaymentReconciler
-from app.core.service import PaymentService, RefundOutcomeUnknown
-from app.core.webhooks import WebhookService
+from app.core.refunds import RefundOutcomeUnknown, RefundService, RefundsInFlight
+from app.core.service import PaymentService
+from app.core.webhooks import WebhookNotSettled, WebhookService
 from app.gateway.models import GatewayError
 from app.metrics import PROVISIONING_OUTCOMES, PROVISIONING_RETRIES, RECONCILIATION_ACTIONS
-from app.provisioning.handlers import GrantHandler, GrantRequest, PermanentGrantError, TransientGrantError
+from app.provisioning.handlers import (
+    GrantHandler,
+    GrantRequest,
+    PermanentGrantError,
+    TransientGrantError,
+    revoke_request,
+)
 
 log = logging.getLogger("app.provisioning")
 
@@ -34,6 +42,8 @@ class JobDeps:
     """What the jobs need; put in the job context as ctx["deps"]."""
 
     payments: PaymentService
+    refunds: RefundService
+    catalog: ProductCatalog
     reconciler: PaymentReconciler
     webhooks: WebhookService
     handlers: Mapping[ProductType, GrantHandler]
@@ -58,8 +68,12 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
     if transaction is None or transaction.status != Status.PROVISION_PENDING:
         return "skipped: not pending"
     handler = deps.handlers[transaction.product_type]
+    # What is granted is the catalog's product, never what the buyer sent along.
+    product = await deps.catalog.get_product(transaction.product_type, transaction.product_id)
     try:
-        details = await handler.grant(GrantRequest.of(transaction))
+        if product is None:
+            raise PermanentGrantError("the product is no longer in the catalog")
+        details = await handler.grant(GrantRequest.of(transaction, product))
     except PermanentGrantError as exc:
         await deps.payments.fail_provisioning(transaction_id, str(exc))
         PROVISIONING_OUTCOMES.labels(outcome="refused").inc()
@@ -86,17 +100,58 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
     return "granted"
 
 
-async def refund_payment(ctx: dict[str, Any], transaction_id: str) -> str:
-    """Cancel a 90 transaction at the PG; retried until the PG answers."""
+async def refund_payment(ctx: dict[str, Any], refund_id: str) -> str:
+    """A refund's work: take back the grant (retried, then a human), then cancel at the PG
+    (retried until the PG answers). See app.core.refunds for why in this order."""
     deps: JobDeps = ctx["deps"]
+    job_try: int = ctx.get("job_try", 1)
+    refund = await deps.refunds.get_refund(refund_id)
+    if refund is None:
+        return "skipped: no such refund"
+    if refund.revoke_status == RevokeStatus.PENDING:
+        outcome = await _revoke(deps, refund, job_try)
+        if outcome is not None:
+            return outcome
     try:
-        status = await deps.payments.execute_refund(transaction_id)
+        return await deps.refunds.execute_refund(refund_id)
     except RefundOutcomeUnknown as exc:
-        log.warning(
-            "refund outcome unknown; retrying", extra={"transactionId": transaction_id, "pgCode": str(exc)}
-        )
+        log.warning("refund outcome unknown; retrying", extra={"refundId": refund_id, "pgCode": str(exc)})
         raise Retry(defer=deps.refund_retry_seconds) from exc
-    return status.name
+
+
+async def _revoke(deps: JobDeps, refund: RefundRecord, job_try: int) -> str | None:
+    """Take back what the refund covers; None when the refund may go on to the PG cancel."""
+    transaction = await deps.payments.get_transaction(refund.transaction_id)
+    product = (
+        await deps.catalog.get_product(transaction.product_type, transaction.product_id)
+        if transaction is not None
+        else None
+    )
+    if transaction is None or product is None:
+        await deps.refunds.revoke_failed(refund, "the transaction or its product is not known")
+        return "revoke failed: unknown product"
+    request = revoke_request(
+        refund, GrantRequest.of(transaction, product), await deps.refunds.list_refunds(refund.transaction_id)
+    )
+    try:
+        details = await deps.handlers[transaction.product_type].revoke(request)
+    except PermanentGrantError as exc:
+        await deps.refunds.revoke_failed(refund, str(exc))
+        return "revoke failed: refused"
+    except TransientGrantError as exc:
+        if job_try >= deps.max_tries:
+            await deps.refunds.revoke_failed(refund, f"gave up after {job_try} tries: {exc}")
+            return "revoke failed: retries exhausted"
+        delay = grant_retry_delay(job_try, deps.retry_base_seconds, deps.retry_max_seconds)
+        log.warning(
+            "revoke failed; retrying",
+            extra={"refundId": refund.refund_id, "try": job_try, "retryInSeconds": delay, "error": str(exc)},
+        )
+        raise Retry(defer=delay) from exc
+    await deps.refunds.revoke_done(refund, ", ".join(f"{k}={v}" for k, v in details.items()))
+    if refund.status != RefundStatus.REQUESTED:
+        return "revoked"  # a cancel made at the PG: the money went back already
+    return None
 
 
 async def process_webhook(ctx: dict[str, Any], event_id: int) -> str:
@@ -104,6 +159,9 @@ async def process_webhook(ctx: dict[str, Any], event_id: int) -> str:
     deps: JobDeps = ctx["deps"]
     try:
         return await deps.webhooks.process(event_id)
+    except (WebhookNotSettled, RefundsInFlight) as exc:
+        delay = grant_retry_delay(ctx.get("job_try", 1), deps.retry_base_seconds, deps.retry_max_seconds)
+        raise Retry(defer=delay) from exc
     except GatewayError as exc:
         if not exc.outcome_unknown and exc.kind.value != "NOT_FOUND":
             raise

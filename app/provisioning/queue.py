@@ -29,8 +29,8 @@ def grant_job_id(transaction_id: str) -> str:
     return f"provision:{transaction_id}"
 
 
-def refund_job_id(transaction_id: str) -> str:
-    return f"refund:{transaction_id}"
+def refund_job_id(refund_id: str) -> str:
+    return f"refund:{refund_id}"
 
 
 def webhook_job_id(event_id: int) -> str:
@@ -46,8 +46,8 @@ class ArqProvisioningQueue:
     async def enqueue_grant(self, transaction_id: str) -> None:
         await self._redis.enqueue_job(GRANT_JOB, transaction_id, _job_id=grant_job_id(transaction_id))
 
-    async def enqueue_refund(self, transaction_id: str) -> None:
-        await self._redis.enqueue_job(REFUND_JOB, transaction_id, _job_id=refund_job_id(transaction_id))
+    async def enqueue_refund(self, refund_id: str) -> None:
+        await self._redis.enqueue_job(REFUND_JOB, refund_id, _job_id=refund_job_id(refund_id))
 
     async def enqueue_webhook(self, event_id: int) -> None:
         await self._redis.enqueue_job(WEBHOOK_JOB, event_id, _job_id=webhook_job_id(event_id))
@@ -70,8 +70,8 @@ class InProcessQueue:
     async def enqueue_grant(self, transaction_id: str) -> None:
         self._enqueue(grant_job_id(transaction_id), provision_grant, transaction_id)
 
-    async def enqueue_refund(self, transaction_id: str) -> None:
-        self._enqueue(refund_job_id(transaction_id), refund_payment, transaction_id)
+    async def enqueue_refund(self, refund_id: str) -> None:
+        self._enqueue(refund_job_id(refund_id), refund_payment, refund_id)
 
     async def enqueue_webhook(self, event_id: int) -> None:
         self._enqueue(webhook_job_id(event_id), process_webhook, event_id)
