@@ -157,7 +157,9 @@ class TransactionListBody(ApiStruct):
     next_cursor: str | None
 
 
-class ProductBody(ApiStruct):
+class ProductBody(ApiStruct, omit_defaults=True):
+    """A product and what it grants: a STUDY its studyId and dates, an AI_RESUME its credits."""
+
     product_type: ProductType
     product_id: str
     name: str

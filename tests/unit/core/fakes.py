@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from app.core.domain import HistoryEntry, Status, Transaction, can_transition
+from app.core.domain import HistoryEntry, RefundStatus, RevokeStatus, Status, Transaction, can_transition
 from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange
 from app.core.repository import decode_cursor, encode_cursor
 from app.gateway.models import (
@@ -70,7 +70,6 @@ class _Row:
     history: list[HistoryEntry]
     # columns the domain object does not carry (reconciliation bookkeeping)
     columns: dict[str, Any] = field(default_factory=dict)
-    refund: RefundRecord | None = None
 
 
 class InMemoryTransactionRepository:
@@ -84,6 +83,7 @@ class InMemoryTransactionRepository:
         self._rows: dict[str, _Row] = {}
         self._next_id = 1
         self._strict = strict_transitions
+        self._refunds: dict[str, RefundRecord] = {}
 
     async def add(self, transaction: Transaction, message: str) -> None:
         await asyncio.sleep(0)
@@ -91,6 +91,7 @@ class InMemoryTransactionRepository:
             raise ValueError(f"duplicate transaction_id {transaction.transaction_id}")  # unique key
         stored = copy.deepcopy(transaction)
         stored.refunded_amount = 0
+        stored.refund_reserved_amount = 0
         first = HistoryEntry(
             status=stored.status, message=message[:255], metadata={}, created_at=stored.created_at
         )
@@ -121,6 +122,8 @@ class InMemoryTransactionRepository:
             va_bank_code=t.va_bank_code,
             va_account_number=t.va_account_number,
             va_due_date=t.va_due_date,
+            refunded_amount=t.refunded_amount,
+            refund_reserved_amount=t.refund_reserved_amount,
         )
 
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
@@ -271,53 +274,98 @@ class InMemoryTransactionRepository:
     # --- RefundRepository ------------------------------------------------------------------------
 
     async def start_refund(
-        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
+        self, refund: RefundRecord, *, expected: Status, closes: bool, message: str, now: datetime
     ) -> bool:
         await asyncio.sleep(0)
         row = self._rows.get(refund.transaction_id)
-        if row is None or row.transaction.status != expected or row.refund is not None:
-            return False  # guarded update missed, or the unique refund row exists: all rolled back
-        if self._strict and not can_transition(expected, Status.REFUND_REQUESTED):
+        if row is None or row.transaction.status != expected:
+            return False  # guarded update missed: nothing changes
+        t = row.transaction
+        left = t.amount - t.refund_reserved_amount
+        if (left != refund.amount) if closes else (left <= refund.amount):
+            return False  # the amount does not fit what is left
+        if closes and self._strict and not can_transition(expected, Status.REFUND_REQUESTED):
             raise AssertionError(f"the service asked for a forbidden refund from {expected!r}")
-        row.transaction.status = Status.REFUND_REQUESTED
-        row.transaction.updated_at = now
-        row.refund = refund
+        t.refund_reserved_amount += refund.amount
+        t.updated_at = now
+        if closes:
+            t.status = Status.REFUND_REQUESTED
+        self._refunds[refund.refund_id] = refund
         row.history.append(
             HistoryEntry(
-                status=Status.REFUND_REQUESTED,
+                status=t.status,
                 message=message[:255],
-                metadata={"refundId": refund.refund_id, "amount": refund.amount, "actor": refund.actor},
+                metadata={
+                    "refundId": refund.refund_id,
+                    "amount": refund.amount,
+                    "actor": refund.actor,
+                    "partial": not closes,
+                },
                 created_at=now,
             )
         )
         return True
 
-    async def get_refund(self, transaction_id: str) -> RefundRecord | None:
+    async def get_refund(self, refund_id: str) -> RefundRecord | None:
         await asyncio.sleep(0)
-        row = self._rows.get(transaction_id)
-        return None if row is None else row.refund
+        return self._refunds.get(refund_id)
+
+    async def list_refunds(self, transaction_id: str) -> Sequence[RefundRecord]:
+        await asyncio.sleep(0)
+        return [r for r in self._refunds.values() if r.transaction_id == transaction_id]
+
+    async def find_open_refunds(self, created_before: datetime, limit: int) -> Sequence[str]:
+        await asyncio.sleep(0)
+        return [
+            r.refund_id
+            for r in self._refunds.values()
+            if (r.status == RefundStatus.REQUESTED or r.revoke_status == RevokeStatus.PENDING)
+            and r.created_at <= created_before
+        ][:limit]
+
+    async def finish_revoke(
+        self, refund: RefundRecord, *, revoked: bool, detail: str, message: str, now: datetime
+    ) -> bool:
+        await asyncio.sleep(0)
+        current = self._refunds.get(refund.refund_id)
+        if current is None or current.revoke_status != RevokeStatus.PENDING:
+            return False
+        status = current.status
+        if not revoked and status == RefundStatus.REQUESTED:
+            status = RefundStatus.NEEDS_REVIEW
+        revoke = RevokeStatus.DONE if revoked else RevokeStatus.FAILED
+        self._refunds[refund.refund_id] = dataclasses.replace(
+            current, revoke_status=revoke, revoke_detail=detail[:255], status=status
+        )
+        row = self._rows[refund.transaction_id]
+        row.history.append(
+            HistoryEntry(
+                status=row.transaction.status,
+                message=message[:255],
+                metadata={"refundId": refund.refund_id, "revoke": revoke.value},
+                created_at=now,
+            )
+        )
+        return True
 
     async def complete_refund(
         self, refund: RefundRecord, *, pg_transaction_key: str | None, message: str, now: datetime
     ) -> bool:
         await asyncio.sleep(0)
-        row = self._rows.get(refund.transaction_id)
-        if row is None or row.transaction.status != Status.REFUND_REQUESTED:
+        current = self._refunds.get(refund.refund_id)
+        if current is None or current.status != RefundStatus.REQUESTED:
             return False
-        row.transaction.status = Status.REFUNDED
-        row.transaction.updated_at = now
+        self._refunds[refund.refund_id] = dataclasses.replace(
+            current, status=RefundStatus.DONE, pg_transaction_key=pg_transaction_key, completed_at=now
+        )
+        row = self._rows[refund.transaction_id]
         row.transaction.refunded_amount += refund.amount
-        if row.refund is not None and row.refund.refund_id == refund.refund_id:
-            row.refund = dataclasses.replace(
-                row.refund, status="DONE", pg_transaction_key=pg_transaction_key, completed_at=now
-            )
-        row.history.append(
-            HistoryEntry(
-                status=Status.REFUNDED,
-                message=message[:255],
-                metadata={"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key},
-                created_at=now,
-            )
+        row.transaction.updated_at = now
+        self._close_when_refunded(
+            row,
+            message,
+            {"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key, "amount": refund.amount},
+            now,
         )
         return True
 
@@ -325,17 +373,67 @@ class InMemoryTransactionRepository:
         self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
     ) -> None:
         await asyncio.sleep(0)
+        current = self._refunds.get(refund.refund_id)
+        if current is None or current.status != RefundStatus.REQUESTED:
+            return
+        self._refunds[refund.refund_id] = dataclasses.replace(
+            current, status=RefundStatus.REFUSED, pg_error_code=pg_error_code[:64]
+        )
         row = self._rows[refund.transaction_id]
-        if row.refund is not None and row.refund.refund_id == refund.refund_id:
-            row.refund = dataclasses.replace(row.refund, status="REFUSED", pg_error_code=pg_error_code[:64])
+        row.transaction.refund_reserved_amount -= refund.amount
         row.history.append(
             HistoryEntry(
-                status=Status.REFUND_REQUESTED,
+                status=row.transaction.status,
                 message=message[:255],
                 metadata={"refundId": refund.refund_id, "pgCode": pg_error_code},
                 created_at=now,
             )
         )
+
+    async def record_pg_refund(
+        self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
+    ) -> bool:
+        await asyncio.sleep(0)
+        row = self._rows.get(refund.transaction_id)
+        if row is None or row.transaction.status != expected:
+            return False
+        t = row.transaction
+        if t.refunded_amount + refund.amount > t.amount:
+            return False
+        if refund.pg_transaction_key and any(
+            r.pg_transaction_key == refund.pg_transaction_key for r in self._refunds.values()
+        ):
+            return False  # the unique key on pg_transaction_key
+        t.refunded_amount += refund.amount
+        t.refund_reserved_amount = max(t.refund_reserved_amount, t.refunded_amount)
+        t.updated_at = now
+        self._refunds[refund.refund_id] = refund
+        self._close_when_refunded(
+            row,
+            message,
+            {
+                "refundId": refund.refund_id,
+                "pgTransactionKey": refund.pg_transaction_key,
+                "amount": refund.amount,
+                "actor": refund.actor,
+            },
+            now,
+        )
+        return True
+
+    def _close_when_refunded(self, row: _Row, message: str, metadata: dict[str, Any], now: datetime) -> None:
+        t = row.transaction
+        if t.refunded_amount < t.amount or t.status == Status.REFUNDED:
+            row.history.append(HistoryEntry(t.status, message[:255], metadata, now))
+            return
+        if t.status != Status.REFUND_REQUESTED:
+            if self._strict and not can_transition(t.status, Status.REFUND_REQUESTED):
+                raise AssertionError(f"a refund closed a transaction from {t.status!r}")
+            row.history.append(
+                HistoryEntry(Status.REFUND_REQUESTED, "the payment provider cancelled it", metadata, now)
+            )
+        t.status = Status.REFUNDED
+        row.history.append(HistoryEntry(Status.REFUNDED, message[:255], metadata, now))
 
     # --- for tests only: read the stored state without going through the port ----------------
 
@@ -390,9 +488,9 @@ class FakeQueue:
         await self._maybe_fail()
         self.grants.append(transaction_id)
 
-    async def enqueue_refund(self, transaction_id: str) -> None:
+    async def enqueue_refund(self, refund_id: str) -> None:
         await self._maybe_fail()
-        self.refunds.append(transaction_id)
+        self.refunds.append(refund_id)
 
     async def enqueue_webhook(self, event_id: int) -> None:
         await self._maybe_fail()

@@ -28,10 +28,15 @@ from app.core.catalog import StaticProductCatalog
 from app.core.clock import SystemClock
 from app.core.domain import Method, ProductType
 from app.core.service import CoreConfig, IssueCommand, PaymentService
+from app.gateway.models import GatewayErrorKind
 from app.main import Services, build_services, create_app
 from app.migrate import upgrade_database
 from app.settings import load_settings
-from tests.unit.core.fakes import FakeGateway, FakeQueue
+from tests.unit.core.fakes import FakeGateway, FakeQueue, gateway_error, in_progress_payment
+
+NO_PAYMENT_AT_PG = gateway_error(
+    GatewayErrorKind.NOT_FOUND, "NOT_FOUND_PAYMENT", "no such payment", http_status=404
+)
 
 FRONTEND = "https://shop.example.com"
 PUBLIC = "https://pay.example.com"
@@ -367,6 +372,7 @@ async def test_bad_list_parameters(api: Api, user: str, query: str) -> None:
 
 async def test_list_pages_and_filters(api: Api, user: str) -> None:
     ids = [await api.issue_directly(user) for _ in range(5)]
+    api.gateway.on_find(NO_PAYMENT_AT_PG)
     await api.services.payments.handle_fail_callback(
         transaction_id=ids[2], order_id=None, code="X", message="x"
     )
@@ -417,6 +423,7 @@ async def test_success_callback_redirects_and_the_poll_sees_it(api: Api, user: s
 
 async def test_tampered_callback_over_http(api: Api, user: str) -> None:
     tid = await api.issue_directly(user)
+    api.gateway.on_find(in_progress_payment(tid, 50000, payment_key="pk_x"))  # the buyer's own key
     response = await api.client.get(
         f"/api/payments/callback/success?orderId={tid}&paymentKey=pk_x&amount=100", follow_redirects=False
     )
@@ -432,6 +439,7 @@ async def test_tampered_callback_over_http(api: Api, user: str) -> None:
 @pytest.mark.parametrize("amount", ["%C2%B2", "9" * 5000], ids=["superscript-two", "5000-digits"])
 async def test_callback_with_an_unparseable_amount_still_redirects(api: Api, user: str, amount: str) -> None:
     tid = await api.issue_directly(user)
+    api.gateway.on_find(in_progress_payment(tid, 50000, payment_key="pk_x"))
     response = await api.client.get(
         f"/api/payments/callback/success?orderId={tid}&paymentKey=pk_x&amount={amount}",
         follow_redirects=False,
@@ -444,6 +452,7 @@ async def test_callback_with_an_unparseable_amount_still_redirects(api: Api, use
 
 async def test_fail_callback_over_http(api: Api, user: str) -> None:
     tid = await api.issue_directly(user)
+    api.gateway.on_find(NO_PAYMENT_AT_PG)
     response = await api.client.get(
         f"/api/payments/callback/fail?transactionId={tid}&code=PAY_PROCESS_CANCELED&message=cancelled",
         follow_redirects=False,
@@ -464,7 +473,15 @@ async def test_products_list_the_catalog(api: Api) -> None:
         {"productType": p.product_type.value, "productId": p.product_id, "name": p.name, "amount": p.amount}
         for p in await StaticProductCatalog.from_file().list_products()
     ]
-    assert items == expected
+    # Each product says what it grants (and a study its dates, which the refund policy reads).
+    assert [{k: i[k] for k in ("productType", "productId", "name", "amount")} for i in items] == expected
+    grants = {i["productId"]: i for i in items}
+    assert (grants["study_123"]["studyId"], grants["study_123"]["startsAt"]) == (
+        "study_123",
+        "2027-03-02T19:00:00+09:00",
+    )
+    assert "credits" not in grants["study_123"]
+    assert grants["resume_credit_10"]["credits"] == 10
     prices = {(i["productType"], i["productId"]): i["amount"] for i in items}
     assert prices[("STUDY", "study_123")] == 50000
     assert prices[("AI_RESUME", "resume_credit_10")] == 9900

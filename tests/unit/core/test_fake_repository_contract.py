@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.domain import Method, ProductType, Status, Transaction
+from app.core.domain import Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
 from app.core.ports import RefundRecord, TransitionChange
 from app.core.repository import SqlTransactionRepository, encode_cursor
 from app.db import create_engine
@@ -236,38 +236,148 @@ async def test_find_expired_created_and_stale(repo: Repo, user: str) -> None:
     assert await repo.find_stale(Status.PAYMENT_PENDING, base - timedelta(seconds=1), 10) == []
 
 
-async def test_one_guarded_refund_per_transaction(repo: Repo, user: str) -> None:
-    t = new_transaction(user, status=Status.PAYMENT_SUCCESS, payment_key="pk_r")
-    await repo.add(t, "paid")
-    refund = RefundRecord(
-        refund_id=f"RF_{secrets.token_hex(8)}",
-        transaction_id=t.transaction_id,
-        amount=20000,
-        reason="changed my mind",
-        actor=user,
-        status="REQUESTED",
-        created_at=T0,
-    )
-    assert not await repo.start_refund(refund, expected=Status.PROVISION_SUCCESS, message="r", now=T0)
-    assert await repo.get_refund(t.transaction_id) is None
-    assert await repo.start_refund(
-        refund, expected=Status.PAYMENT_SUCCESS, message="refund requested", now=T0
-    )
-    again = RefundRecord(**{**_fields(refund), "refund_id": f"RF_{secrets.token_hex(8)}"})
-    assert not await repo.start_refund(again, expected=Status.REFUND_REQUESTED, message="r", now=T0)
-    assert await repo.get_refund(t.transaction_id) == refund
+def _refund(t: Transaction, amount: int, **fields: Any) -> RefundRecord:
+    values: dict[str, Any] = {
+        "refund_id": f"RF_{secrets.token_hex(8)}",
+        "transaction_id": t.transaction_id,
+        "amount": amount,
+        "reason": "changed my mind",
+        "actor": t.user_id,
+        "status": RefundStatus.REQUESTED,
+        "created_at": T0,
+        **fields,
+    }
+    return RefundRecord(**values)
 
-    done_at = T0 + timedelta(minutes=1)
-    assert await repo.complete_refund(refund, pg_transaction_key="ptk", message="refunded", now=done_at)
+
+async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo: Repo, user: str) -> None:
+    t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
+    await repo.add(t, "granted")
+    first = _refund(t, 20000, revoke_status=RevokeStatus.PENDING)
+    # The guard is the status and the amount: a wrong status or an amount that does not fit misses.
+    assert not await repo.start_refund(
+        first, expected=Status.PAYMENT_SUCCESS, closes=False, message="r", now=T0
+    )
+    assert not await repo.start_refund(
+        first, expected=Status.PROVISION_SUCCESS, closes=True, message="r", now=T0
+    )
+    too_much = _refund(t, 50001)
+    assert not await repo.start_refund(
+        too_much, expected=Status.PROVISION_SUCCESS, closes=False, message="r", now=T0
+    )
+    assert await repo.get_refund(first.refund_id) is None
+
+    assert await repo.start_refund(
+        first, expected=Status.PROVISION_SUCCESS, closes=False, message="partial", now=T0
+    )
     stored = await repo.get(t.transaction_id)
     assert stored is not None
-    assert (stored.status, stored.refunded_amount) == (Status.REFUNDED, 20000)
-    record = await repo.get_refund(t.transaction_id)
+    assert (stored.status, stored.refund_reserved_amount, stored.refunded_amount) == (
+        Status.PROVISION_SUCCESS,
+        20000,
+        0,
+    )
+    assert stored.refundable_amount == 30000
+    assert await repo.get_refund(first.refund_id) == first
+
+    # The rest closes it: 50 → 90 at once, so nothing more can be asked for.
+    rest = _refund(t, 30000, revoke_status=RevokeStatus.PENDING)
+    assert not await repo.start_refund(
+        rest, expected=Status.PROVISION_SUCCESS, closes=False, message="r", now=T0
+    )
+    assert await repo.start_refund(
+        rest, expected=Status.PROVISION_SUCCESS, closes=True, message="rest", now=T0
+    )
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.refund_reserved_amount, stored.refundable_amount) == (
+        Status.REFUND_REQUESTED,
+        50000,
+        0,
+    )
+    assert [r.refund_id for r in await repo.list_refunds(t.transaction_id)] == [
+        first.refund_id,
+        rest.refund_id,
+    ]
+    assert set(await repo.find_open_refunds(T0, 10)) >= {first.refund_id, rest.refund_id}
+
+    # Revokes are guarded by PENDING; a failed one parks a REQUESTED refund for review.
+    assert await repo.finish_revoke(first, revoked=True, detail="ok", message="revoked", now=T0)
+    assert not await repo.finish_revoke(first, revoked=False, detail="late", message="x", now=T0)
+    assert await repo.finish_revoke(rest, revoked=False, detail="503", message="failed", now=T0)
+    parked = await repo.get_refund(rest.refund_id)
+    assert parked is not None
+    assert (parked.status, parked.revoke_status) == (RefundStatus.NEEDS_REVIEW, RevokeStatus.FAILED)
+
+    done_at = T0 + timedelta(minutes=1)
+    assert await repo.complete_refund(first, pg_transaction_key="ptk1", message="refunded", now=done_at)
+    assert not await repo.complete_refund(first, pg_transaction_key="ptk1", message="again", now=done_at)
+    record = await repo.get_refund(first.refund_id)
     assert record is not None
-    assert (record.status, record.pg_transaction_key, record.completed_at) == ("DONE", "ptk", done_at)
-    assert not await repo.complete_refund(refund, pg_transaction_key="ptk", message="again", now=done_at)
+    assert (record.status, record.pg_transaction_key, record.completed_at) == (
+        RefundStatus.DONE,
+        "ptk1",
+        done_at,
+    )
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.refunded_amount) == (Status.REFUND_REQUESTED, 20000)
+    assert first.refund_id not in await repo.find_open_refunds(done_at, 10)
+
+
+async def test_the_refund_that_returns_the_last_won_moves_90_to_95(repo: Repo, user: str) -> None:
+    t = new_transaction(user, status=Status.PAYMENT_SUCCESS, payment_key="pk_r")
+    await repo.add(t, "paid")
+    whole = _refund(t, 50000)
+    assert await repo.start_refund(whole, expected=Status.PAYMENT_SUCCESS, closes=True, message="all", now=T0)
+    assert await repo.complete_refund(whole, pg_transaction_key="ptk", message="refunded", now=T0)
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.refunded_amount) == (Status.REFUNDED, 50000)
     assert [h.status for h in await repo.history(t.transaction_id)] == [
         Status.PAYMENT_SUCCESS,
+        Status.REFUND_REQUESTED,
+        Status.REFUNDED,
+    ]
+
+
+async def test_a_refused_refund_frees_its_amount(repo: Repo, user: str) -> None:
+    t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
+    await repo.add(t, "granted")
+    part = _refund(t, 10000)
+    assert await repo.start_refund(part, expected=Status.PROVISION_SUCCESS, closes=False, message="p", now=T0)
+    await repo.refuse_refund(part, pg_error_code="NOT_CANCELABLE_PAYMENT", message="refused", now=T0)
+    await repo.refuse_refund(part, pg_error_code="AGAIN", message="refused twice", now=T0)
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.refund_reserved_amount, stored.refundable_amount) == (0, 50000)
+    record = await repo.get_refund(part.refund_id)
+    assert record is not None
+    assert (record.status, record.pg_error_code) == (RefundStatus.REFUSED, "NOT_CANCELABLE_PAYMENT")
+
+
+async def test_a_pg_side_cancel_is_recorded_once_and_closes_when_nothing_is_left(
+    repo: Repo, user: str
+) -> None:
+    t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
+    await repo.add(t, "granted")
+    console = _refund(t, 15000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_1")
+    assert await repo.record_pg_refund(console, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    same_key = _refund(t, 15000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_1")
+    assert not await repo.record_pg_refund(same_key, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.refunded_amount, stored.refund_reserved_amount) == (
+        Status.PROVISION_SUCCESS,
+        15000,
+        15000,
+    )
+    rest = _refund(t, 35000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_2")
+    assert await repo.record_pg_refund(rest, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    stored = await repo.get(t.transaction_id)
+    assert stored is not None
+    assert (stored.status, stored.refunded_amount) == (Status.REFUNDED, 50000)
+    assert [h.status for h in await repo.history(t.transaction_id)][-2:] == [
         Status.REFUND_REQUESTED,
         Status.REFUNDED,
     ]

@@ -22,6 +22,7 @@ from app.core.domain import (
     TransactionNotFound,
     ValidationFailed,
 )
+from app.core.refunds import RefundService
 from app.core.schemas import StatusResponse, status_response
 from app.core.service import CoreConfig, IssueCommand, PaymentService
 from app.gateway.models import GatewayErrorKind, PaymentMethod, PgPaymentStatus
@@ -43,6 +44,10 @@ FRONTEND = "https://shop.example.com"
 CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
 STUDY_PRICE = 50000
 RESUME_PRICE = 9900
+KEY_MAY_BELONG_ELSEWHERE = (GatewayErrorKind.SESSION_EXPIRED, GatewayErrorKind.INVALID_REQUEST)
+NO_PAYMENT_AT_PG = gateway_error(
+    GatewayErrorKind.NOT_FOUND, "NOT_FOUND_PAYMENT", "no such payment", http_status=404
+)
 # A confirmed payment passes 40 and moves on to 45 at once, with its grant queued.
 PAID = Status.PROVISION_PENDING
 
@@ -73,7 +78,15 @@ def build_service(world: World, **config: Any) -> PaymentService:
             }
         ),
         queue=world.queue,
-        refunds=world.repo,
+        refunds=RefundService(
+            repository=world.repo,
+            refunds=world.repo,
+            gateway=world.gateway,
+            catalog=StaticProductCatalog.from_file(),
+            queue=world.queue,
+            clock=world.clock,
+            window_days=7,
+        ),
     )
 
 
@@ -271,9 +284,11 @@ async def test_success_callback_without_approved_at_completes_now(world: World) 
 )
 async def test_success_callback_with_tampered_amount_never_confirms(world: World, amount: str | None) -> None:
     t = await issue(world)
+    # The PG holds this very key for the order (the buyer's own redirect, tampered): fail it.
+    world.gateway.on_find(in_progress_payment(t.transaction_id, STUDY_PRICE, payment_key="pk_1"))
     url = await success_callback(world, t.transaction_id, amount=amount)
 
-    assert world.gateway.calls == []
+    assert [c.operation for c in world.gateway.calls] == ["find_payment"]
     stored = world.repo.stored(t.transaction_id)
     assert stored.status == Status.PAYMENT_FAILED
     assert stored.failure_code == "PAY_003"
@@ -289,8 +304,9 @@ async def test_success_callback_with_unparseable_digit_amount_fails_cleanly(
 ) -> None:
     # str.isdigit() accepts these, int() refuses them: the callback must still answer the fail page
     t = await issue(world)
+    world.gateway.on_find(in_progress_payment(t.transaction_id, STUDY_PRICE, payment_key="pk_1"))
     url = await success_callback(world, t.transaction_id, amount=amount)
-    assert world.gateway.calls == []
+    assert world.gateway.confirm_calls == []
     assert world.repo.stored(t.transaction_id).status == Status.PAYMENT_FAILED
     assert fail_page(url)["code"] == "PAY_003"
 
@@ -402,6 +418,10 @@ async def test_confirm_refused_by_the_pg(
 ) -> None:
     t = await issue(world)
     world.gateway.on_confirm(gateway_error(kind, pg_code, "the PG says no", http_status=400))
+    if kind in KEY_MAY_BELONG_ELSEWHERE:
+        # These answers are also what a forged callback's foreign key gets: the PG is asked whether
+        # the key is this order's before the payment is failed.
+        world.gateway.on_find(in_progress_payment(t.transaction_id, STUDY_PRICE, payment_key="pk_1"))
     url = await success_callback(world, t.transaction_id)
 
     stored = world.repo.stored(t.transaction_id)
@@ -415,7 +435,8 @@ async def test_confirm_refused_by_the_pg(
         t.transaction_id,
         "the PG says no",
     )
-    assert world.gateway.calls_to("find_payment") == []  # a refusal is final: no lookup
+    # A refusal is final: no lookup, but for the answers a foreign key also gets.
+    assert len(world.gateway.calls_to("find_payment")) == (1 if kind in KEY_MAY_BELONG_ELSEWHERE else 0)
     history = world.repo.stored_history(t.transaction_id)
     assert history[-1].status == Status.PAYMENT_FAILED
     assert history[-1].metadata["pgCode"] == pg_code
@@ -459,7 +480,7 @@ async def test_confirm_timeout_and_lookup_failing_stays_pending(world: World) ->
 async def test_lookup_in_progress_stays_pending(world: World) -> None:
     t = await issue(world)
     world.gateway.on_confirm(gateway_error(GatewayErrorKind.UNAVAILABLE, "TIMEOUT"))
-    world.gateway.on_find(in_progress_payment(t.transaction_id, STUDY_PRICE))
+    world.gateway.on_find(in_progress_payment(t.transaction_id, STUDY_PRICE, payment_key="pk_1"))
     url = await success_callback(world, t.transaction_id)
 
     assert url == success_page(t.transaction_id)
@@ -580,6 +601,7 @@ async def test_pg_payment_that_does_not_match_ours_fails(
 )
 async def test_fail_callback_fails_a_created_transaction(world: World, pg_code: str, our_code: str) -> None:
     t = await issue(world)
+    world.gateway.on_find(NO_PAYMENT_AT_PG)
     url = await world.service.handle_fail_callback(
         transaction_id=t.transaction_id, order_id=None, code=pg_code, message="사용자가 결제를 취소하였습니다"
     )
@@ -591,11 +613,12 @@ async def test_fail_callback_fails_a_created_transaction(world: World, pg_code: 
         "code": our_code,
         "message": "사용자가 결제를 취소하였습니다",
     }
-    assert world.gateway.calls == []
+    assert [c.operation for c in world.gateway.calls] == ["find_payment"]  # is it really failed?
 
 
 async def test_fail_callback_by_order_id(world: World) -> None:
     t = await issue(world)
+    world.gateway.on_find(NO_PAYMENT_AT_PG)
     url = await world.service.handle_fail_callback(
         transaction_id=None, order_id=t.transaction_id, code="REJECT_CARD_COMPANY", message="refused"
     )
@@ -744,6 +767,7 @@ async def test_list_newest_first_and_only_mine(world: World) -> None:
 async def test_list_filters_by_status(world: World) -> None:
     ids = await _issue_five(world)
     await success_callback(world, ids[1])
+    world.gateway.on_find(NO_PAYMENT_AT_PG)
     await world.service.handle_fail_callback(transaction_id=ids[3], order_id=None, code="X", message="x")
     paid = await world.service.list_transactions(user_id="u1", statuses=[PAID], cursor=None, limit=20)
     assert [t.transaction_id for t in paid.items] == [ids[1]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,15 +13,26 @@ from typing import Any, cast
 import pytest
 from arq import Retry
 
-from app.core.domain import Method, ProductType, Status, Transaction
+from app.core.catalog import StaticProductCatalog
+from app.core.domain import Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
+from app.core.ports import RefundRecord
 from app.core.reconciliation import PaymentReconciler
-from app.core.service import PaymentService, RefundOutcomeUnknown
+from app.core.refunds import RefundOutcomeUnknown, RefundService
+from app.core.service import PaymentService
 from app.core.webhooks import WebhookService
-from app.provisioning.handlers import GrantHandler, GrantRequest, PermanentGrantError, TransientGrantError
+from app.provisioning.handlers import (
+    GrantHandler,
+    GrantRequest,
+    PermanentGrantError,
+    RevokeRequest,
+    TransientGrantError,
+)
 from app.provisioning.jobs import JobDeps, grant_retry_delay, provision_grant, refund_payment
 from app.provisioning.queue import InProcessQueue, grant_job_id, refund_job_id
 
 TID = "TXN_20250314_jobsjobsjobs"
+RID = "RF_20250315_jobsjobsjobs"
+CATALOG = StaticProductCatalog.from_file()
 
 
 # --- fakes ----------------------------------------------------------------------------------------
@@ -33,8 +45,6 @@ class FakePayments:
     transactions: dict[str, Transaction] = field(default_factory=dict)
     completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
-    refund_outcomes: list[Status | Exception] = field(default_factory=list)
-    refund_calls: int = 0
 
     def add(self, transaction: Transaction) -> None:
         self.transactions[transaction.transaction_id] = transaction
@@ -61,12 +71,59 @@ class FakePayments:
         self.failed.append((transaction_id, reason))
         return True
 
-    async def execute_refund(self, transaction_id: str) -> Status:
-        self.refund_calls += 1
-        outcome = self.refund_outcomes.pop(0) if self.refund_outcomes else Status.REFUNDED
+
+@dataclass
+class FakeRefunds:
+    """The slice of RefundService the refund job uses: one refund, its revoke and its PG cancel."""
+
+    refund: RefundRecord | None = None
+    outcomes: list[str | Exception] = field(default_factory=list)
+    executed: int = 0
+    revoked: list[str] = field(default_factory=list)
+    revoke_failures: list[str] = field(default_factory=list)
+
+    async def get_refund(self, refund_id: str) -> RefundRecord | None:
+        await asyncio.sleep(0)
+        return self.refund if self.refund is not None and self.refund.refund_id == refund_id else None
+
+    async def list_refunds(self, transaction_id: str) -> list[RefundRecord]:
+        return [self.refund] if self.refund is not None else []
+
+    async def revoke_done(self, refund: RefundRecord, detail: str) -> None:
+        assert self.refund is not None
+        self.refund = dataclasses.replace(self.refund, revoke_status=RevokeStatus.DONE)
+        self.revoked.append(detail)
+
+    async def revoke_failed(self, refund: RefundRecord, reason: str) -> None:
+        assert self.refund is not None
+        self.refund = dataclasses.replace(
+            self.refund, revoke_status=RevokeStatus.FAILED, status=RefundStatus.NEEDS_REVIEW
+        )
+        self.revoke_failures.append(reason)
+
+    async def execute_refund(self, refund_id: str) -> str:
+        self.executed += 1
+        assert self.refund is not None
+        assert self.refund.revoke_status in (RevokeStatus.DONE, RevokeStatus.NOT_REQUIRED), (
+            "money before goods"
+        )
+        outcome = self.outcomes.pop(0) if self.outcomes else "DONE"
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+
+def a_refund(revoke: RevokeStatus = RevokeStatus.NOT_REQUIRED) -> RefundRecord:
+    return RefundRecord(
+        refund_id=RID,
+        transaction_id=TID,
+        amount=50_000,
+        reason="changed my mind",
+        actor="u-1",
+        status=RefundStatus.REQUESTED,
+        created_at=datetime(2025, 3, 15, tzinfo=UTC),
+        revoke_status=revoke,
+    )
 
 
 class ScriptedHandler:
@@ -75,6 +132,7 @@ class ScriptedHandler:
     def __init__(self, *outcomes: Exception | dict[str, Any], gate: asyncio.Event | None = None) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[GrantRequest] = []
+        self.revokes: list[RevokeRequest] = []
         self.gate = gate
 
     async def grant(self, request: GrantRequest) -> dict[str, Any]:
@@ -82,6 +140,13 @@ class ScriptedHandler:
         if self.gate is not None:
             await self.gate.wait()
         outcome = self.outcomes.pop(0) if self.outcomes else {"ok": True}
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def revoke(self, request: RevokeRequest) -> dict[str, Any]:
+        self.revokes.append(request)
+        outcome = self.outcomes.pop(0) if self.outcomes else {"revoked": True}
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -109,6 +174,7 @@ def deps(
     payments: FakePayments,
     handler: GrantHandler,
     *,
+    refunds: FakeRefunds | None = None,
     max_tries: int = 4,
     base: float = 0.01,
     ceiling: float = 0.05,
@@ -116,6 +182,8 @@ def deps(
 ) -> JobDeps:
     return JobDeps(
         payments=cast(PaymentService, payments),
+        refunds=cast(RefundService, refunds or FakeRefunds()),
+        catalog=CATALOG,
         reconciler=cast(PaymentReconciler, None),
         webhooks=cast(WebhookService, None),
         handlers={ProductType.STUDY: handler, ProductType.AI_RESUME: handler},
@@ -166,7 +234,22 @@ async def test_grant_success_reports_50_with_the_try_and_details() -> None:
     assert await provision_grant(ctx_for(deps(payments, handler), job_try=2), TID) == "granted"
     assert payments.transactions[TID].status == Status.PROVISION_SUCCESS
     assert payments.completed == [(TID, {"try": 2, "downstreamStatus": 200})]
-    assert handler.calls == [GrantRequest.of(payments.transactions[TID])]
+    product = await CATALOG.get_product(ProductType.STUDY, "study_123")
+    assert product is not None
+    assert handler.calls == [GrantRequest.of(payments.transactions[TID], product)]
+    # What is granted is the catalog's study, whatever the buyer put in metadata.
+    assert (handler.calls[0].study_id, payments.transactions[TID].metadata["studyId"]) == ("study_123", "s-1")
+
+
+async def test_a_product_no_longer_in_the_catalog_fails_the_grant() -> None:
+    payments = FakePayments()
+    gone = pending()
+    gone.product_id = "study_withdrawn"
+    payments.add(gone)
+    handler = ScriptedHandler()
+    assert await provision_grant(ctx_for(deps(payments, handler)), TID) == "failed: refused"
+    assert handler.calls == []
+    assert payments.failed == [(TID, "the product is no longer in the catalog")]
 
 
 @pytest.mark.parametrize("status", [s for s in Status if s != Status.PROVISION_PENDING])
@@ -234,16 +317,69 @@ async def test_two_concurrent_runs_report_50_once() -> None:
 # --- refund_payment --------------------------------------------------------------------------------
 
 
-async def test_refund_job_returns_the_status_name() -> None:
-    payments = FakePayments(refund_outcomes=[Status.REFUNDED])
-    assert await refund_payment(ctx_for(deps(payments, ScriptedHandler())), TID) == "REFUNDED"
+async def test_refund_job_without_anything_to_revoke_goes_to_the_pg() -> None:
+    refunds = FakeRefunds(a_refund(), outcomes=["DONE"])
+    handler = ScriptedHandler()
+    assert await refund_payment(ctx_for(deps(FakePayments(), handler, refunds=refunds)), RID) == "DONE"
+    assert (refunds.executed, handler.revokes) == (1, [])
+
+
+async def test_refund_job_takes_the_grant_back_before_the_money_goes() -> None:
+    payments = FakePayments()
+    payments.add(pending(status=Status.REFUND_REQUESTED))
+    refunds = FakeRefunds(a_refund(RevokeStatus.PENDING))
+    handler = ScriptedHandler({"downstreamStatus": 200})
+    assert await refund_payment(ctx_for(deps(payments, handler, refunds=refunds)), RID) == "DONE"
+    assert [r.refund_id for r in handler.revokes] == [RID]
+    assert handler.revokes[0].grant.study_id == "study_123"  # the catalog's, not metadata's "s-1"
+    assert refunds.revoked == ["downstreamStatus=200"]
+    assert refunds.executed == 1  # FakeRefunds asserts the revoke was done first
+
+
+async def test_a_revoke_that_may_work_later_is_retried_and_no_money_moves() -> None:
+    payments = FakePayments()
+    payments.add(pending(status=Status.REFUND_REQUESTED))
+    refunds = FakeRefunds(a_refund(RevokeStatus.PENDING))
+    handler = ScriptedHandler(TransientGrantError("study service 503"))
+    with pytest.raises(Retry):
+        await refund_payment(ctx_for(deps(payments, handler, refunds=refunds), job_try=1), RID)
+    assert (refunds.executed, refunds.revoke_failures) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("error", "job_try", "outcome"),
+    [
+        (TransientGrantError("503"), 4, "revoke failed: retries exhausted"),
+        (PermanentGrantError("400"), 1, "revoke failed: refused"),
+    ],
+)
+async def test_a_revoke_that_fails_for_good_waits_for_a_human_and_no_money_moves(
+    error: Exception, job_try: int, outcome: str
+) -> None:
+    payments = FakePayments()
+    payments.add(pending(status=Status.REFUND_REQUESTED))
+    refunds = FakeRefunds(a_refund(RevokeStatus.PENDING))
+    handler = ScriptedHandler(error)
+    job = deps(payments, handler, refunds=refunds, max_tries=4)
+    assert await refund_payment(ctx_for(job, job_try=job_try), RID) == outcome
+    assert refunds.executed == 0
+    assert refunds.refund is not None and refunds.refund.status == RefundStatus.NEEDS_REVIEW
+    assert len(refunds.revoke_failures) == 1
 
 
 async def test_refund_job_retries_when_the_outcome_is_unknown() -> None:
-    payments = FakePayments(refund_outcomes=[RefundOutcomeUnknown("FAILED_INTERNAL_SYSTEM_PROCESSING")])
+    refunds = FakeRefunds(a_refund(), outcomes=[RefundOutcomeUnknown("FAILED_INTERNAL_SYSTEM_PROCESSING")])
     with pytest.raises(Retry) as caught:
-        await refund_payment(ctx_for(deps(payments, ScriptedHandler(), refund_retry=0.5)), TID)
+        await refund_payment(
+            ctx_for(deps(FakePayments(), ScriptedHandler(), refunds=refunds, refund_retry=0.5)), RID
+        )
     assert caught.value.defer_score == 500
+
+
+async def test_refund_job_for_an_unknown_refund_is_skipped() -> None:
+    assert await refund_payment(ctx_for(deps(FakePayments(), ScriptedHandler())), "RF_nope") == (
+        "skipped: no such refund"
+    )
 
 
 # --- the in-process queue ----------------------------------------------------------------------------
@@ -310,18 +446,18 @@ async def test_in_process_queue_deduplicates_a_job_id_while_it_runs() -> None:
 
 
 async def test_in_process_queue_runs_refunds_with_retry_too() -> None:
-    payments = FakePayments(refund_outcomes=[RefundOutcomeUnknown("timeout"), Status.REFUNDED])
-    queue = in_process(deps(payments, ScriptedHandler(), refund_retry=0.01))
+    refunds = FakeRefunds(a_refund(), outcomes=[RefundOutcomeUnknown("timeout"), "DONE"])
+    queue = in_process(deps(FakePayments(), ScriptedHandler(), refunds=refunds, refund_retry=0.01))
     try:
-        await queue.enqueue_refund(TID)
-        await wait_until(lambda: payments.refund_calls == 2)
+        await queue.enqueue_refund(RID)
+        await wait_until(lambda: refunds.executed == 2)
         await asyncio.sleep(0.02)
     finally:
         await queue.close()
-    assert payments.refund_calls == 2
-    assert payments.refund_outcomes == []
+    assert refunds.executed == 2
+    assert refunds.outcomes == []
 
 
 def test_job_ids_are_deterministic_per_transaction() -> None:
     assert grant_job_id(TID) == f"provision:{TID}"
-    assert refund_job_id(TID) == f"refund:{TID}"
+    assert refund_job_id(RID) == f"refund:{RID}"

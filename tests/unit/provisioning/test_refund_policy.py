@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.core.domain import (
+    REFUNDABLE_STATUSES,
     Forbidden,
     InvalidTransition,
     Method,
@@ -18,7 +19,6 @@ from app.core.domain import (
     ValidationFailed,
 )
 from app.core.refund_policy import (
-    REFUNDABLE_BY_REQUEST,
     RefundRefused,
     RefundRequester,
     decide_refund_amount,
@@ -59,16 +59,28 @@ def txn(
         completed_at=None if paid_days_ago is None else NOW - timedelta(days=paid_days_ago),
         metadata=metadata or {},
         refunded_amount=refunded,
+        refund_reserved_amount=refunded,
     )
 
 
-def study(starts_in: timedelta | None, **kwargs: Any) -> Transaction:
-    metadata = {} if starts_in is None else {"studyStartsAt": (NOW + starts_in).astimezone(KST).isoformat()}
-    return txn(product_type=ProductType.STUDY, metadata=metadata, **kwargs)
+def decide(
+    transaction: Transaction,
+    requester: RefundRequester,
+    amount: int | None = None,
+    *,
+    starts_at: datetime | None = None,
+) -> int:
+    return decide_refund_amount(
+        transaction, requester, amount, NOW, window_days=WINDOW, study_starts_at=starts_at
+    )
 
 
-def decide(transaction: Transaction, requester: RefundRequester, amount: int | None = None) -> int:
-    return decide_refund_amount(transaction, requester, amount, NOW, window_days=WINDOW)
+def decide_study(
+    starts_in: timedelta, requester: RefundRequester, requested: int | None = None, **kwargs: Any
+) -> int:
+    """A STUDY purchase whose catalog entry starts `starts_in` from now."""
+    transaction = txn(product_type=ProductType.STUDY, **kwargs)
+    return decide(transaction, requester, requested, starts_at=(NOW + starts_in).astimezone(KST))
 
 
 def assert_error(error: PaymentError, code: str, http_status: int) -> None:
@@ -78,14 +90,14 @@ def assert_error(error: PaymentError, code: str, http_status: int) -> None:
 # --- owners: full refunds within the window ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", sorted(REFUNDABLE_BY_REQUEST))
+@pytest.mark.parametrize("status", sorted(REFUNDABLE_STATUSES))
 def test_owner_gets_a_full_refund_within_the_window(status: Status) -> None:
     assert decide(txn(status=status), OWNER) == 50_000
     assert decide(txn(status=status), OWNER, 50_000) == 50_000  # naming the full amount is fine
 
 
 def test_refundable_by_request_is_exactly_40_and_50() -> None:
-    assert set(REFUNDABLE_BY_REQUEST) == {Status.PAYMENT_SUCCESS, Status.PROVISION_SUCCESS}
+    assert set(REFUNDABLE_STATUSES) == {Status.PAYMENT_SUCCESS, Status.PROVISION_SUCCESS}
 
 
 @pytest.mark.parametrize("days", [0, 3.5, 6.999, 7])
@@ -127,7 +139,21 @@ def test_non_positive_amount_is_a_validation_error(amount: int, requester: Refun
     assert_error(caught.value, "PAY_000", 400)
 
 
-def test_owner_with_studystartsat_on_a_non_study_product_follows_the_window() -> None:
+@pytest.mark.parametrize(
+    "starts_at", ["2099-01-01", "2099-01-01T00:00:00+09:00", "not a date", 1_742_000_000]
+)
+def test_metadata_never_moves_the_study_start(starts_at: object) -> None:
+    """Attack: `metadata.studyStartsAt: "2099-01-01"` sent at issue once meant a 100 % refund forever.
+
+    The policy reads only the catalog's start (here 30 days ago: nothing is refundable any more).
+    """
+    transaction = txn(product_type=ProductType.STUDY, metadata={"studyStartsAt": starts_at}, paid_days_ago=1)
+    with pytest.raises(RefundRefused) as caught:
+        decide(transaction, OWNER, starts_at=NOW - timedelta(days=30))
+    assert_error(caught.value, "AUTH_002", 403)
+
+
+def test_metadata_on_a_product_without_a_start_changes_nothing() -> None:
     transaction = txn(metadata={"studyStartsAt": (NOW + timedelta(days=3)).isoformat()}, paid_days_ago=10)
     with pytest.raises(RefundRefused):
         decide(transaction, OWNER)
@@ -136,12 +162,22 @@ def test_owner_with_studystartsat_on_a_non_study_product_follows_the_window() ->
 # --- admins: any amount up to the balance ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", sorted(REFUNDABLE_BY_REQUEST))
-def test_admin_refunds_any_amount_up_to_the_balance(status: Status) -> None:
-    assert decide(txn(status=status), ADMIN) == 50_000
-    assert decide(txn(status=status), ADMIN, 1) == 1
-    assert decide(txn(status=status), ADMIN, 12_345) == 12_345
-    assert decide(txn(status=status), ADMIN, 50_000) == 50_000
+def test_admin_refunds_any_amount_up_to_the_balance_once_granted() -> None:
+    assert decide(txn(), ADMIN) == 50_000
+    assert decide(txn(), ADMIN, 1) == 1
+    assert decide(txn(), ADMIN, 12_345) == 12_345
+    assert decide(txn(), ADMIN, 50_000) == 50_000
+
+
+def test_before_the_grant_only_a_full_refund_is_possible() -> None:
+    """At 40 the grant is still to come: a partial refund would leave a grant for money returned."""
+    paid = txn(status=Status.PAYMENT_SUCCESS)
+    assert decide(paid, ADMIN) == 50_000
+    assert decide(paid, ADMIN, 50_000) == 50_000
+    with pytest.raises(InvalidTransition) as caught:
+        decide(paid, ADMIN, 12_345)
+    assert_error(caught.value, "PAY_001", 409)
+    assert caught.value.details == {"refundableAmount": 50_000}
 
 
 def test_admin_refund_counts_what_was_already_refunded() -> None:
@@ -161,8 +197,8 @@ def test_admin_over_the_balance_is_refused() -> None:
 
 def test_admin_is_not_bound_by_the_window_or_the_study_rule() -> None:
     assert decide(txn(paid_days_ago=365), ADMIN) == 50_000
-    assert decide(study(timedelta(days=-30), paid_days_ago=40), ADMIN) == 50_000
-    assert decide(study(timedelta(days=-30), paid_days_ago=40), ADMIN, 5_000) == 5_000
+    assert decide_study(timedelta(days=-30), ADMIN, paid_days_ago=40) == 50_000
+    assert decide_study(timedelta(days=-30), ADMIN, 5_000, paid_days_ago=40) == 5_000
 
 
 def test_nothing_left_to_refund_is_a_state_error() -> None:
@@ -186,62 +222,55 @@ def test_nothing_left_to_refund_is_a_state_error() -> None:
     ],
 )
 def test_study_owner_refund_follows_the_study_rule(starts_in: timedelta, expected: int) -> None:
-    assert decide(study(starts_in), OWNER) == expected
-    assert decide(study(starts_in), OWNER, expected) == expected
+    assert decide_study(starts_in, OWNER) == expected
+    assert decide_study(starts_in, OWNER, expected) == expected
 
 
 @pytest.mark.parametrize("starts_in", [timedelta(days=-7), timedelta(days=-8), timedelta(days=-100)])
 def test_study_owner_refund_after_seven_days_from_the_start_is_refused(starts_in: timedelta) -> None:
     with pytest.raises(RefundRefused) as caught:
-        decide(study(starts_in), OWNER)
+        decide_study(starts_in, OWNER)
     assert_error(caught.value, "AUTH_002", 403)
 
 
 def test_study_owner_must_request_exactly_the_allowed_amount() -> None:
     with pytest.raises(RefundRefused) as caught:
-        decide(study(timedelta(days=-2)), OWNER, 50_000)
+        decide_study(timedelta(days=-2), OWNER, 50_000)
     assert caught.value.details == {"refundableAmount": 25_000}
     with pytest.raises(RefundRefused) as caught:
-        decide(study(timedelta(days=-2)), OWNER, 10_000)
+        decide_study(timedelta(days=-2), OWNER, 10_000)
     assert caught.value.details == {"refundableAmount": 25_000}
     with pytest.raises(RefundRefused) as caught:
-        decide(study(timedelta(days=2)), OWNER, 25_000)
+        decide_study(timedelta(days=2), OWNER, 25_000)
     assert caught.value.details == {"refundableAmount": 50_000}
 
 
 def test_study_rule_replaces_the_window() -> None:
     # paid 30 days ago, but the study has not started: a full refund
-    assert decide(study(timedelta(days=1), paid_days_ago=30), OWNER) == 50_000
+    assert decide_study(timedelta(days=1), OWNER, paid_days_ago=30) == 50_000
 
 
 def test_study_half_refund_of_an_odd_amount_rounds_down() -> None:
-    assert decide(study(timedelta(days=-1), amount=9_999), OWNER) == 4_999
+    assert decide_study(timedelta(days=-1), OWNER, amount=9_999) == 4_999
 
 
-@pytest.mark.parametrize(
-    "starts_at",
-    ["2025-03-20T10:00:00", "not a date", "", 1_742_000_000, None],
-)
-def test_study_without_a_usable_start_follows_the_window(starts_at: object) -> None:
-    """A naive time, garbage or a number is not a start: the ordinary window applies."""
-    transaction = txn(product_type=ProductType.STUDY, metadata={"studyStartsAt": starts_at}, paid_days_ago=1)
-    assert decide(transaction, OWNER) == 50_000
-    late = txn(product_type=ProductType.STUDY, metadata={"studyStartsAt": starts_at}, paid_days_ago=8)
+def test_study_without_a_start_in_the_catalog_follows_the_window() -> None:
+    transaction = txn(product_type=ProductType.STUDY, paid_days_ago=1)
+    assert decide(transaction, OWNER, starts_at=None) == 50_000
+    late = txn(product_type=ProductType.STUDY, paid_days_ago=8)
     with pytest.raises(RefundRefused):
-        decide(late, OWNER)
+        decide(late, OWNER, starts_at=None)
 
 
-def test_study_start_accepts_z_suffix_and_any_offset() -> None:
-    z = txn(product_type=ProductType.STUDY, metadata={"studyStartsAt": "2025-03-13T12:00:00Z"})
-    assert decide(z, OWNER) == 25_000  # one day after the start
-    kst = txn(product_type=ProductType.STUDY, metadata={"studyStartsAt": "2025-03-14T21:00:01+09:00"})
-    assert decide(kst, OWNER) == 50_000  # 12:00:01 UTC: one second before the start
-
-
-def test_study_rule_is_capped_by_the_balance() -> None:
-    # an admin already refunded 40,000 before the start; after the start the rule allows 25,000,
-    # but only 10,000 is left
-    assert decide(study(timedelta(days=-1), refunded=40_000), OWNER) == 10_000
+def test_study_rule_counts_what_was_refunded_already() -> None:
+    """The owner's share is 50 % of the price in all after the start, partial refunds included."""
+    assert decide_study(timedelta(days=-1), OWNER, refunded=10_000) == 15_000
+    with pytest.raises(RefundRefused) as caught:
+        decide_study(timedelta(days=-1), OWNER, refunded=40_000)
+    assert_error(caught.value, "AUTH_002", 403)
+    assert caught.value.details == {"refundableAmount": 0}
+    # before the start, all that is left
+    assert decide_study(timedelta(days=1), OWNER, refunded=40_000) == 10_000
 
 
 def test_study_refundable_amount_directly() -> None:
@@ -263,7 +292,7 @@ def test_system_refunds_the_whole_balance_of_a_failed_grant() -> None:
     assert decide(txn(status=Status.PROVISION_FAILED, refunded=10_000), SYSTEM) == 40_000
     # neither the window nor the study rule applies: the buyer never got the purchase
     assert decide(txn(status=Status.PROVISION_FAILED, paid_days_ago=400), SYSTEM) == 50_000
-    assert decide(study(timedelta(days=-100), status=Status.PROVISION_FAILED), SYSTEM) == 50_000
+    assert decide_study(timedelta(days=-100), SYSTEM, status=Status.PROVISION_FAILED) == 50_000
 
 
 @pytest.mark.parametrize("status", [s for s in Status if s != Status.PROVISION_FAILED])
@@ -276,7 +305,7 @@ def test_system_refund_of_anything_but_51_is_a_state_error(status: Status) -> No
 # --- states nobody may refund by request ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [s for s in Status if s not in REFUNDABLE_BY_REQUEST])
+@pytest.mark.parametrize("status", [s for s in Status if s not in REFUNDABLE_STATUSES])
 @pytest.mark.parametrize("requester", [OWNER, ADMIN], ids=["owner", "admin"])
 def test_non_refundable_states_are_refused_with_pay_001(status: Status, requester: RefundRequester) -> None:
     with pytest.raises(InvalidTransition) as caught:
