@@ -17,6 +17,8 @@ worker processes started by a test reach it exactly like the real downstream ser
 Routes (like the design's services):
 - `POST /api/studies/{studyId}/confirm-payment` — a study enrollment.
 - `POST /api/credits/grants` — an AI-resume credit top-up.
+- `POST /api/studies/{studyId}/cancel-payment` and `POST /api/credits/revocations` — taking a grant
+  back after a refund; recorded like grants (keyed by our refundId), see `revocations()`.
 - `GET /_health` — liveness (never affected by the modes, except when not listening).
 
 A successful grant answers 200 `{"success": true, "memberId": ..., "message": ...}`. Grants are
@@ -49,6 +51,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 STUDY_PATH = re.compile(r"^/api/studies/(?P<study_id>[^/]+)/confirm-payment$")
 CREDIT_PATH = "/api/credits/grants"
+# The revoke side of each grant (a refund takes back what was granted), keyed by our refundId.
+STUDY_CANCEL_PATH = re.compile(r"^/api/studies/(?P<study_id>[^/]+)/cancel-payment$")
+CREDIT_REVOKE_PATH = "/api/credits/revocations"
 HOLD_POLL_SECONDS = 0.02
 
 
@@ -226,6 +231,13 @@ class FakeDownstream:
 
     def grants(self, idempotency_key: str | None = None) -> list[Grant]:
         """Distinct grants, oldest first; only the one with this Idempotency-Key if given."""
+        return [g for g in self._distinct(idempotency_key) if not _is_revoke(g.path)]
+
+    def revocations(self, idempotency_key: str | None = None) -> list[Grant]:
+        """Distinct revocations (keyed by our refundId), oldest first."""
+        return [g for g in self._distinct(idempotency_key) if _is_revoke(g.path)]
+
+    def _distinct(self, idempotency_key: str | None) -> list[Grant]:
         with self._lock:
             return [
                 g
@@ -288,8 +300,8 @@ class FakeDownstream:
     async def _answer(
         self, method: str, path: str, body: Any, key: str | None, received_at: float
     ) -> tuple[int, dict[str, Any]]:
-        study = STUDY_PATH.match(path)
-        if method != "POST" or (study is None and path != CREDIT_PATH):
+        study = STUDY_PATH.match(path) or STUDY_CANCEL_PATH.match(path)
+        if method != "POST" or (study is None and path not in (CREDIT_PATH, CREDIT_REVOKE_PATH)):
             return 404, {"success": False, "message": f"no route {method} {path}"}
         with self._lock:
             state = self._state
@@ -334,6 +346,10 @@ class FakeDownstream:
             else:
                 message = "already granted"
         return 200, {"success": True, "memberId": grant.member_id, "message": message}
+
+
+def _is_revoke(path: str) -> bool:
+    return path == CREDIT_REVOKE_PATH or STUDY_CANCEL_PATH.match(path) is not None
 
 
 async def _respond(send: Send, status: int, payload: dict[str, Any]) -> None:

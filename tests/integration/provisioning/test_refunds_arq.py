@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from app.core.domain import InvalidTransition, Method, PaymentError, Status
+from app.core.domain import InvalidTransition, Method, PaymentError, RefundStatus, RevokeStatus, Status
 from app.core.refund_policy import RefundRefused
 from app.core.service import IssueCommand
 from app.gateway.models import RefundAccount
@@ -62,14 +62,15 @@ async def test_owner_refund_cancels_at_the_pg_once(
     tid = await granted(services, toss)
     owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
 
-    requested = await services.payments.request_refund(
+    requested = await services.refunds.request_refund(
         transaction_id=tid, user_id=owner, is_admin=False, reason="changed my mind", amount=None
     )
 
     assert requested.status == Status.REFUND_REQUESTED
     assert requested.refunded_amount == 0
     assert services.redis is not None
-    assert await services.redis.exists(f"arq:job:{refund_job_id(tid)}") == 1
+    [queued] = await services.repository.list_refunds(tid)
+    assert await services.redis.exists(f"arq:job:{refund_job_id(queued.refund_id)}") == 1
     await run_worker(services)
     final = await services.payments.get_transaction(tid)
     assert final is not None
@@ -86,38 +87,110 @@ async def test_owner_refund_cancels_at_the_pg_once(
     assert [(c["status"], c["idempotencyKey"]) for c in sent] == [(200, refund.refund_id)]
     assert sent[0]["body"] == {"cancelReason": "changed my mind"}
     assert (await pg_payment(toss, tid))["status"] == "CANCELED"
-    assert (await history_codes(services, tid))[-3:] == [50, 90, 95]
+    # 90, the grant taken back (still 90), then the money: 95.
+    assert (await history_codes(services, tid))[-4:] == [50, 90, 90, 95]
+    assert refund.revoke_status == RevokeStatus.DONE
 
-    # One refund per transaction: a second request changes nothing.
+    # Nothing is left: a further request changes nothing.
     with pytest.raises(InvalidTransition):
-        await services.payments.request_refund(
+        await services.refunds.request_refund(
             transaction_id=tid, user_id=owner, is_admin=False, reason="again", amount=None
         )
     with pytest.raises(InvalidTransition):
-        await services.payments.request_refund(
+        await services.refunds.request_refund(
             transaction_id=tid, user_id="admin", is_admin=True, reason="again", amount=100
         )
     assert len(await cancels(toss, tid)) == 1
 
 
-async def test_admin_partial_refund_cancels_that_amount(
+async def test_several_partial_refunds_keep_the_status_until_the_last_one(
     make_services: ServicesFactory, toss: httpx.AsyncClient
 ) -> None:
+    """Like Toss's PARTIAL_CANCELED: a partial refund is a row of its own; the transaction stays 50
+    until the refund that returns the last won moves it 90 → 95."""
     services = await make_services()
     tid = await granted(services, toss, STUDY)
 
-    await services.payments.request_refund(
+    after_first = await services.refunds.request_refund(
         transaction_id=tid, user_id="ops-admin", is_admin=True, reason="goodwill", amount=12_000
+    )
+    assert (after_first.status, after_first.refundable_amount) == (Status.PROVISION_SUCCESS, 38_000)
+    await run_worker(services)
+
+    final = await services.payments.get_transaction(tid)
+    assert final is not None
+    assert (final.status, final.refunded_amount, final.refundable_amount) == (
+        Status.PROVISION_SUCCESS,
+        12_000,
+        38_000,
+    )
+    [sent] = await cancels(toss, tid)
+    assert sent["body"] == {"cancelReason": "goodwill", "cancelAmount": 12_000}
+    pg = await pg_payment(toss, tid)
+    assert (pg["status"], pg["balanceAmount"]) == ("PARTIAL_CANCELED", 38_000)
+
+    await services.refunds.request_refund(
+        transaction_id=tid, user_id="ops-admin", is_admin=True, reason="second", amount=8_000
+    )
+    with pytest.raises(PaymentError) as over:
+        await services.refunds.request_refund(
+            transaction_id=tid, user_id="ops-admin", is_admin=True, reason="too much", amount=30_001
+        )
+    assert over.value.code == "PAY_000"
+    await services.refunds.request_refund(
+        transaction_id=tid, user_id="ops-admin", is_admin=True, reason="the rest", amount=None
     )
     await run_worker(services)
 
     final = await services.payments.get_transaction(tid)
     assert final is not None
-    assert (final.status, final.refunded_amount) == (Status.REFUNDED, 12_000)
-    [sent] = await cancels(toss, tid)
-    assert sent["body"] == {"cancelReason": "goodwill", "cancelAmount": 12_000}
+    assert (final.status, final.refunded_amount, final.refundable_amount) == (Status.REFUNDED, 50_000, 0)
+    refunds = await services.repository.list_refunds(tid)
+    assert [(r.amount, r.status, r.actor) for r in refunds] == [
+        (12_000, RefundStatus.DONE, "ops-admin"),
+        (8_000, RefundStatus.DONE, "ops-admin"),
+        (30_000, RefundStatus.DONE, "ops-admin"),
+    ]
+    assert len({r.pg_transaction_key for r in refunds}) == 3
+    assert [c["body"].get("cancelAmount") for c in await cancels(toss, tid)] == [12_000, 8_000, 30_000]
     pg = await pg_payment(toss, tid)
-    assert (pg["status"], pg["balanceAmount"]) == ("PARTIAL_CANCELED", 38_000)
+    assert (pg["status"], pg["balanceAmount"], len(pg["cancels"])) == ("CANCELED", 0, 3)
+    codes = await history_codes(services, tid)
+    assert codes.count(90) >= 1 and codes[-1] == 95 and codes.count(95) == 1
+
+
+async def test_twenty_parallel_refunds_never_exceed_what_was_paid(
+    make_services: ServicesFactory, toss: httpx.AsyncClient
+) -> None:
+    """20 admins refund 3,000 KRW each of a 50,000 KRW purchase at once, on MariaDB: the balance is the
+    guard, so exactly 16 fit (48,000) and the rest are refused; the PG refunds exactly that."""
+    services = await make_services()
+    tid = await granted(services, toss, STUDY)
+
+    results = await asyncio.gather(
+        *(
+            services.refunds.request_refund(
+                transaction_id=tid, user_id=f"ops-{n}", is_admin=True, reason=f"part {n}", amount=3_000
+            )
+            for n in range(20)
+        ),
+        return_exceptions=True,
+    )
+
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, PaymentError) for r in refused), refused
+    stored = await services.payments.get_transaction(tid)
+    assert stored is not None
+    rows = await services.repository.list_refunds(tid)
+    assert len(rows) == len(accepted) == 16, (len(accepted), [str(r) for r in refused])
+    assert stored.refund_reserved_amount == 48_000
+    await run_worker(services)
+    final = await services.payments.get_transaction(tid)
+    assert final is not None
+    assert (final.status, final.refunded_amount) == (Status.PROVISION_SUCCESS, 48_000)
+    pg = await pg_payment(toss, tid)
+    assert (pg["balanceAmount"], len(pg["cancels"])) == (2_000, 16)
 
 
 async def test_a_refused_policy_changes_nothing(
@@ -129,15 +202,15 @@ async def test_a_refused_policy_changes_nothing(
     before = await history_codes(services, tid)
 
     with pytest.raises(RefundRefused):
-        await services.payments.request_refund(
+        await services.refunds.request_refund(
             transaction_id=tid, user_id=owner, is_admin=False, reason="half please", amount=5_000
         )
 
     assert await status_of(services, tid) == Status.PROVISION_SUCCESS
     assert await history_codes(services, tid) == before
-    assert await services.repository.get_refund(tid) is None
+    assert await services.repository.list_refunds(tid) == []
     assert services.redis is not None
-    assert await services.redis.exists(f"arq:job:{refund_job_id(tid)}") == 0
+    assert [j for j in await services.redis.zrange("arq:queue", 0, -1) if j.startswith(b"refund:")] == []
     assert await cancels(toss, tid) == []
 
 
@@ -151,7 +224,7 @@ async def test_a_cancel_that_times_out_stays_90_until_the_pg_answers(
     owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
     setting = await chaos.put("/_mock/chaos", json={"seed": 7, "routes": {"cancel": {"latencyMs": 1500}}})
     assert setting.status_code == 200, setting.text
-    await services.payments.request_refund(
+    await services.refunds.request_refund(
         transaction_id=tid, user_id=owner, is_admin=False, reason="timeout test", amount=None
     )
     worker = asyncio.create_task(new_worker(services).main())
@@ -183,7 +256,7 @@ async def test_a_cancel_that_times_out_stays_90_until_the_pg_answers(
     assert {c["idempotencyKey"] for c in sent} == {refund.refund_id}  # every attempt: one key
     pg = await pg_payment(toss, tid)
     assert (pg["status"], pg["balanceAmount"], len(pg["cancels"])) == ("CANCELED", 0, 1)  # refunded once
-    assert (await history_codes(services, tid))[-3:] == [50, 90, 95]
+    assert (await history_codes(services, tid))[-4:] == [50, 90, 90, 95]
 
 
 async def test_a_cancel_whose_answer_was_lost_is_replayed_not_repeated(
@@ -198,7 +271,7 @@ async def test_a_cancel_whose_answer_was_lost_is_replayed_not_repeated(
         "/_mock/chaos", json={"seed": 7, "routes": {"cancel": {"timeoutRate": 1.0, "timeoutSeconds": 2}}}
     )
     assert setting.status_code == 200, setting.text
-    await services.payments.request_refund(
+    await services.refunds.request_refund(
         transaction_id=tid, user_id=owner, is_admin=False, reason="lost answer", amount=None
     )
 
@@ -222,7 +295,7 @@ async def test_already_canceled_at_the_pg_counts_as_done(
     services = await make_services()
     tid = await granted(services, toss)
     owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
-    await services.payments.request_refund(
+    await services.refunds.request_refund(
         transaction_id=tid, user_id=owner, is_admin=False, reason="cancelled elsewhere", amount=None
     )
     payment_key = (await services.payments.get_transaction(tid)).payment_key  # type: ignore[union-attr]
@@ -257,10 +330,10 @@ async def test_two_concurrent_refund_requests_start_one_refund(
     owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
 
     results = await asyncio.gather(
-        services.payments.request_refund(
+        services.refunds.request_refund(
             transaction_id=tid, user_id=owner, is_admin=False, reason="a", amount=None
         ),
-        services.payments.request_refund(
+        services.refunds.request_refund(
             transaction_id=tid, user_id="ops", is_admin=True, reason="b", amount=None
         ),
         return_exceptions=True,
@@ -271,7 +344,7 @@ async def test_two_concurrent_refund_requests_start_one_refund(
     await run_worker(services)
     assert await status_of(services, tid) == Status.REFUNDED
     assert len(await cancels(toss, tid)) == 1
-    assert (await history_codes(services, tid)).count(90) == 1
+    assert len(await services.repository.list_refunds(tid)) == 1
 
 
 async def test_a_failed_grant_whose_refund_did_not_start_is_refunded_by_the_sweeper(
@@ -352,13 +425,13 @@ async def test_a_refund_accepted_for_a_virtual_account_payment_completes(
 
     # Without the buyer's bank account Toss cannot refund a deposit: refused up front, nothing changes.
     with pytest.raises(PaymentError) as refused:
-        await services.payments.request_refund(
+        await services.refunds.request_refund(
             transaction_id=tid, user_id=transaction.user_id, is_admin=False, reason="va refund", amount=None
         )
     assert refused.value.code == "PAY_000"
     assert await status_of(services, tid) == Status.PROVISION_SUCCESS
 
-    await services.payments.request_refund(
+    await services.refunds.request_refund(
         transaction_id=tid,
         user_id=transaction.user_id,
         is_admin=False,
