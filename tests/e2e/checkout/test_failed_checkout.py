@@ -141,21 +141,39 @@ async def test_expired_transaction_fails_on_callback_without_confirm(
     assert await checkout.confirms(tid) == []
 
 
-async def test_success_callback_after_a_failure_redirect_does_not_confirm(checkout: Checkout) -> None:
-    """The fail redirect won (10→41); a success callback for the same order must not resurrect it."""
-    shopper = checkout.shopper("failthensuccess")
+async def test_a_forged_fail_redirect_cannot_kill_a_payment_in_progress(checkout: Checkout) -> None:
+    """Anyone can open callback/fail with a victim's transactionId. The PG reports the payment as
+    authenticated (IN_PROGRESS), so the fail redirect is not the truth: nothing changes, and the
+    buyer's own success callback then completes the payment with one confirm."""
+    shopper = checkout.shopper("forgedfail")
     issued = await checkout.issue(shopper)
     tid = issued["transactionId"]
     window = await checkout.open_window(issued)
-    failed = page_redirect(
+    forged = page_redirect(
         await checkout.fail_callback(transactionId=tid, code="PAY_PROCESS_ABORTED", message="aborted")
     )
-    assert failed.is_fail
+    assert forged.is_fail  # the sender sees a fail page, but the payment is untouched
+    assert (await checkout.status(shopper, tid))["statusCode"] == 10
 
-    late = page_redirect(await checkout.follow(window.redirect_url))
+    real = page_redirect(await checkout.follow(window.redirect_url))
 
-    assert late.is_fail and late.params["code"] == "PAY_003"
-    assert (await checkout.status(shopper, tid))["statusCode"] == 41
+    assert not real.is_fail, real
+    assert (await checkout.status(shopper, tid))["statusCode"] in (40, 45, 50)
+    assert len(await checkout.confirms(tid)) == 1
+
+
+async def test_a_fail_redirect_for_a_payment_the_pg_never_saw_fails_it(checkout: Checkout) -> None:
+    """The buyer closed the window before authenticating: the PG knows no payment for the order, so
+    the fail redirect is the truth (10→41 with the PG's code)."""
+    shopper = checkout.shopper("realfail")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+    landed = page_redirect(
+        await checkout.fail_callback(transactionId=tid, code="PAY_PROCESS_CANCELED", message="취소")
+    )
+    assert landed.is_fail and landed.params["code"] == "PAY_003"
+    detail = await checkout.detail(shopper, tid)
+    assert (detail["statusCode"], detail["failure"]["pgCode"]) == (41, "PAY_PROCESS_CANCELED")
     assert await checkout.confirms(tid) == []
 
 
@@ -178,7 +196,8 @@ async def test_insufficient_funds_from_the_window_is_pay_004(checkout: Checkout)
 
 async def test_forged_payment_key_is_refused_by_the_pg_and_never_charges(checkout: Checkout) -> None:
     """Somebody who knows the orderId calls our success callback with a made-up paymentKey: the S2S
-    confirm is refused by the PG, so nothing is charged and the transaction does not end as paid."""
+    confirm is refused by the PG, so nothing is charged; the PG knows no payment for the order, so
+    the transaction waits (30, the key never stored) for the buyer or for reconciliation."""
     shopper = checkout.shopper("forged")
     issued = await checkout.issue(shopper)
     tid = issued["transactionId"]
@@ -187,10 +206,37 @@ async def test_forged_payment_key_is_refused_by_the_pg_and_never_charges(checkou
         await checkout.success_callback(paymentKey="tviva20260101000000forge", orderId=tid, amount="50000")
     )
 
-    assert landed.is_fail
     assert landed.params["transactionId"] == tid
-    status = await checkout.status(shopper, tid)
-    assert status["statusCode"] == 41
+    detail = await checkout.detail(shopper, tid)
+    assert detail["statusCode"] == 30 and detail["paymentKey"] is None
     confirms = await checkout.confirms(tid)
     assert len(confirms) == 1
     assert confirms[0]["status"] == 404  # NOT_FOUND_PAYMENT_SESSION: the PG never saw this payment
+
+
+async def test_a_forged_callback_cannot_park_someone_elses_payment(checkout: Checkout) -> None:
+    """The attacker pays for their own order, then replays its DONE paymentKey on the victim's
+    callback. The key is not stored for the victim, and the victim's own callback still completes
+    the victim's payment, confirmed once with the victim's key."""
+    attacker, victim = checkout.shopper("attacker"), checkout.shopper("victim")
+    _, attacker_window, attacker_landed = await checkout.pay(attacker)
+    assert not attacker_landed.is_fail
+    issued = await checkout.issue(victim)
+    tid = issued["transactionId"]
+    victim_window = await checkout.open_window(issued)
+
+    forged = await checkout.success_callback(
+        paymentKey=attacker_window.payment_key, orderId=tid, amount=str(issued["amount"])
+    )
+    assert forged.status_code == 302
+    assert (await checkout.detail(victim, tid))["paymentKey"] != attacker_window.payment_key
+
+    real = page_redirect(await checkout.follow(victim_window.redirect_url))
+
+    assert not real.is_fail, real
+    detail = await checkout.detail(victim, tid)
+    assert detail["statusCode"] in (40, 45, 50)
+    assert detail["paymentKey"] == victim_window.payment_key
+    approved = [c for c in await checkout.confirms(tid) if c["status"] == 200]
+    assert len(approved) == 1 and approved[0]["body"]["paymentKey"] == victim_window.payment_key
+    assert (await checkout.pg_payment(tid))["status"] == "DONE"

@@ -6,11 +6,15 @@ run at a time. A module that needs another stack (the worker crash) builds it wi
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
+import app
 from tests.integration.provisioning.redis_claim import claimed_redis_db
 from tests.support.fake_downstream import FakeDownstream, running_fake_downstream
 from tests.support.servers import RunningServer
@@ -52,11 +56,42 @@ def downstream() -> Iterator[FakeDownstream]:
 
 
 @pytest.fixture(scope="module")
+def catalog_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped catalog plus studies that started 3 and 8 days ago, for the refund policy's rule
+    (its dates come from the catalog only, never from what the buyer sends)."""
+    shipped = json.loads((Path(app.__file__).parent / "catalog.json").read_text())
+    now = datetime.now(UTC)
+    for product_id, days in (("study_started_3d", 3), ("study_started_8d", 8)):
+        shipped["products"].append(
+            {
+                "productType": "STUDY",
+                "productId": product_id,
+                "name": f"A study that started {days} days ago",
+                "amount": 50_000,
+                "studyId": product_id,
+                "startsAt": (now - timedelta(days=days)).isoformat(),
+                "endsAt": (now + timedelta(days=30)).isoformat(),
+            }
+        )
+    path = tmp_path_factory.mktemp("catalog") / "catalog.json"
+    path.write_text(json.dumps(shipped))
+    return path
+
+
+@pytest.fixture(scope="module")
 def stack(
-    mysql_url: str, redis_url: str, mock_toss: RunningServer, downstream: FakeDownstream
+    mysql_url: str,
+    redis_url: str,
+    mock_toss: RunningServer,
+    downstream: FakeDownstream,
+    catalog_path: Path,
 ) -> Iterator[Stack]:
     with private_stack(
-        mysql_url=mysql_url, toss_url=mock_toss.url, downstream=downstream, workers=1
+        mysql_url=mysql_url,
+        toss_url=mock_toss.url,
+        downstream=downstream,
+        workers=1,
+        env={"PRODUCT_CATALOG_PATH": str(catalog_path)},
     ) as started:
         yield started
 

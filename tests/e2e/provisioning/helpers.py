@@ -6,6 +6,7 @@ import asyncio
 import base64
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,17 @@ class Shop:
                 raise AssertionError(f"{tid} settled at {last['statusCode']}, wanted {wanted}: {last}")
             await asyncio.sleep(POLL_INTERVAL)
         raise AssertionError(f"{tid} did not reach {wanted} in {within}s; last: {last}")
+
+    async def wait_until(
+        self, condition: Callable[[], Awaitable[bool]], what: str, *, within: float = POLL_SECONDS
+    ) -> None:
+        """Poll (bounded) until `condition()` holds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if await condition():
+                return
+            await asyncio.sleep(POLL_INTERVAL)
+        raise AssertionError(f"{what}: not reached in {within}s")
 
     async def refund(
         self, caller: Buyer, tid: str, body: dict[str, Any], *, key: str | None = None

@@ -8,19 +8,28 @@ from .helpers import RESUME, STUDY, Shop, codes, error_code
 async def test_checkout_reaches_50_with_one_grant_keyed_by_the_transaction(shop: Shop) -> None:
     buyer = shop.buyer("happy")
 
+    # metadata.studyId is the buyer's word: the grant goes to the catalog's study all the same.
     tid = await shop.checkout(buyer, STUDY, metadata={"studyId": "study-e2e", "applicationId": "app-e2e"})
     final = await shop.wait_for_status(buyer, tid, 50)
 
     assert (final["status"], final["isSettled"], final["needsPolling"]) == ("PROVISION_SUCCESS", True, False)
     assert final["failure"] is None
     [grant] = shop.fake.grants(tid)
-    assert grant.path == "/api/studies/study-e2e/confirm-payment"
-    assert grant.body == {"applicationId": "app-e2e", "paymentId": tid, "checkoutId": tid}
+    assert grant.path == "/api/studies/study_123/confirm-payment"
+    assert grant.body == {
+        "applicationId": "app-e2e",
+        "paymentId": tid,
+        "userId": buyer.user_id,
+        "productId": "study_123",
+        "amount": 50_000,
+    }
     requests = shop.fake.requests(tid)
     assert [(r.status, r.idempotency_key) for r in requests] == [(200, tid)]
     detail = await shop.detail(buyer, tid)
     assert codes(detail) == [10, 30, 40, 45, 50]
-    assert detail["history"][-1]["metadata"]["answer"]["memberId"] == grant.member_id
+    # The downstream's answer body never reaches the buyer (only its status code is kept).
+    assert detail["history"][-1]["metadata"] == {"try": 1, "downstreamStatus": 200}
+    assert grant.member_id not in str(detail)
     assert await shop.cancels(tid) == []
 
 
