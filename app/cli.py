@@ -8,7 +8,7 @@ import tempfile
 
 import click
 
-from app.settings import SettingsError, load_settings
+from app.settings import Settings, SettingsError, load_settings
 
 
 def _configure_logging(*, json_logs: bool | None = None) -> None:
@@ -63,6 +63,9 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the API only, configured by the environment."""
     import uvicorn
 
+    from app.client_address import server_proxy_options
+    from app.http_server import head_timeout_protocol
+
     _configure_logging()
     try:
         settings = load_settings()
@@ -77,6 +80,7 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Every worker process writes its series here; /metrics aggregates them.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="payments-metrics-")
+    _start_metrics_listener(settings, api_port=port)
     uvicorn.run(
         "app.main:create_served_app",
         factory=True,
@@ -87,15 +91,36 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=20,
+        **server_proxy_options(settings.trusted_proxies),
+        http=head_timeout_protocol(settings.request_head_timeout_seconds),
     )
+
+
+def _start_metrics_listener(settings: Settings, *, api_port: int) -> None:
+    """METRICS_PORT: one listener in this (supervisor) process, which reads every worker's series."""
+    import logging
+
+    if not settings.metrics_port:
+        if settings.is_production and settings.metrics_token is None:
+            logging.getLogger("app").warning(
+                "/metrics is not served: set METRICS_TOKEN or METRICS_PORT to scrape this API"
+            )
+        return
+    if settings.metrics_port == api_port:
+        raise click.ClickException(f"METRICS_PORT {api_port} is the API's own port: pick another")
+    from app.metrics import serve_metrics
+
+    try:
+        serve_metrics(settings.metrics_port, settings.metrics_host)
+    except OSError as exc:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise click.ClickException(f"METRICS_PORT: cannot listen on {where} ({exc.strerror or exc})") from exc
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
 def worker(burst: bool) -> None:
-    """Run an arq worker: provisioning grants, refunds, and the sweeper (needs REDIS_URL)."""
-    from arq.worker import run_worker
-
+    """Run the arq workers: grants, refunds and the sweeper; webhooks in slots of their own (needs REDIS_URL)."""
     _configure_logging()
     try:
         settings = load_settings()
@@ -104,9 +129,9 @@ def worker(burst: bool) -> None:
     if not settings.redis_url:
         raise click.ClickException("REDIS_URL is not set: the worker needs Redis")
     _refuse_insecure_production(settings)
-    from app.provisioning.worker import WorkerSettings
+    from app.provisioning.worker import run_worker_process
 
-    run_worker(WorkerSettings, burst=burst)  # type: ignore[arg-type]
+    run_worker_process(burst=burst)
 
 
 @main.command()

@@ -56,6 +56,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+class ExactString(TypeDecorator[str]):
+    """A VARCHAR compared byte for byte: user ids, transaction ids and the other identities.
+
+    MariaDB's default collation ignores case, accents and trailing spaces (and even utf8mb4_bin
+    ignores trailing spaces), so `KIM@EXAMPLE.COM ` would match `kim@example.com`. MariaDB gets
+    utf8mb4_nopad_bin, MySQL 8 its equivalent utf8mb4_0900_bin; SQLite compares bytes already.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARCHAR(self.length, collation=exact_collation(dialect)))
+        return dialect.type_descriptor(String(self.length))
+
+
+def exact_collation(dialect: Dialect) -> str:
+    """The byte-for-byte, no-pad collation of this MySQL or MariaDB server."""
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+
+
 # BIGINT primary keys on MySQL; SQLite autoincrements only INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -65,8 +91,8 @@ transactions = Table(
     "transactions",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("transaction_id", String(64), nullable=False),
-    Column("user_id", String(64), nullable=False),
+    Column("transaction_id", ExactString(64), nullable=False),
+    Column("user_id", ExactString(64), nullable=False),
     Column("product_type", String(20), nullable=False),
     Column("product_id", String(50), nullable=False),
     Column("order_name", String(100), nullable=False),
@@ -74,7 +100,7 @@ transactions = Table(
     Column("method", String(20), nullable=False),
     Column("status", SmallInteger, nullable=False),
     Column("provider", String(20), nullable=False),
-    Column("payment_key", String(200)),
+    Column("payment_key", ExactString(200)),
     Column("pg_method", String(20)),
     Column("metadata", JSON),
     Column("created_at", UTCDateTime, nullable=False),
@@ -109,7 +135,7 @@ transaction_history = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column(
         "transaction_id",
-        String(64),
+        ExactString(64),
         ForeignKey("transactions.transaction_id", name="fk_history_transaction"),
         nullable=False,
     ),
@@ -127,18 +153,18 @@ refunds = Table(
     "refunds",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("refund_id", String(64), nullable=False),
+    Column("refund_id", ExactString(64), nullable=False),
     Column(
         "transaction_id",
-        String(64),
+        ExactString(64),
         ForeignKey("transactions.transaction_id", name="fk_refunds_transaction"),
         nullable=False,
     ),
     Column("amount", BigInteger, nullable=False),
     Column("reason", String(200), nullable=False),
-    Column("actor", String(64), nullable=False),
+    Column("actor", ExactString(64), nullable=False),  # a user id, "system" or "pg"
     Column("status", String(20), nullable=False),  # REQUESTED | DONE | REFUSED | NEEDS_REVIEW
-    Column("pg_transaction_key", String(64)),
+    Column("pg_transaction_key", ExactString(64)),
     Column("pg_error_code", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime),
@@ -161,8 +187,8 @@ entitlements = Table(
     "entitlements",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("transaction_id", String(64), nullable=False),
-    Column("user_id", String(64), nullable=False),
+    Column("transaction_id", ExactString(64), nullable=False),
+    Column("user_id", ExactString(64), nullable=False),
     Column("product_type", String(20), nullable=False),
     Column("product_id", String(50), nullable=False),
     Column("granted_at", UTCDateTime, nullable=False),
@@ -182,8 +208,8 @@ entitlement_revocations = Table(
     "entitlement_revocations",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("refund_id", String(64), nullable=False),
-    Column("transaction_id", String(64), nullable=False),
+    Column("refund_id", ExactString(64), nullable=False),
+    Column("transaction_id", ExactString(64), nullable=False),
     Column("credits", Integer, nullable=False, server_default="0"),
     Column("revoked_at", UTCDateTime, nullable=False),
     UniqueConstraint("refund_id", name="uq_entitlement_revocations_refund_id"),
@@ -198,9 +224,9 @@ webhook_events = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("provider", String(20), nullable=False),
     # Toss's transmission id; retries of one delivery repeat it, so it deduplicates deliveries.
-    Column("transmission_id", String(100), nullable=False),
+    Column("transmission_id", ExactString(100), nullable=False),
     Column("event_type", String(40), nullable=False),
-    Column("order_id", String(64)),
+    Column("order_id", ExactString(64)),
     Column("pg_status", String(30)),
     Column("retried_count", Integer, nullable=False, server_default="0"),
     Column("raw_body", Text, nullable=False),

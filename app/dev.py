@@ -10,6 +10,7 @@ import time
 import httpx
 import uvicorn
 
+from app.client_address import server_proxy_options
 from app.core.auth import TokenAuthority
 from app.main import create_app
 from app.migrate import upgrade_database
@@ -90,7 +91,14 @@ def run_dev(*, host: str, port: int, mock_port: int) -> int:
     try:
         token = TokenAuthority(settings.jwt_secret).mint("dev-user", ttl_seconds=8 * 3600)
         print(_banner(host, port, mock_port, token, settings.toss_client_key), flush=True)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
+        config = uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="info",
+            **server_proxy_options(settings.trusted_proxies),
+        )
+        server = uvicorn.Server(config)
         server.run()
     finally:
         mock.terminate()

@@ -19,8 +19,10 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,16 +30,18 @@ from app.core.api import (
     CLOSED_REQUEST_BODIES,
     CallbackController,
     PaymentController,
+    PaymentsRequest,
     ProductController,
     StatusHotPath,
     WebhookController,
+    document_links,
 )
 from app.core.auth import Caller, TokenAuthority
 from app.core.catalog import StaticProductCatalog
 from app.core.clock import SystemClock
 from app.core.domain import PaymentError
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
-from app.core.ports import IdempotencyStore, ProvisioningQueue, StatusChanges
+from app.core.ports import IdempotencyStore, ProvisioningQueue, ServiceUnavailable, StatusChanges
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
 from app.core.refunds import RefundService
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
@@ -50,7 +54,8 @@ from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
-from app.metrics import render_metrics
+from app.metrics import REDIS_UNAVAILABLE
+from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
 from app.provisioning.api import EntitlementController
 from app.provisioning.handlers import build_handlers
@@ -58,6 +63,7 @@ from app.provisioning.jobs import JobDeps
 from app.provisioning.queue import ArqProvisioningQueue, InProcessQueue
 from app.ratelimit import RateLimited, RateLimiter
 from app.settings import Settings, load_settings
+from app.web_security import SwaggerPage, schema_page_policy, security_headers
 
 log = logging.getLogger("app")
 
@@ -145,6 +151,7 @@ def build_services(settings: Settings) -> Services:
             job_ctx,
             max_tries=settings.provisioning_max_tries,
             sweep_interval_seconds=settings.sweep_interval_seconds,
+            webhook_max_jobs=settings.webhook_max_jobs,
         )
     checkout_url = settings.toss_checkout_url
     if checkout_url is None and not settings.is_production:
@@ -235,7 +242,11 @@ def build_services(settings: Settings) -> Services:
         tokens=TokenAuthority(settings.jwt_secret),
         rate_limiter=RateLimiter(
             redis,
-            {"issue": settings.rate_limit_issue_per_minute, "refund": settings.rate_limit_refund_per_minute},
+            {
+                "issue": settings.rate_limit_issue_per_minute,
+                "refund": settings.rate_limit_refund_per_minute,
+                "webhook": settings.rate_limit_webhook_per_minute,  # per source address
+            },
         ),
         queue=queue,
         job_deps=job_deps,
@@ -251,9 +262,21 @@ def _envelope(status_code: int, code: str, message: str, details: Any = None) ->
 
 def payment_error_handler(_: Request[Any, Any, Any], exc: PaymentError) -> Response[ErrorBody]:
     response = _envelope(exc.http_status, exc.code, exc.message, exc.details)
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, ServiceUnavailable)):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
+
+
+def redis_error_handler(request: Request[Any, Any, Any], exc: RedisError) -> Response[ErrorBody]:
+    """Redis unreachable where no adapter decided otherwise (e.g. queueing a webhook): 503, retry."""
+    REDIS_UNAVAILABLE.labels(component="request").inc()
+    log.warning(
+        "Redis unreachable on %s %s: answered 503",
+        request.method,
+        request.url.path,
+        extra={"error": repr(exc)},
+    )
+    return payment_error_handler(request, ServiceUnavailable())
 
 
 def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
@@ -267,7 +290,14 @@ def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException
     return _envelope(400, "PAY_000", message, details or None)
 
 
-_HTTP_CODES = {400: "PAY_000", 401: "AUTH_001", 403: "AUTH_002", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+_HTTP_CODES = {
+    400: "PAY_000",
+    401: "AUTH_001",
+    403: "AUTH_002",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
 
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
@@ -322,13 +352,6 @@ async def health_ready(services: Services) -> Response[dict[str, str]]:
     return _envelope(503, "NOT_READY", "A dependency is unreachable.", checks)  # type: ignore[return-value]
 
 
-@get("/metrics", tags=["health"], include_in_schema=False)
-async def metrics() -> Response[bytes]:
-    body, content_type = render_metrics()
-    # Litestar would append a second charset to a text/* media type: set the header as given.
-    return Response(body, headers={"Content-Type": content_type})
-
-
 # --- the app --------------------------------------------------------------------------------------
 
 
@@ -351,7 +374,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        _document_closed_bodies(app)
+        if app.openapi_config is not None:  # SCHEMA_ENABLED
+            _document_closed_bodies(app)
+            document_links(app.openapi_schema)
         if not settings.is_production:
             log.warning("AsyncSite Payments is running in %s mode", settings.environment.upper())
         if isinstance(built.queue, InProcessQueue):
@@ -377,10 +402,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         WebhookController,
         health_live,
         health_ready,
-        metrics,
     ]
+    if (metrics := metrics_route(settings)) is not None:  # METRICS_TOKEN / METRICS_PORT
+        route_handlers.append(metrics)
     if not settings.is_production:
         route_handlers.append(DemoController)
+    swagger = SwaggerPage()
 
     return Litestar(
         route_handlers=route_handlers,
@@ -399,11 +426,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             PaymentError: payment_error_handler,
             ValidationException: validation_error_handler,
             HTTPException: http_error_handler,
+            RedisError: redis_error_handler,
             Exception: internal_error_handler,
         },
         lifespan=[lifespan],
         state=State({"status_hot_path": StatusHotPath(tokens=built.tokens, payments=built.payments)}),
         middleware=[request_id_middleware],
+        before_send=[
+            security_headers(schema_path="/schema", schema_policy=schema_page_policy(swagger.asset_origins))
+        ],
+        request_class=PaymentsRequest,
         openapi_config=OpenAPIConfig(
             title="AsyncSite Payments",
             version="0.1.0",
@@ -412,7 +444,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-        ),
+            render_plugins=[swagger, JsonRenderPlugin(), YamlRenderPlugin()],
+        )
+        if settings.serves_schema
+        else None,
         debug=False,
         # Our handler (JSON, redaction, request id) stays in charge of the root logger.
         logging_config=None,

@@ -52,6 +52,11 @@ STATUS_CHANGE_BUS = Counter(
     "Status-change bus events (subscribed, subscription_lost, publish_failed)",
     ["event"],
 )
+# Redis unreachable, by what gave way: rate_limiter (failed open), idempotency (503 or a response
+# not stored for replay), request (anything else answered 503). Non-zero means Redis is down.
+REDIS_UNAVAILABLE = Counter(
+    "payments_redis_unavailable_total", "Requests that met an unreachable Redis, by component", ["component"]
+)
 PG_REQUEST_SECONDS = Histogram(
     "payments_pg_request_seconds",
     "Calls to the PG by endpoint and outcome",
@@ -70,9 +75,14 @@ def _registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def serve_metrics(port: int) -> None:
-    """A worker's own scrape endpoint (a background thread of prometheus_client)."""
-    start_http_server(port, addr="0.0.0.0", registry=_registry())  # scraped from the network
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """A scrape endpoint of its own (a background thread of prometheus_client).
+
+    A worker's (WORKER_METRICS_PORT, scraped from the network), or `payments serve`'s METRICS_PORT
+    (METRICS_HOST, loopback by default), started once in the supervisor so that it aggregates every
+    worker process through PROMETHEUS_MULTIPROC_DIR.
+    """
+    start_http_server(port, addr=host, registry=_registry())
 
 
 def render_metrics() -> tuple[bytes, str]:

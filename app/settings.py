@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import msgspec
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
 DEV_TOSS_CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
 DEV_TOSS_SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"
+MIN_JWT_SECRET_BYTES = 32  # HS256's key should be at least as long as its 256-bit output (RFC 7518 §3.2)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'payments.sqlite3'}"
 
@@ -67,7 +71,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     status_cache_ttl_seconds: float = 5.0
     rate_limit_issue_per_minute: int = 60
     rate_limit_refund_per_minute: int = 10
+    # Webhooks are public (Toss does not sign them): per source address, 429 + Retry-After above it.
+    rate_limit_webhook_per_minute: int = 300
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
+    # source; unset: the source is the connection's peer and X-Forwarded-For is ignored.
+    trusted_proxies: str | None = None
+    webhook_max_jobs: int = 5  # webhook jobs at once per worker process, apart from grants and refunds
     worker_metrics_port: int = 0  # a worker's own /metrics (for hosts that share no PROMETHEUS_MULTIPROC_DIR)
+    # Production hardening (README, "Running in production"). /metrics on the API port: with a
+    # token, only to `Authorization: Bearer <METRICS_TOKEN>`; else, with METRICS_PORT, only on that
+    # listener of `payments serve`; else open outside production and absent (404) in production.
+    metrics_token: str | None = None
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    schema_enabled: bool | None = None  # OpenAPI at /schema; unset: on, except in production
+    # A connection must deliver a complete request line and headers within this many seconds.
+    request_head_timeout_seconds: float = 10.0
     log_format: str = "json"  # json | text
     log_level: str = "INFO"
 
@@ -79,11 +98,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def uses_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def serves_schema(self) -> bool:
+        return not self.is_production if self.schema_enabled is None else self.schema_enabled
+
     def insecure_defaults(self) -> list[str]:
         """Development conveniences that must never reach production."""
         problems = []
         if self.jwt_secret == DEV_JWT_SECRET:
             problems.append("JWT_SECRET is the development default")
+        elif len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            problems.append(
+                f"JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes (use e.g. `openssl rand -hex 32`)"
+            )
         if self.toss_secret_key == DEV_TOSS_SECRET_KEY:
             problems.append("TOSS_SECRET_KEY is the public docs' test key")
         if self.uses_sqlite:
@@ -122,6 +149,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         kind = field.type
         if isinstance(kind, str):
             kind = kind.split(" | ")[0]
+        elif isinstance(kind, types.UnionType):  # `bool | None` parses as a bool
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         values[field.name] = _parse(field.name.upper(), raw, kind)
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
@@ -137,14 +166,25 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         "sweep_stale_after_seconds",
         "reconcile_backoff_scale",
         "callback_budget_seconds",
+        "request_head_timeout_seconds",
     ):
         value = getattr(settings, name)
         if not (math.isfinite(value) and value > 0):
             raise SettingsError(f"{name.upper()} must be a positive number of seconds, not {value!r}")
     if not (math.isfinite(settings.status_cache_ttl_seconds) and settings.status_cache_ttl_seconds >= 0):
         raise SettingsError("STATUS_CACHE_TTL_SECONDS must be 0 (off) or a positive number of seconds")
+    if settings.webhook_max_jobs < 1:
+        raise SettingsError("WEBHOOK_MAX_JOBS must be at least 1")
+    for proxy in (settings.trusted_proxies or "").split(","):
+        try:
+            if proxy.strip():
+                ipaddress.ip_network(proxy.strip())
+        except ValueError:
+            raise SettingsError(f"TRUSTED_PROXIES: {proxy.strip()!r} is not an IP address or network") from None
     if settings.provisioning_max_tries < 1:
         raise SettingsError("PROVISIONING_MAX_TRIES must be at least 1")
     if not 1 <= settings.sweep_interval_seconds <= 60:
         raise SettingsError("SWEEP_INTERVAL_SECONDS must be between 1 and 60")
+    if not 0 <= settings.metrics_port <= 65535:
+        raise SettingsError("METRICS_PORT must be 0 (none) or a TCP port")
     return settings

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -193,6 +194,9 @@ class LocalStack:
             "FRONTEND_BASE_URL": FRONTEND_BASE_URL,
             "JWT_SECRET": self.jwt_secret,
             "SWEEP_INTERVAL_SECONDS": "2",
+            # Every webhook of the run comes from the one mock, thousands a minute: the run measures
+            # checkouts, not the per-source webhook limit (tests/e2e/reconciliation test that).
+            "RATE_LIMIT_WEBHOOK_PER_MINUTE": "0",
             **self.options.extra_env,
         }
 
@@ -301,7 +305,8 @@ class LocalStack:
     # --- internals ----------------------------------------------------------------------------------
 
     def _require_services(self) -> None:
-        for name, port in (("MariaDB", 3306), ("Redis", 6379)):
+        redis_port = urlsplit(self.options.redis_base_url).port or 6379
+        for name, port in (("MariaDB", 3306), ("Redis", redis_port)):
             if not port_open(port):
                 raise StackError(
                     f"{name} is not reachable on 127.0.0.1:{port}: run `make services` "

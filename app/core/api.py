@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import logging
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Link, OpenAPI, OpenAPIResponse, Operation
 from litestar.params import Body, Parameter
 from litestar.response import Redirect
 
+from app.client_address import request_source
 from app.core.auth import Caller, TokenAuthority
 from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
-from app.core.ports import IdempotencyStore, StoredResponse
+from app.core.ports import IdempotencyStore, ServiceUnavailable, StoredResponse
 from app.core.refunds import RefundService
 from app.core.schemas import (
     ErrorBody,
@@ -36,12 +40,17 @@ from app.core.service import IssueCommand, PaymentService
 from app.core.webhooks import WebhookService
 from app.gateway.models import RefundAccount
 from app.metrics import STATUS_POLLS, WEBHOOK_DELIVERIES
-from app.ratelimit import RateLimiter
+from app.ratelimit import RateLimited, RateLimiter
+
+log = logging.getLogger("app.api")
 
 JSON = "application/json"
 # Bodies decoded with forbid_unknown_fields: the OpenAPI document marks them additionalProperties: false.
 CLOSED_REQUEST_BODIES: tuple[type, ...] = (IssueRequest, RefundRequest, RefundAccountBody)
 BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
+# Larger bodies get 413 before they are read whole: webhook_events.raw_body is a TEXT column
+# (65,535 bytes), and an issue or refund body (metadata ≤ 4 KB) never comes near it.
+MAX_BODY_BYTES = 65_535
 _ERROR_DESCRIPTIONS = {
     400: "Malformed request (PAY_000), expired (PAY_002), verification failed (PAY_003) or wrong price (PAY_007)",
     401: "Missing, invalid or expired bearer token (AUTH_001)",
@@ -49,7 +58,9 @@ _ERROR_DESCRIPTIONS = {
     404: "No such transaction or product (PAY_008)",
     409: "Not allowed in the current state (PAY_001) or Idempotency-Key in progress (PAY_010)",
     422: "Idempotency-Key reused with a different request (PAY_009)",
+    413: "Body larger than 65,535 bytes (PAYLOAD_TOO_LARGE)",
     429: "Too many requests (RATE_LIMITED); see Retry-After",
+    503: "A dependency (Redis) is briefly unreachable (SERVICE_UNAVAILABLE); nothing was done, see Retry-After",
 }
 
 
@@ -104,9 +115,15 @@ async def run_idempotently(
         body = msgspec.json.encode(await produce())
     except BaseException:
         # Nothing was created: the key may be retried (Stripe does not save failed validations).
-        await store.abandon(scope, key)
+        # If the store is unreachable the claim expires on its own; the original error is answered.
+        with contextlib.suppress(ServiceUnavailable):
+            await store.abandon(scope, key)
         raise
-    await store.finish(scope, key, fingerprint, StoredResponse(status_code=status_code, body=body))
+    try:
+        await store.finish(scope, key, fingerprint, StoredResponse(status_code=status_code, body=body))
+    except ServiceUnavailable:
+        # The work is done and committed: answer it. Only a replay of this key is lost.
+        log.warning("Idempotency-Key response not stored; a retry with this key will not replay it")
     return Response(body, status_code=status_code, media_type=JSON)
 
 
@@ -120,6 +137,24 @@ def strict_body(raw: bytes, kind: type[BodyT]) -> BodyT:
         raise ValidationFailed(text, details=[{"field": field, "reason": text}]) from None
     except msgspec.DecodeError:
         raise ValidationFailed("The body is not valid JSON.", details=[{"field": "body"}]) from None
+    except RecursionError:
+        raise _nested_too_deeply() from None
+
+
+def _nested_too_deeply() -> ValidationFailed:
+    return ValidationFailed(
+        "The JSON body is nested too deeply.", details=[{"field": "body", "reason": "nested too deeply"}]
+    )
+
+
+class PaymentsRequest(Request[Any, Any, Any]):
+    """Litestar's Request; a JSON body nested past the decoder's recursion limit is PAY_000, not a 500."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            raise _nested_too_deeply() from None
 
 
 def _parse_statuses(raw: str | None) -> list[Status] | None:
@@ -149,7 +184,8 @@ class PaymentController(Controller):
         summary="Issue a transaction",
         description="Creates a CREATED transaction priced by the catalog. Honours Idempotency-Key.",
         response_description="The new transaction and the URLs the payment window needs",
-        responses=error_responses(400, 401, 404, 409, 422, 429),
+        responses=error_responses(400, 401, 404, 409, 413, 422, 429, 503),
+        request_max_body_size=MAX_BODY_BYTES,
     )
     async def issue(
         self,
@@ -240,7 +276,8 @@ class PaymentController(Controller):
         summary="Request a refund",
         description="Owner or admin; policy-checked; 40/50 → 90, then the PG cancel runs as a job. "
         "Honours Idempotency-Key.",
-        responses=error_responses(400, 401, 403, 404, 409, 422, 429),
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+        request_max_body_size=MAX_BODY_BYTES,
     )
     async def refund(
         self,
@@ -390,17 +427,26 @@ class WebhookController(Controller):
         "/toss",
         status_code=200,
         summary="Toss webhooks (PAYMENT_STATUS_CHANGED, DEPOSIT_CALLBACK)",
-        responses=error_responses(400, 401),
+        description="Public (Toss does not sign payment webhooks): limited per source address, "
+        "429 with Retry-After above the limit, which Toss retries later.",
+        responses=error_responses(400, 401, 413, 429, 503),
+        request_max_body_size=MAX_BODY_BYTES,
     )
     async def toss(
         self,
         request: Request[Any, Any, Any],
         webhook_service: WebhookService,
+        rate_limiter: RateLimiter,
         data: Annotated[
             dict[str, Any],
             Body(description="Toss's body, as sent; only used to know which payment to re-fetch S2S"),
         ],
     ) -> dict[str, str]:
+        try:
+            await rate_limiter.hit(request_source(request), "webhook")
+        except RateLimited:
+            WEBHOOK_DELIVERIES.labels(outcome="RATE_LIMITED").inc()
+            raise
         try:
             outcome = await webhook_service.receive(await request.body(), request.headers)
         except PaymentError as error:
@@ -409,3 +455,89 @@ class WebhookController(Controller):
         if outcome in ("QUEUED", "IGNORED"):
             WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
         return {"outcome": outcome}
+
+
+# --- OpenAPI links: which answer feeds the next call -------------------------------------------
+# The walk a client makes, catalog → issue → callback → status → refund, stated in the document so
+# that clients and the contract fuzzer's stateful phase can follow it. Keyed by the source
+# (method, path, status); each link maps the target's parameters (or body fields) to runtime
+# expressions on the source's request or answer.
+@dataclass(frozen=True, slots=True)
+class LinkTarget:
+    method: str
+    path: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    request_body: dict[str, str] | None = None
+
+
+_FROM_BODY = "$response.body#/transactionId"
+_STATUS_PATH = "/api/payments/{transaction_id}/status"
+_DETAIL_PATH = "/api/payments/{transaction_id}"
+_REFUND_PATH = "/api/payments/{transaction_id}/refund"
+
+
+def _about(transaction_id: str) -> dict[str, LinkTarget]:
+    """Links from an answer naming a transaction to the operations on that transaction."""
+    on = {"path.transaction_id": transaction_id}
+    return {
+        "PollStatus": LinkTarget("GET", _STATUS_PATH, on),
+        "GetDetail": LinkTarget("GET", _DETAIL_PATH, on),
+        "RequestRefund": LinkTarget("POST", _REFUND_PATH, on),
+    }
+
+
+OPENAPI_LINKS: dict[tuple[str, str, str], dict[str, LinkTarget]] = {
+    ("GET", "/api/products", "200"): {
+        "IssueFirstProduct": LinkTarget(
+            "POST",
+            "/api/payments/issue",
+            request_body={
+                field: f"$response.body#/items/0/{field}" for field in ("productType", "productId", "amount")
+            },
+        )
+    },
+    ("POST", "/api/payments/issue", "201"): {
+        # the PG sends the browser back with our transactionId as its orderId
+        "SuccessCallback": LinkTarget(
+            "GET",
+            "/api/payments/callback/success",
+            {"query.orderId": _FROM_BODY, "query.amount": "$response.body#/amount"},
+        ),
+        "FailCallback": LinkTarget(
+            "GET",
+            "/api/payments/callback/fail",
+            {"query.transactionId": _FROM_BODY, "query.orderId": _FROM_BODY},
+        ),
+        **_about(_FROM_BODY),
+    },
+    ("GET", "/api/payments/callback/success", "302"): _about("$request.query.orderId"),
+    ("GET", "/api/payments/callback/fail", "302"): _about("$request.query.transactionId"),
+    ("GET", _STATUS_PATH, "200"): _about(_FROM_BODY),
+    ("GET", _DETAIL_PATH, "200"): _about(_FROM_BODY),
+    ("POST", _REFUND_PATH, "202"): _about(_FROM_BODY),
+    ("GET", "/api/payments", "200"): _about("$response.body#/items/0/transactionId"),
+}
+
+
+def document_links(document: OpenAPI) -> None:
+    """Add OPENAPI_LINKS to the generated document; targets are named by their operationId."""
+    paths = document.paths or {}
+
+    def operation(method: str, path: str) -> Operation:
+        found: Operation | None = getattr(paths[path], method.lower())
+        if found is None:
+            raise KeyError(f"OPENAPI_LINKS names {method} {path}, which the document does not have")
+        return found
+
+    for (method, path, status), links in OPENAPI_LINKS.items():
+        response = (operation(method, path).responses or {})[status]
+        if not isinstance(response, OpenAPIResponse):
+            raise TypeError(f"{method} {path} {status} is a reference, not a response")
+        response.links = {
+            name: Link(
+                operation_id=operation(target.method, target.path).operation_id,
+                parameters=target.parameters or None,
+                request_body=target.request_body,
+            )
+            for name, target in links.items()
+        }

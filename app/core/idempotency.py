@@ -4,25 +4,36 @@ A key is scoped per user and endpoint. The first request claims it (in progress,
 request's fingerprint); when it finishes its response is stored for 24 h and replayed. A
 different fingerprint is PAY_009; a claim still in progress is PAY_010. An in-progress claim
 expires on its own after `lock_seconds`, so a crashed request never blocks its key forever.
+A Redis that cannot be reached is ServiceUnavailable (503): a key that cannot be checked must
+not run its request, or a retry could do the work twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.core.domain import IdempotencyKeyInProgress, IdempotencyKeyReused
-from app.core.ports import StoredResponse
+from app.core.ports import ServiceUnavailable, StoredResponse
+from app.metrics import REDIS_UNAVAILABLE
+
+log = logging.getLogger("app.idempotency")
+
+_UNAVAILABLE = REDIS_UNAVAILABLE.labels(component="idempotency")
 
 
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """sha256 of the request; the JSON body is canonicalised so key order does not matter."""
     try:
         canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         canonical = body
     digest = hashlib.sha256()
     for part in (method.upper().encode(), path.encode(), canonical):
@@ -58,27 +69,41 @@ class RedisIdempotencyStore:
     def _key(self, scope: str, key: str) -> str:
         return f"{self._prefix}:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    @asynccontextmanager
+    async def _reachable(self, step: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            _UNAVAILABLE.inc()
+            log.warning("idempotency store unreachable", extra={"step": step, "error": repr(exc)})
+            raise ServiceUnavailable(
+                "Idempotency-Key cannot be checked right now; nothing was done. Retry shortly."
+            ) from exc
+
     async def begin(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
         name = self._key(scope, key)
         claim = msgspec.msgpack.encode(_Record(fingerprint=fingerprint, state="in_progress"))
-        # SET NX is atomic: of two concurrent duplicates exactly one claims the key.
-        if await self._redis.set(name, claim, nx=True, ex=self._lock):
-            return None
-        raw = await self._redis.get(name)
-        if raw is None:  # expired between the two calls: claim again
+        async with self._reachable("begin"):
+            # SET NX is atomic: of two concurrent duplicates exactly one claims the key.
             if await self._redis.set(name, claim, nx=True, ex=self._lock):
                 return None
-            raise IdempotencyKeyInProgress()
+            raw = await self._redis.get(name)
+            if raw is None:  # expired between the two calls: claim again
+                if await self._redis.set(name, claim, nx=True, ex=self._lock):
+                    return None
+                raise IdempotencyKeyInProgress()
         return _check(msgspec.msgpack.decode(raw, type=_Record), fingerprint)
 
     async def finish(self, scope: str, key: str, fingerprint: str, response: StoredResponse) -> None:
         record = _Record(
             fingerprint=fingerprint, state="done", status_code=response.status_code, body=response.body
         )
-        await self._redis.set(self._key(scope, key), msgspec.msgpack.encode(record), ex=self._ttl)
+        async with self._reachable("finish"):
+            await self._redis.set(self._key(scope, key), msgspec.msgpack.encode(record), ex=self._ttl)
 
     async def abandon(self, scope: str, key: str) -> None:
-        await self._redis.delete(self._key(scope, key))
+        async with self._reachable("abandon"):
+            await self._redis.delete(self._key(scope, key))
 
 
 class InMemoryIdempotencyStore:

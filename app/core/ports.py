@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from app.core.domain import HistoryEntry, Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
+from app.core.domain import (
+    HistoryEntry,
+    Method,
+    PaymentError,
+    ProductType,
+    RefundStatus,
+    RevokeStatus,
+    Status,
+    Transaction,
+)
 from app.gateway.models import PaymentInfo, RefundAccount, RefundResult
 
 
@@ -311,6 +320,11 @@ class ProvisioningQueue(Protocol):
         """Queue the processing of a recorded webhook delivery (job id `webhook:{eventId}`)."""
         ...
 
+    async def enqueue_callback(self, kind: str, query: Mapping[str, str]) -> None:
+        """Queue the replay of a browser callback ("success" or "fail", with its query parameters)
+        that arrived while the database was unreachable (job id `callback:{digest of both}`)."""
+        ...
+
 
 class PaymentGateway(Protocol):
     """What Core asks of the Payment Gateway (satisfied by app.gateway.service.GatewayService)."""
@@ -335,6 +349,18 @@ class PaymentGateway(Protocol):
     ) -> RefundResult: ...
 
 
+class ServiceUnavailable(PaymentError):
+    """An adapter's backing service (Redis) cannot be reached; nothing was done: retry after
+    `retry_after` s. Not a SPEC code: 503 SERVICE_UNAVAILABLE with Retry-After."""
+
+    code, http_status = "SERVICE_UNAVAILABLE", 503
+    default_message = "The service is briefly unavailable; nothing was done. Retry shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(message, details={"retryAfterSeconds": retry_after})
+        self.retry_after = retry_after
+
+
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
     status_code: int
@@ -349,7 +375,8 @@ class IdempotencyStore(Protocol):
         """Claim the key. Returns the stored response to replay when the key already finished.
 
         Raises IdempotencyKeyReused when the fingerprint differs and IdempotencyKeyInProgress
-        when the first request with this key is still running.
+        when the first request with this key is still running. Every method raises
+        ServiceUnavailable when the store cannot be reached.
         """
         ...
 

@@ -41,6 +41,7 @@ from app.core.ports import (
     RefundRepository,
     TransactionRepository,
 )
+from app.core.printable import require_printable
 from app.core.refund_policy import RefundRequester, decide_refund_amount
 from app.gateway.models import GatewayError, PaymentInfo, PgPaymentStatus, RefundAccount
 from app.metrics import PG_SIDE_CANCELS, REFUNDS
@@ -99,6 +100,13 @@ class RefundService:
         refund_account: RefundAccount | None = None,
     ) -> Transaction:
         """Owner or admin asks for a refund: policy check, then the amount reserved and a job queued."""
+        require_printable(
+            {
+                "reason": reason,
+                "refundReceiveAccount.bank": refund_account.bank if refund_account else None,
+                "refundReceiveAccount.holderName": refund_account.holder_name if refund_account else None,
+            }
+        )
         transaction = await self._repo.get(transaction_id)
         if transaction is None or (transaction.user_id != user_id and not is_admin):
             raise TransactionNotFound()

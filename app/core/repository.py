@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import asyncmy
-from sqlalchemy import bindparam, case, insert, make_url, select, update
+from sqlalchemy import Column, bindparam, case, insert, make_url, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -24,6 +25,7 @@ from app.core.ports import (
     TransitionChange,
     WebhookEvent,
 )
+from app.core.printable import printable_text
 from app.core.status_cache import StatusViewCache
 from app.core.status_changes import LocalStatusChanges
 from app.db import refunds as refunds_table
@@ -164,12 +166,16 @@ def encode_cursor(row_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{row_id}".encode()).decode().rstrip("=")
 
 
+_CURSOR_ROW_ID = re.compile(r"[0-9]{1,18}")
+
+
 def decode_cursor(cursor: str) -> int | None:
     """The row id behind an opaque cursor, or None when the cursor is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, value = raw.partition(":")
-        return int(value) if version == "v1" else None
+        # ASCII digits that fit a BIGINT only: int() also takes "-1" and "٣", and SQLite cannot bind 2**63
+        return int(value) if version == "v1" and _CURSOR_ROW_ID.fullmatch(value) else None
     except (ValueError, UnicodeDecodeError):
         return None
 
@@ -206,7 +212,7 @@ class SqlTransactionRepository:
                     user_id=t.user_id,
                     product_type=t.product_type.value,
                     product_id=t.product_id,
-                    order_name=t.order_name,
+                    order_name=_fit(tx_table.c.order_name, t.order_name),
                     amount=t.amount,
                     method=t.method.value,
                     status=int(t.status),
@@ -525,7 +531,7 @@ class SqlTransactionRepository:
     ) -> bool:
         values: dict[str, Any] = {
             "revoke_status": (RevokeStatus.DONE if revoked else RevokeStatus.FAILED).value,
-            "revoke_detail": detail[:255],
+            "revoke_detail": _fit(refunds_table.c.revoke_detail, detail),
         }
         if not revoked:
             # A REQUESTED refund stops here: no money moves while the buyer still has the goods.
@@ -583,7 +589,11 @@ class SqlTransactionRepository:
                 conn,
                 refund.transaction_id,
                 message,
-                {"refundId": refund.refund_id, "pgTransactionKey": pg_transaction_key, "amount": refund.amount},
+                {
+                    "refundId": refund.refund_id,
+                    "pgTransactionKey": pg_transaction_key,
+                    "amount": refund.amount,
+                },
                 now,
             )
         await self._status_changes.announce(refund.transaction_id)
@@ -600,7 +610,10 @@ class SqlTransactionRepository:
                     refunds_table.c.refund_id == refund.refund_id,
                     refunds_table.c.status == RefundStatus.REQUESTED.value,
                 )
-                .values(status=RefundStatus.REFUSED.value, pg_error_code=pg_error_code[:64])
+                .values(
+                    status=RefundStatus.REFUSED.value,
+                    pg_error_code=_fit(refunds_table.c.pg_error_code, pg_error_code),
+                )
             )
             if result.rowcount != 1:
                 return
@@ -709,17 +722,19 @@ def _refund_values(refund: RefundRecord) -> dict[str, Any]:
         "refund_id": refund.refund_id,
         "transaction_id": refund.transaction_id,
         "amount": refund.amount,
-        "reason": refund.reason,
+        "reason": _fit(refunds_table.c.reason, refund.reason),
         "actor": refund.actor,
         "status": refund.status.value,
         "revoke_status": refund.revoke_status.value,
-        "revoke_detail": refund.revoke_detail,
+        "revoke_detail": _fit(refunds_table.c.revoke_detail, refund.revoke_detail),
         "pg_transaction_key": refund.pg_transaction_key,
         "created_at": refund.created_at,
         "completed_at": refund.completed_at,
-        "refund_bank": account.bank if account else None,
+        "refund_bank": _fit(refunds_table.c.refund_bank, account.bank if account else None),
         "refund_account_number": account.account_number if account else None,
-        "refund_holder_name": account.holder_name if account else None,
+        "refund_holder_name": _fit(
+            refunds_table.c.refund_holder_name, account.holder_name if account else None
+        ),
     }
 
 
@@ -759,8 +774,8 @@ async def _append_history(
         insert(history_table).values(
             transaction_id=transaction_id,
             status=int(status),
-            message=message[:255],
-            metadata=dict(metadata or {}),
+            message=_fit(history_table.c.message, message),
+            metadata=_printable_notes(dict(metadata or {})),
             created_at=now,
         )
     )
@@ -781,7 +796,34 @@ def _observe_transition(
 def _change_values(change: TransitionChange | None) -> dict[str, Any]:
     if change is None:
         return {}
-    return {name: getattr(change, name) for name in change.__slots__ if getattr(change, name) is not None}
+    values = {name: getattr(change, name) for name in change.__slots__ if getattr(change, name) is not None}
+    for name in _PG_TEXT_COLUMNS:
+        if name in values:
+            values[name] = _fit(tx_table.c[name], values[name])
+    return values
+
+
+# A failure's message and code come from a browser redirect or a PG answer.
+_PG_TEXT_COLUMNS = ("failure_message", "failure_pg_code")
+# A history note's strings (a PG's message, a callback's amount) are as short as its message.
+_NOTE_LENGTH = 255
+
+
+def _fit(column: Column[Any], value: str | None) -> str | None:
+    """Text is stored printable, on one line, and within its column (app.core.printable)."""
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int), f"{column} has no length"
+    return None if value is None else printable_text(value, length)
+
+
+def _printable_notes(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable_text(value, _NOTE_LENGTH)
+    if isinstance(value, Mapping):
+        return {key: _printable_notes(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable_notes(item) for item in value]
+    return value
 
 
 class SqlWebhookEventRepository:
@@ -797,9 +839,9 @@ class SqlWebhookEventRepository:
                     insert(webhook_table).values(
                         provider=event.provider,
                         transmission_id=event.transmission_id,
-                        event_type=event.event_type,
+                        event_type=_fit(webhook_table.c.event_type, event.event_type),
                         order_id=event.order_id,
-                        pg_status=event.pg_status,
+                        pg_status=_fit(webhook_table.c.pg_status, event.pg_status),
                         retried_count=event.retried_count,
                         raw_body=event.raw_body,
                         received_at=event.received_at,
@@ -843,6 +885,6 @@ class SqlWebhookEventRepository:
             await conn.execute(
                 update(webhook_table)
                 .where(webhook_table.c.id == event_id)
-                .values(outcome=outcome, detail=detail[:255], processed_at=now)
+                .values(outcome=outcome, detail=_fit(webhook_table.c.detail, detail), processed_at=now)
             )
         WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()

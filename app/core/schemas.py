@@ -26,6 +26,13 @@ class ApiStruct(msgspec.Struct, rename="camel"):
     pass
 
 
+# Enforced by the use cases (app.core.printable), which answer PAY_000 naming the field.
+_PRINTABLE = (
+    "Visible text on one line: no control or invisible format characters "
+    "(C0/C1, line breaks, bidi overrides, zero-width spaces), not blank."
+)
+
+
 class ErrorBody(ApiStruct):
     """The one error envelope of the API."""
 
@@ -38,7 +45,7 @@ class IssueRequest(ApiStruct, forbid_unknown_fields=True):
     product_type: ProductType
     product_id: Annotated[str, Meta(min_length=1, max_length=50)]
     amount: Annotated[int, Meta(ge=1, le=100_000_000)]
-    order_name: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    order_name: Annotated[str, Meta(min_length=1, max_length=100, description=_PRINTABLE)] | None = None
     method: Method = Method.CARD
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
@@ -46,13 +53,13 @@ class IssueRequest(ApiStruct, forbid_unknown_fields=True):
 class RefundAccountBody(ApiStruct, forbid_unknown_fields=True):
     """A bank account for refunding a deposited virtual-account payment (Toss requires one)."""
 
-    bank: Annotated[str, Meta(min_length=1, max_length=20)]
+    bank: Annotated[str, Meta(min_length=1, max_length=20, description=_PRINTABLE)]
     account_number: Annotated[str, Meta(pattern=r"^[0-9]{1,20}$")]
-    holder_name: Annotated[str, Meta(min_length=1, max_length=60)]
+    holder_name: Annotated[str, Meta(min_length=1, max_length=60, description=_PRINTABLE)]
 
 
 class RefundRequest(ApiStruct, forbid_unknown_fields=True):
-    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+    reason: Annotated[str, Meta(min_length=1, max_length=200, description=_PRINTABLE)]
     amount: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
     refund_receive_account: RefundAccountBody | None = None
 

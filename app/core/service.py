@@ -45,12 +45,18 @@ from app.core.ports import (
     TransactionRepository,
     TransitionChange,
 )
+from app.core.printable import printable_text, require_printable
 from app.core.refunds import RefundService
 from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
 
 log = logging.getLogger("app.core")
 
 MAX_METADATA_BYTES = 4096
+# MariaDB refuses JSON nested 32 levels or deeper (its JSON columns are checked by JSON_VALID):
+# buyer metadata gets well under that, so no write can fail on it.
+MAX_METADATA_DEPTH = 16
+MAX_ORDER_NAME_LENGTH = 100
+MAX_PAYMENT_KEY_LENGTH = 200  # Toss's paymentKey is at most 200 characters
 _AMOUNT_PATTERN = re.compile(r"[0-9]{1,12}")  # ASCII digits only, and short enough for int()
 
 # What a PG error means for the buyer, as the SPEC's codes.
@@ -162,6 +168,12 @@ class PaymentService:
                 "metadata is larger than 4 KB",
                 details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_BYTES} bytes of JSON"}],
             )
+        require_printable({"orderName": command.order_name})
+        if _nesting_depth(command.metadata) > MAX_METADATA_DEPTH:
+            raise ValidationFailed(
+                f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep",
+                details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_DEPTH} levels of nesting"}],
+            )
         product = await self._catalog.get_product(command.product_type, command.product_id)
         if product is None:
             raise ProductNotFound(f"No {command.product_type.value} product with id '{command.product_id}'.")
@@ -176,7 +188,7 @@ class PaymentService:
             user_id=command.user_id,
             product_type=command.product_type,
             product_id=command.product_id,
-            order_name=(command.order_name or product.name)[:100],
+            order_name=printable_text(command.order_name or product.name, MAX_ORDER_NAME_LENGTH),
             amount=product.amount,
             method=command.method,
             status=Status.CREATED,
@@ -241,6 +253,9 @@ class PaymentService:
             return self._fail_page(
                 order_id, "PAY_000", "The payment callback is missing paymentKey or orderId."
             )
+        if len(payment_key) > MAX_PAYMENT_KEY_LENGTH:
+            # Not a key Toss issues: nothing to confirm, and nothing changes (the real callback may follow).
+            return self._fail_page(order_id, "PAY_000", "The payment callback's paymentKey is not valid.")
         transaction = await self._repo.get(order_id)
         if transaction is None:
             return self._fail_page(None, "PAY_008", "No such transaction.")
@@ -516,8 +531,9 @@ class PaymentService:
         transaction = await self._repo.get(tid)
         if transaction is None:
             return self._fail_page(None, "PAY_008", "No such transaction.")
-        pg_code = (code or "UNKNOWN")[:64]
-        text = (message or "The payment was not completed.")[:510]
+        # Both come from the browser's URL: printable and bounded before they are stored or echoed.
+        pg_code = printable_text(code or "", 64) or "UNKNOWN"
+        text = printable_text(message or "", 510) or "The payment was not completed."
         our_code = "PAY_004" if pg_code in _INSUFFICIENT_FUNDS_CODES else "PAY_003"
         if transaction.status != Status.CREATED:
             return await self._page_for_current(tid)
@@ -793,6 +809,18 @@ class PaymentService:
     @property
     def _frontend(self) -> str:
         return self._config.frontend_base_url.rstrip("/")
+
+
+def _nesting_depth(value: Any) -> int:
+    """Levels of objects/arrays in a decoded JSON value ({} is 1, {"a": []} is 2); iterative."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def confirm_idempotency_key(transaction_id: str, payment_key: str) -> str:

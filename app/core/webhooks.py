@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,12 @@ from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.ports import Clock, PaymentGateway, ProvisioningQueue, WebhookEvent, WebhookEventRepository
 from app.core.refunds import RefundService
 from app.core.service import PaymentService
-from app.gateway.models import PgPaymentStatus
+from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 
 log = logging.getLogger("app.core.webhooks")
+
+RETRIED_COUNT_HEADER = "tosspayments-webhook-transmission-retried-count"
+_RETRIED_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII digits only, and within the column's INT
 
 
 class WebhookNotSettled(Exception):
@@ -53,7 +57,7 @@ def parse_toss_webhook(raw: bytes) -> TossNotice:
     """Both documented shapes; anything else is a malformed delivery (PAY_000)."""
     try:
         body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise ValidationFailed("The webhook body is not JSON.") from None
     if not isinstance(body, dict):
         raise ValidationFailed("The webhook body must be a JSON object.")
@@ -98,7 +102,21 @@ def signature_is_valid(secret: str, raw: bytes, signature: str | None) -> bool:
     if not signature:
         return False
     expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.strip().lower())
+    # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not a mismatch)
+    return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
+
+
+def retried_count(headers: Mapping[str, str]) -> int:
+    """Toss's retry counter of a delivery: 0 when absent; anything but plain digits is PAY_000."""
+    raw = headers.get(RETRIED_COUNT_HEADER)
+    if raw is None:
+        return 0
+    if not _RETRIED_COUNT.fullmatch(raw):
+        raise ValidationFailed(
+            f"{RETRIED_COUNT_HEADER} must be a count (1 to 9 ASCII digits).",
+            details=[{"field": RETRIED_COUNT_HEADER, "reason": "1 to 9 ASCII digits"}],
+        )
+    return int(raw)
 
 
 def _secrets_match(a: str, b: str) -> bool:
@@ -133,11 +151,15 @@ class WebhookService:
             log.warning("webhook with a bad or missing X-Toss-Signature refused")
             raise WebhookRejected("X-Toss-Signature is missing or wrong.")
         notice = parse_toss_webhook(raw)
+        if notice.event_type == "DEPOSIT_CALLBACK" and notice.secret is None:
+            # Toss always sends the virtual account's secret: without one the delivery is forged.
+            # Refused before it is recorded, so it costs no row, no job and no lookup.
+            log.warning("DEPOSIT_CALLBACK without a secret refused", extra={"orderId": notice.order_id})
+            raise WebhookRejected("A DEPOSIT_CALLBACK must carry the virtual account's secret.")
         now = self._clock.now()
         transmission_id = headers.get("tosspayments-webhook-transmission-id") or (
             "sha256:" + hashlib.sha256(raw).hexdigest()
         )
-        retried = headers.get("tosspayments-webhook-transmission-retried-count", "0")
         event_id, outcome = await self._events.record(
             WebhookEvent(
                 provider="TOSS",
@@ -147,7 +169,7 @@ class WebhookService:
                 payment_key=notice.payment_key,
                 pg_status=notice.status,
                 secret=notice.secret,
-                retried_count=int(retried) if retried.isdigit() else 0,
+                retried_count=retried_count(headers),
                 raw_body=raw.decode("utf-8", errors="replace"),
                 received_at=now,
             )
@@ -184,8 +206,15 @@ class WebhookService:
         transaction = await self._payments.get_transaction(event.order_id)
         if transaction is None:
             return await self._finish(event_id, "IGNORED", "unknown transaction")
-        # GatewayError propagates: the job is retried until the PG answers.
-        payment = await self._gateway.find_payment(provider=transaction.provider, order_id=event.order_id)
+        try:
+            payment = await self._gateway.find_payment(provider=transaction.provider, order_id=event.order_id)
+        except GatewayError as error:
+            if error.kind is not GatewayErrorKind.NOT_FOUND:
+                raise  # the job is retried until the PG answers
+            # The PG has no payment for this order (a forged delivery, or a window never used):
+            # nothing to apply, and asking again would only repeat the lookup.
+            log.warning("webhook for an order the PG does not know", extra={"transactionId": event.order_id})
+            return await self._finish(event_id, "IGNORED", "the PG has no payment for this order")
         if notice.secret and payment.secret and not _secrets_match(notice.secret, payment.secret):
             log.warning("webhook secret differs from the PG's", extra={"transactionId": event.order_id})
             return await self._finish(event_id, "REJECTED", "secret differs from the PG's")

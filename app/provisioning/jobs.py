@@ -21,6 +21,7 @@ from app.core.service import PaymentService
 from app.core.webhooks import WebhookNotSettled, WebhookService
 from app.gateway.models import GatewayError
 from app.metrics import PROVISIONING_OUTCOMES, PROVISIONING_RETRIES, RECONCILIATION_ACTIONS
+from app.outages import database_unavailable
 from app.provisioning.handlers import (
     GrantHandler,
     GrantRequest,
@@ -34,7 +35,11 @@ log = logging.getLogger("app.provisioning")
 GRANT_JOB = "provision_grant"
 REFUND_JOB = "refund_payment"
 WEBHOOK_JOB = "process_webhook"
+CALLBACK_JOB = "replay_callback"
 SWEEP_JOB = "sweep"
+# Webhook jobs have an arq queue (and worker slots) of their own: anyone can post a webhook, and
+# a flood of them must never hold the slots grants and refunds run in.
+WEBHOOK_QUEUE = "arq:queue:webhooks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +168,41 @@ async def process_webhook(ctx: dict[str, Any], event_id: int) -> str:
         delay = grant_retry_delay(ctx.get("job_try", 1), deps.retry_base_seconds, deps.retry_max_seconds)
         raise Retry(defer=delay) from exc
     except GatewayError as exc:
-        if not exc.outcome_unknown and exc.kind.value != "NOT_FOUND":
+        # Only an unknown outcome (timeout, 5xx) is asked again; the PG's NOT_FOUND ends the
+        # delivery inside `process` (asking again would only repeat the lookup).
+        if not exc.outcome_unknown:
             raise
         delay = grant_retry_delay(ctx.get("job_try", 1), deps.retry_base_seconds, deps.retry_max_seconds)
         raise Retry(defer=delay) from exc
+
+
+async def replay_callback(ctx: dict[str, Any], kind: str, query: dict[str, str]) -> str:
+    """A browser callback that arrived while the database was unreachable, handled now as if the
+    browser had come back: the same checks, and the PG's confirm only by whoever claims 10→30.
+    Retried (growing waits, bounded tries) while the database is still unreachable."""
+    deps: JobDeps = ctx["deps"]
+    try:
+        if kind == "success":
+            page = await deps.payments.handle_success_callback(
+                payment_key=query.get("paymentKey"), order_id=query.get("orderId"), amount=query.get("amount")
+            )
+        else:
+            page = await deps.payments.handle_fail_callback(
+                transaction_id=query.get("transactionId"),
+                order_id=query.get("orderId"),
+                code=query.get("code"),
+                message=query.get("message"),
+            )
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        delay = grant_retry_delay(ctx.get("job_try", 1), deps.retry_base_seconds, deps.retry_max_seconds)
+        log.warning(
+            "callback replay: the database is still unreachable; retrying",
+            extra={"orderId": query.get("orderId"), "try": ctx.get("job_try", 1), "retryInSeconds": delay},
+        )
+        raise Retry(defer=delay) from exc
+    return "replayed: " + page.split("?", 1)[0].rsplit("/", 1)[-1]  # the page the buyer would see now
 
 
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis
 
 from app.provisioning.jobs import (
+    CALLBACK_JOB,
     GRANT_JOB,
     REFUND_JOB,
     WEBHOOK_JOB,
+    WEBHOOK_QUEUE,
     process_webhook,
     provision_grant,
     refund_payment,
+    replay_callback,
     sweep,
 )
 
@@ -37,6 +43,12 @@ def webhook_job_id(event_id: int) -> str:
     return f"webhook:{event_id}"
 
 
+def callback_job_id(kind: str, query: Mapping[str, str]) -> str:
+    """The same callback (a refresh, a double delivery) is replayed once."""
+    digest = hashlib.sha256(json.dumps([kind, sorted(query.items())]).encode()).hexdigest()[:32]
+    return f"callback:{digest}"
+
+
 class ArqProvisioningQueue:
     """Deterministic job ids: enqueueing a job that is already queued or running is a no-op."""
 
@@ -50,20 +62,37 @@ class ArqProvisioningQueue:
         await self._redis.enqueue_job(REFUND_JOB, refund_id, _job_id=refund_job_id(refund_id))
 
     async def enqueue_webhook(self, event_id: int) -> None:
-        await self._redis.enqueue_job(WEBHOOK_JOB, event_id, _job_id=webhook_job_id(event_id))
+        await self._redis.enqueue_job(
+            WEBHOOK_JOB, event_id, _job_id=webhook_job_id(event_id), _queue_name=WEBHOOK_QUEUE
+        )
+
+    async def enqueue_callback(self, kind: str, query: Mapping[str, str]) -> None:
+        # Like webhooks, callbacks come from anyone: their replays never take the grants' slots.
+        await self._redis.enqueue_job(
+            CALLBACK_JOB, kind, dict(query), _job_id=callback_job_id(kind, query), _queue_name=WEBHOOK_QUEUE
+        )
 
 
 class InProcessQueue:
     """Runs the same job functions as asyncio tasks, with arq's Retry semantics.
 
     For the embedded default (REDIS_URL unset): one process, nothing survives a restart — the
-    sweeper re-queues whatever a restart lost, exactly as with arq.
+    sweeper re-queues whatever a restart lost, exactly as with arq. At most `webhook_max_jobs`
+    webhook jobs run at once, like the arq worker's webhook queue; grants and refunds have no cap.
     """
 
-    def __init__(self, ctx: dict[str, Any], *, max_tries: int, sweep_interval_seconds: float) -> None:
+    def __init__(
+        self,
+        ctx: dict[str, Any],
+        *,
+        max_tries: int,
+        sweep_interval_seconds: float,
+        webhook_max_jobs: int = 5,
+    ) -> None:
         self.ctx = ctx
         self._max_tries = max_tries
         self._sweep_interval = sweep_interval_seconds
+        self._webhook_slots = asyncio.Semaphore(webhook_max_jobs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -74,19 +103,31 @@ class InProcessQueue:
         self._enqueue(refund_job_id(refund_id), refund_payment, refund_id)
 
     async def enqueue_webhook(self, event_id: int) -> None:
-        self._enqueue(webhook_job_id(event_id), process_webhook, event_id)
+        self._enqueue(webhook_job_id(event_id), process_webhook, event_id, slots=self._webhook_slots)
 
-    def _enqueue(self, job_id: str, function: JobFunction, *args: Any) -> None:
+    async def enqueue_callback(self, kind: str, query: Mapping[str, str]) -> None:
+        job_id = callback_job_id(kind, query)
+        self._enqueue(job_id, replay_callback, kind, dict(query), slots=self._webhook_slots)
+
+    def _enqueue(
+        self, job_id: str, function: JobFunction, *args: Any, slots: asyncio.Semaphore | None = None
+    ) -> None:
         if job_id in self._tasks:
             return
-        self._tasks[job_id] = asyncio.create_task(self._run(job_id, function, *args), name=job_id)
+        self._tasks[job_id] = asyncio.create_task(
+            self._run(job_id, function, *args, slots=slots), name=job_id
+        )
 
-    async def _run(self, job_id: str, function: JobFunction, *args: Any) -> None:
+    async def _run(
+        self, job_id: str, function: JobFunction, *args: Any, slots: asyncio.Semaphore | None = None
+    ) -> None:
         try:
             job_try = 1
             while job_try <= self._max_tries + 1:
                 try:
-                    await function({**self.ctx, "job_id": job_id, "job_try": job_try}, *args)
+                    # A slot is held per attempt, not while waiting for a retry.
+                    async with slots or contextlib.nullcontext():
+                        await function({**self.ctx, "job_id": job_id, "job_try": job_try}, *args)
                     return
                 except Retry as retry:
                     await asyncio.sleep((retry.defer_score or 0) / 1000)

@@ -1,18 +1,27 @@
-"""The arq worker: provisioning grants, refunds, and the periodic sweeper.
+"""The arq worker process: grants, refunds and the periodic sweeper, and webhook processing apart.
 
-Run it with `payments worker` (or `arq app.provisioning.worker.WorkerSettings`). It builds the
-same Services as the API (one Redis pool, one DB engine, one HTTP client per process).
+`payments worker` runs two arq Workers on one event loop, over one set of Services (one Redis
+pool per worker, one DB engine, one HTTP client per process):
+
+- `WorkerSettings`: grants, refunds and the sweeper on arq's default queue, 20 jobs at once;
+- `WebhookWorkerSettings`: webhook processing on a queue of its own, WEBHOOK_MAX_JOBS at once.
+  Anyone can post a webhook (Toss does not sign them), so a flood of deliveries may fill these
+  slots, never the ones grants and refunds run in.
+
+`arq app.provisioning.worker.WorkerSettings` (or `...WebhookWorkerSettings`) runs one of them alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
-from arq.worker import Function, func
+from arq.worker import Function, Worker, create_worker, func
 
-from app.provisioning.jobs import process_webhook, provision_grant, refund_payment, sweep
+from app.provisioning.jobs import WEBHOOK_QUEUE, process_webhook, provision_grant, refund_payment, sweep
 from app.settings import load_settings
 
 _settings = load_settings()
@@ -44,6 +53,12 @@ def _redis_settings() -> RedisSettings:
     return RedisSettings.from_dsn(_settings.redis_url)
 
 
+def _webhook_function() -> Function:
+    return func(
+        process_webhook, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=20
+    )
+
+
 class WorkerSettings:
     # keep_result=0: a finished job frees its deterministic id at once, so it can be queued again.
     functions: ClassVar[list[Function]] = [
@@ -56,9 +71,8 @@ class WorkerSettings:
         func(
             refund_payment, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=1000
         ),
-        func(
-            process_webhook, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=20
-        ),
+        # Webhook jobs are queued on WEBHOOK_QUEUE; this runs those an older API queued here.
+        _webhook_function(),
     ]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(
@@ -82,3 +96,57 @@ class WorkerSettings:
     poll_delay = 0.1
     health_check_interval = 10
     allow_abort_jobs = False
+
+
+class WebhookWorkerSettings:
+    queue_name = WEBHOOK_QUEUE
+    functions: ClassVar[list[Function]] = [_webhook_function()]
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = WorkerSettings.redis_settings
+    job_timeout = _settings.provisioning_job_timeout_seconds
+    keep_result = 0
+    max_jobs = _settings.webhook_max_jobs
+    poll_delay = 0.1
+    health_check_interval = 10
+    allow_abort_jobs = False
+
+
+def run_worker_process(*, burst: bool = False) -> None:
+    """`payments worker`: both workers until SIGINT/SIGTERM (with `burst`, until both queues are empty)."""
+    asyncio.run(_run_both(burst=burst))
+
+
+async def _run_both(*, burst: bool) -> None:
+    ctx: dict[str, Any] = {}
+    await startup(ctx)  # once for both: they share the Services, and neither closes them alone
+    try:
+        # Each worker gets a ctx of its own (arq writes its Redis pool into it).
+        workers = [
+            create_worker(settings, burst=burst, ctx=dict(ctx), on_startup=None, on_shutdown=None)  # type: ignore[arg-type]
+            for settings in (WorkerSettings, WebhookWorkerSettings)
+        ]
+        # Each Worker installed its own SIGINT/SIGTERM handler, the last replacing the first: one
+        # handler stops both (arq's handle_sig cancels a worker's jobs, which arq runs again later).
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _stop, workers, signum)
+        runs = [asyncio.ensure_future(worker.async_run()) for worker in workers]
+        # Returns when both ended (a signal, or burst), or as soon as one of them crashed.
+        await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
+        _stop(workers, signal.SIGTERM)
+        await asyncio.gather(*runs, return_exceptions=True)
+        for worker in workers:
+            await worker.close()
+        for run in runs:
+            error = None if run.cancelled() else run.exception()
+            if error is not None:
+                raise error
+    finally:
+        await shutdown(ctx)
+
+
+def _stop(workers: list[Worker], signum: signal.Signals) -> None:
+    for worker in workers:
+        if worker.main_task is not None and not worker.main_task.done():
+            worker.handle_sig(signum)

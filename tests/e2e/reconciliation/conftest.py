@@ -8,7 +8,9 @@ redis-server (so no other test session's workers take its jobs).
 deposit is the webhook. `signed_env`: TOSS_WEBHOOK_SECRET set and the mock signing with it,
 VIRTUAL_ACCOUNT_RECHECK_SECONDS=1 so the sweeper notices an expired virtual account at once, and
 RECONCILE_GIVE_UP_SECONDS=3 (only a failing lookup ever reaches the give-up rule); its mock's
-clock is moved by the expiry test, so nothing else shares that mock.
+clock is moved by the expiry test, so nothing else shares that mock. `flood_env`: two webhook job
+slots, a low per-source webhook limit and one trusted proxy address, for the webhook flood tests
+(their slow lookups and spent limits must not reach the other tests).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from .helpers import GIVE_UP_SECONDS, Env, Shop, fresh_database, private_redis, running_env
+from .helpers import (
+    FLOOD_ENV,
+    GIVE_UP_SECONDS,
+    Env,
+    Shop,
+    fresh_database,
+    private_redis,
+    running_env,
+)
 
 
 @pytest.fixture(scope="package")
@@ -53,6 +63,15 @@ def signed_env(mysql_url: str, redis_base: str) -> Iterator[Env]:
         yield env
 
 
+@pytest.fixture(scope="package")
+def flood_env(mysql_url: str, redis_base: str) -> Iterator[Env]:
+    with (
+        fresh_database("recon_flood") as database_url,
+        running_env(database_url=database_url, redis_base_url=redis_base, env=FLOOD_ENV) as env,
+    ):
+        yield env
+
+
 async def _shop(env: Env) -> AsyncIterator[Shop]:
     engine = create_async_engine(env.database_url, pool_size=2, max_overflow=2)
     timeout = httpx.Timeout(20.0)
@@ -77,4 +96,10 @@ async def shop(main_env: Env) -> AsyncIterator[Shop]:
 @pytest.fixture
 async def signed_shop(signed_env: Env) -> AsyncIterator[Shop]:
     async for value in _shop(signed_env):
+        yield value
+
+
+@pytest.fixture
+async def flood_shop(flood_env: Env) -> AsyncIterator[Shop]:
+    async for value in _shop(flood_env):
         yield value

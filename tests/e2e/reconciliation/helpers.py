@@ -19,7 +19,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +52,18 @@ CARD_SLOW_CONFIRM = "4330000000000047"
 CARD_FAIL_ONCE = "4330000000000054"
 
 STUDY = {"productType": "STUDY", "productId": "study_123", "amount": 50_000}
+
+# The flood environment (conftest `flood_env`, test_webhook_flood.py): two webhook job slots per
+# worker, a low per-source webhook limit, and one loopback address trusted as a reverse proxy.
+WEBHOOK_JOB_SLOTS = 2
+WEBHOOK_LIMIT_PER_MINUTE = 25
+TRUSTED_PROXY = "127.0.0.20"
+FLOOD_ENV = {
+    "WEBHOOK_MAX_JOBS": str(WEBHOOK_JOB_SLOTS),
+    "RATE_LIMIT_WEBHOOK_PER_MINUTE": str(WEBHOOK_LIMIT_PER_MINUTE),
+    "TRUSTED_PROXIES": TRUSTED_PROXY,
+    "TOSS_READ_TIMEOUT_SECONDS": "10",  # the flood test slows lookups down on purpose
+}
 
 T = TypeVar("T")
 
@@ -314,11 +326,26 @@ class Shop:
         assert redirect_url.startswith(self.env.stack.api_url + "/api/payments/callback/"), redirect_url
         return landing(await self.api.get(redirect_url, follow_redirects=False))
 
+    @contextlib.asynccontextmanager
+    async def client_from(self, address: str) -> AsyncIterator[httpx.AsyncClient]:
+        """A client of our API whose connections come from `address` (any 127.x.y.z on Linux):
+        another source, as the API sees it."""
+        transport = httpx.AsyncHTTPTransport(local_address=address)
+        async with httpx.AsyncClient(
+            base_url=self.env.stack.api_url, transport=transport, timeout=20.0, trust_env=False
+        ) as client:
+            yield client
+
     async def post_webhook(
-        self, body: bytes | Mapping[str, Any], *, transmission_id: str | None = None, **headers: str
+        self,
+        body: bytes | Mapping[str, Any],
+        *,
+        transmission_id: str | None = None,
+        via: httpx.AsyncClient | None = None,
+        **headers: str,
     ) -> httpx.Response:
-        """A delivery straight to our receiver (not through the mock); signed when the env signs,
-        unless an explicit `x_toss_signature` header is given."""
+        """A delivery straight to our receiver (not through the mock), through `via` when given;
+        signed when the env signs, unless an explicit `x_toss_signature` header is given."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = {
             "Content-Type": "application/json",
@@ -330,7 +357,7 @@ class Shop:
         if self.env.signing_secret and "x-toss-signature" not in explicit:
             sent["X-Toss-Signature"] = sign(raw, self.env.signing_secret)
         sent.update(explicit)
-        return await self.api.post(WEBHOOK_PATH, content=raw, headers=sent)
+        return await (via or self.api).post(WEBHOOK_PATH, content=raw, headers=sent)
 
     # --- the mock Toss -----------------------------------------------------------------------------
 
@@ -367,6 +394,10 @@ class Shop:
         assert response.status_code == 200, response.text
         requests: list[dict[str, Any]] = response.json()["requests"]
         return requests
+
+    async def lookups(self, tid: str) -> list[dict[str, Any]]:
+        """Our `GET /v1/payments/orders/{tid}` requests, whatever the mock answered."""
+        return await self.journal(tid, method="GET", path=f"/v1/payments/orders/{tid}")
 
     async def confirms(self, tid: str) -> list[dict[str, Any]]:
         return await self.journal(tid, method="POST", path=CONFIRM_PATH)

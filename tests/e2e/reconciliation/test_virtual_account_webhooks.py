@@ -168,6 +168,40 @@ async def test_a_deposit_callback_with_a_wrong_secret_is_refused_and_changes_not
     assert (final_code, confirms, cancels) == (50, 1, 0)
 
 
+async def test_a_deposit_callback_without_the_secret_is_refused_before_anything_is_recorded(
+    shop: Shop,
+) -> None:
+    """Toss always sends the virtual account's secret: a DEPOSIT_CALLBACK without one is forged."""
+    order = await virtual_account_order(shop, "nosecret")
+    shopper, tid = order.shopper, order.tid
+    history_before = (await shop.detail(shopper, tid))["history"]
+    genuine = dict(order.waiting_deposit_callback["body"])
+    assert genuine.get("secret"), genuine
+    done = {**genuine, "status": "DONE"}
+    without_secret = {key: value for key, value in done.items() if key != "secret"}
+    bodies = [
+        without_secret,  # Toss's documented flat shape
+        {**done, "secret": ""},
+        {**done, "secret": None},
+        {"eventType": "DEPOSIT_CALLBACK", "createdAt": "2026-03-01T12:00:00", "data": without_secret},
+    ]
+    refused_ids = [new_transmission_id() for _ in bodies]
+    for body, transmission_id in zip(bodies, refused_ids, strict=True):
+        _error(await shop.post_webhook(body, transmission_id=transmission_id), 401, "AUTH_001")
+
+    # Nothing recorded, so nothing queued (a job is queued only for a recorded delivery).
+    assert await shop.event_outcomes(refused_ids, tid) == {}
+    status = await shop.status(shopper, tid)
+    assert status["statusCode"] == 30 and status["virtualAccount"] is not None, status
+    assert (await shop.detail(shopper, tid))["history"] == history_before
+
+    # The real deposit, whose callbacks carry the secret, still goes through.
+    await shop.deposit(tid)
+    await shop.wait_for_status(shopper, tid, 50)
+    final_code, confirms, cancels = await shop.summary("deposit-callback-without-secret", shopper, tid)
+    assert (final_code, confirms, cancels) == (50, 1, 0)
+
+
 async def test_a_forged_done_is_overruled_by_the_pg_s_own_status(shop: Shop) -> None:
     # (1) A virtual account the PG still shows WAITING_FOR_DEPOSIT; the forger even knows the secret.
     order = await virtual_account_order(shop, "forged-va")

@@ -2,61 +2,48 @@
 
 The run uses every built-in check plus `error_envelope` (schemathesis_hooks.py): no 5xx, documented
 status codes, content types, headers and response schemas, negative data rejected, auth enforced,
-and every error in the SPEC's envelope. Exclusions are per operation and justified in CONFIG.
+and every error in the SPEC's envelope. Exclusions are per operation and justified in
+fuzzing.OPERATION_RULES. The stateful phase follows the document's links (issue → callback →
+status → refund). This is the short run of `make test`; `make fuzz` (scripts/fuzz.py) runs the same
+harness for at least 10,000 requests.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
+from app.core.api import OPENAPI_LINKS
 from tests.support.servers import RunningServer
 from tests.support.stack import Stack
 
+from .fuzzing import (
+    DEFAULT_SEED,
+    FuzzSize,
+    config_text,
+    failures_excerpt,
+    hook_environment,
+    read_journal,
+    recorded_stats,
+    schemathesis_command,
+    tally,
+)
 from .helpers import stack_with_mock, user_id
 
-HERE = Path(__file__).resolve().parent
-HOOKS = HERE / "schemathesis_hooks.py"
-SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
-SEED = os.environ.get("FUZZ_SEED", "20261126")
+SIZE = FuzzSize(
+    examples_per_operation=int(os.environ.get("FUZZ_MAX_EXAMPLES", "40")),
+    stateful_scenarios=int(os.environ.get("FUZZ_STATEFUL_SCENARIOS", "30")),
+    stateful_steps=6,
+)
+SEED = int(os.environ.get("FUZZ_SEED", str(DEFAULT_SEED)))
 RUN_TIMEOUT = 200.0
-# Not part of the API contract: Prometheus' scrape endpoint and the development-only demo pages.
-EXCLUDED_PATHS = r"^/(metrics|demo)(/|$)"
-
-# Every check stays on for every operation; only what a schema cannot state is relaxed, per
-# operation and per status code.
-CONFIG = """
-[[operations]]
-# positive_data_acceptance (ST202) sends schema-valid bodies and wants them accepted. Issuing is
-# priced by the product catalog: a schema-valid `amount` that is not the catalog's price is
-# PAY_007 (400) by design (SPEC §3), and the schema cannot list prices. Only 400 is added to the
-# check's defaults; the other checks (schema, envelope, 5xx, ...) still apply to these answers.
-include-name = "POST /api/payments/issue"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
-
-[[operations]]
-# Money is an integer on the wire, strictly (house rule): JSON Schema's "integer" also admits 1.0,
-# which the service refuses with 400 PAY_000 rather than silently truncating an amount.
-include-name = "POST /api/payments/{transaction_id}/refund"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
-
-[[operations]]
-# Toss sends two body shapes (PAYMENT_STATUS_CHANGED with data.orderId, DEPOSIT_CALLBACK flat with
-# orderId) and adds fields without notice, so the document keeps the body an open JSON object. A
-# schema-valid object that names no payment is malformed by design (400 PAY_000, issue 5); every
-# other check (envelope, schema of answers, 5xx) still applies.
-include-name = "POST /webhooks/payments/toss"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401"]
-"""
 
 SPEC_ENDPOINTS = {
     ("post", "/api/payments/issue"),
@@ -142,87 +129,78 @@ def test_every_documented_error_response_is_the_spec_envelope(
     assert not wrong, "documented error responses that are not the SPEC envelope:\n" + "\n".join(wrong)
 
 
-def _run_stats(report_dir: Path) -> tuple[int, set[str]]:
-    """HTTP requests schemathesis sent and the checks it ran, from its NDJSON event stream."""
-    sent = 0
-    checks: set[str] = set()
-    for path in report_dir.glob("*.ndjson"):
-        for line in path.read_text().splitlines():
-            finished = json.loads(line).get("ScenarioFinished")
-            if not finished:
-                continue
-            recorder = finished.get("recorder", {})
-            sent += len(recorder.get("interactions", {}))
-            for results in recorder.get("checks", {}).values():
-                checks.update(result["name"] for result in results)
-    return sent, checks
+def test_the_document_is_valid_openapi_with_the_links_of_a_checkout(
+    fuzz_stack: tuple[Stack, RunningServer],
+) -> None:
+    """The served document passes the OpenAPI 3.1 schema, and every link names an existing operation."""
+    stack, _ = fuzz_stack
+    document = _document(stack.apis[0])
 
-
-def _summary(output: str) -> str:
-    """The end of schemathesis' output (failures summary) plus the first failure details."""
-    start = output.find("=== FAILURES ===")
-    details = output[start : start + 6000] if start >= 0 else ""
-    summary_at = output.find("=== SUMMARY ===")
-    summary = output[summary_at:] if summary_at >= 0 else output[-4000:]
-    return f"{summary}\n--- first failures ---\n{details}"
+    errors = [
+        f"{error.instance_path}: {error.message}" for error in OPENAPI_31_VALIDATOR.iter_errors(document)
+    ]
+    assert not errors, errors[:5]
+    operation_ids = {
+        operation["operationId"]: (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    served: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation.get("responses", {}).items():
+                for name, link in response.get("links", {}).items():
+                    served.setdefault((method.upper(), path, status), {})[name] = operation_ids[
+                        link["operationId"]
+                    ]
+    assert served == {
+        source: {name: (target.method, target.path) for name, target in links.items()}
+        for source, links in OPENAPI_LINKS.items()
+    }
+    issue_links = served[("POST", "/api/payments/issue", "201")]
+    assert issue_links["SuccessCallback"] == ("GET", "/api/payments/callback/success")
+    assert issue_links["RequestRefund"] == ("POST", "/api/payments/{transaction_id}/refund")
 
 
 def test_schemathesis_finds_no_contract_violation(
     fuzz_stack: tuple[Stack, RunningServer], tmp_path: Path
 ) -> None:
-    stack, _ = fuzz_stack
+    stack, mock = fuzz_stack
     api = stack.apis[0]
     token = stack.token(user_id("fuzz"))
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text(SIZE))
     report_dir = tmp_path / "report"
-    command = [
-        str(SCHEMATHESIS),
-        "--config-file",
-        str(config),
-        "--no-color",
-        "run",
-        f"{api.url}/schema/openapi.json",
-        "--checks",
-        "all",
-        "--header",
-        f"Authorization: Bearer {token}",
-        "--max-examples",
-        str(MAX_EXAMPLES),
-        "--seed",
-        SEED,
-        "--phases",
-        "examples,coverage,fuzzing,stateful",
-        "--exclude-path-regex",
-        EXCLUDED_PATHS,
-        "--generation-database",
-        "none",
-        "--request-timeout",
-        "15",
-        "--workers",
-        "1",
-        "--report",
-        "junit,ndjson",
-        "--report-dir",
-        str(report_dir),
-    ]
+    journal = tmp_path / "journal.ndjson"
+    command = schemathesis_command(
+        config_file=config,
+        schema_url=f"{api.url}/schema/openapi.json",
+        token=token,
+        seed=SEED,
+        report_dir=report_dir,
+    )
     result = subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
         cwd=tmp_path,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
+        env={**os.environ, **hook_environment(journal=journal, mock_toss_url=mock.url)},
         check=False,
     )
     output = result.stdout + result.stderr
     (tmp_path / "schemathesis.out").write_text(output)
-    sent, checks = _run_stats(report_dir)
+    counted = tally(read_journal(journal))
+    recorded, checks = recorded_stats(report_dir)
     print(
-        f"\nschemathesis (seed {SEED}, max {MAX_EXAMPLES} examples per operation): {sent} requests sent; "
+        f"\nschemathesis (seed {SEED}, {SIZE}): {counted.requests} requests sent "
+        f"({dict(counted.by_phase)}; {recorded} interactions recorded with check probes); "
         f"exit {result.returncode}; output in {tmp_path / 'schemathesis.out'}, reports in {report_dir}"
     )
 
-    assert sent >= 200, f"only {sent} requests were generated:\n{output[-3000:]}"
+    assert counted.requests >= 200, f"only {counted.requests} requests were sent:\n{output[-3000:]}"
+    assert counted.by_phase["stateful"] > 0, counted.by_phase
     assert {"not_a_server_error", "response_schema_conformance", "error_envelope"} <= checks, checks
-    assert result.returncode == 0, _summary(output)
+    assert not counted.server_errors, counted.server_errors[:3]
+    assert not counted.envelope_violations, counted.envelope_violations[:3]
+    assert result.returncode == 0, failures_excerpt(output)

@@ -56,6 +56,11 @@ CASES = {
     "dev JWT secret": ({"JWT_SECRET": DEV_JWT_SECRET}, ["JWT_SECRET"]),
     "docs' Toss test secret key": ({"TOSS_SECRET_KEY": DEV_TOSS_SECRET_KEY}, ["TOSS_SECRET_KEY"]),
     "embedded SQLite": ({"DATABASE_URL": ""}, ["DATABASE_URL", "SQLite"]),
+    # HS256 with a short secret can be brute-forced offline from one token: 32 bytes at least.
+    "JWT secret shorter than 32 bytes": (
+        {"JWT_SECRET": secrets.token_hex(15) + "x"},
+        ["JWT_SECRET", "32 bytes"],
+    ),
 }
 
 

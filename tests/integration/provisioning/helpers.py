@@ -20,7 +20,7 @@ from app.core.ports import RefundRecord
 from app.core.service import IssueCommand
 from app.db import entitlements, transaction_history, transactions
 from app.main import Services
-from app.provisioning.worker import WorkerSettings
+from app.provisioning.worker import WebhookWorkerSettings, WorkerSettings
 
 SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"
 TOSS_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode()}
@@ -104,12 +104,42 @@ def new_worker(services: Services, **kwargs: Any) -> Worker:
     )
 
 
+def new_webhook_worker(services: Services, **kwargs: Any) -> Worker:
+    """A burst arq worker of the webhook queue, with the production definitions (its own slots)."""
+    assert services.redis is not None
+    return Worker(
+        functions=WebhookWorkerSettings.functions,
+        queue_name=WebhookWorkerSettings.queue_name,
+        max_jobs=WebhookWorkerSettings.max_jobs,
+        redis_pool=services.redis,
+        burst=True,
+        poll_delay=0.01,
+        ctx={"deps": services.job_deps},
+        handle_signals=False,
+        keep_result=0,
+        health_check_interval=1,
+        **kwargs,
+    )
+
+
 async def run_worker(services: Services, within: float = WORKER_TIMEOUT) -> Worker:
-    """Run a burst worker until the queue is empty (bounded); fails the test on failed jobs."""
-    worker = new_worker(services)
-    await asyncio.wait_for(worker.main(), within)
-    assert worker.jobs_failed == 0, f"{worker.jobs_failed} job(s) failed"
-    return worker
+    """Run burst workers until both queues are empty (bounded), like one `payments worker`: grants
+    and refunds, then webhook jobs, then the grants and refunds those queued, and so on. Fails the
+    test on failed jobs; returns the first grants-and-refunds worker (its counts)."""
+    assert services.redis is not None
+    deadline = asyncio.get_running_loop().time() + within
+    first = worker = new_worker(services)
+    while True:
+        await asyncio.wait_for(worker.main(), deadline - asyncio.get_running_loop().time())
+        assert worker.jobs_failed == 0, f"{worker.jobs_failed} job(s) failed"
+        if not await services.redis.zcard(WebhookWorkerSettings.queue_name):
+            return first
+        webhooks = new_webhook_worker(services)
+        await asyncio.wait_for(webhooks.main(), deadline - asyncio.get_running_loop().time())
+        assert webhooks.jobs_failed == 0, f"{webhooks.jobs_failed} webhook job(s) failed"
+        if not await services.redis.zcard(worker.queue_name):
+            return first
+        worker = new_worker(services)
 
 
 async def status_of(services: Services, transaction_id: str) -> Status:

@@ -1,0 +1,78 @@
+"""Text that came from a buyer, a browser or a PG, made fit to store and to show. Pure Python.
+
+Two rules, one definition of "unprintable":
+- our API's own input (an orderName, a refund reason) with such characters is refused: PAY_000
+  naming the field (`require_printable`);
+- text we cannot refuse (a fail redirect's message, a PG's error or cancel reason) is cleaned
+  (`printable_text`) before it is stored or put in a redirect.
+
+Unprintable: control characters (C0, DEL, C1), lone surrogates, line and paragraph separators,
+and format characters (bidi overrides and isolates, zero-width spaces, BOM), which can hide or
+reorder what a reader sees. ZWJ and ZWNJ stay: emoji sequences and scripts such as Persian
+spell with them. Every field we store is one line: a line break or tab becomes one space.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from app.core.domain import ValidationFailed
+
+_ZWNJ, _ZWJ = "\u200c", "\u200d"
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Line breaks and tabs separate words: they become a space, not nothing.
+_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+# A skin-tone modifier belongs to the emoji before it.
+_EMOJI_MODIFIERS = range(0x1F3FB, 0x1F400)
+
+
+def is_unprintable(char: str) -> bool:
+    """A character that must not be stored or shown in a line of text."""
+    return unicodedata.category(char) in _UNPRINTABLE_CATEGORIES and char not in (_ZWNJ, _ZWJ)
+
+
+def printable_text(value: str, max_length: int) -> str:
+    """`value` on one line, without unprintable characters, NFC-normalized, trimmed, and at most
+    `max_length` characters (a column's VARCHAR length), cut where no character loses its marks."""
+    text = _BREAKS.sub(" ", value)
+    text = "".join(char for char in text if not is_unprintable(char))
+    text = unicodedata.normalize("NFC", text).strip()
+    if len(text) > max_length:
+        text = text[: _cluster_start(text, max_length)].rstrip()
+    return text
+
+
+def require_printable(fields: Mapping[str, str | None]) -> None:
+    """Refuse our API's input (PAY_000, `details` naming each field) holding unprintable
+    characters or nothing visible. Keys are the fields' names on the wire; None is absent."""
+    details = []
+    for field, value in fields.items():
+        if value is None:
+            continue
+        if any(is_unprintable(char) for char in value):
+            details.append({"field": field, "reason": "must not contain control or format characters"})
+        elif not value.strip():
+            details.append({"field": field, "reason": "must not be blank"})
+    if details:
+        first = details[0]
+        raise ValidationFailed(f"{first['field']}: {first['reason']}", details=details)
+
+
+def _cluster_start(text: str, cut: int) -> int:
+    """`cut`, moved back to where the character cluster around it starts (a base character with
+    its combining marks, variation selectors, skin tone, or a ZWJ emoji sequence). A cluster
+    longer than the whole limit is cut where asked rather than dropped."""
+    start = cut
+    while start > 0 and (_continues_cluster(text[start]) or text[start - 1] == _ZWJ):
+        start -= 1
+    return start or cut
+
+
+def _continues_cluster(char: str) -> bool:
+    return (
+        char == _ZWJ
+        or unicodedata.category(char) in ("Mn", "Mc", "Me")  # combining marks, variation selectors
+        or ord(char) in _EMOJI_MODIFIERS
+    )
