@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.core.service import confirm_idempotency_key
+
 from .helpers import (
     CARD_FAIL_ONCE,
     CARD_SLOW_CONFIRM,
@@ -24,7 +26,8 @@ from .helpers import (
 
 def _single_key(confirms: list[dict[str, Any]], tid: str) -> None:
     keys = {c["idempotencyKey"] for c in confirms}
-    assert keys == {f"confirm-{tid}"}, confirms  # every attempt, by anyone, carried the same key
+    # every attempt, by anyone, carried the same key: one per order and the PG's paymentKey
+    assert keys == {confirm_idempotency_key(tid, confirms[0]["body"]["paymentKey"])}, confirms
 
 
 async def _done_webhooks(shop: Shop, tid: str) -> list[dict[str, Any]]:
