@@ -16,7 +16,7 @@ help:
 	@echo "make loadtest the Locust checkout scenario against a full local stack (loadtest-ui: with the web UI)"
 	@echo "make bench    the benchmark table: bare endpoint vs status, issue and checkout"
 	@echo "make fuzz     the contract fuzzer at scale: >= 10,000 requests, fixed seed, stateful links, on a full"
-	@echo "              local stack; about 5 min on 2 cores, stopped and failed after 15 min (FUZZ_ARGS=--help)"
+	@echo "              local stack; about 3 min on 2 cores, stopped and failed after 15 min (FUZZ_ARGS=--help)"
 
 # Reinstall only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml

@@ -54,9 +54,10 @@ from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
-from app.metrics import REDIS_UNAVAILABLE
+from app.metrics import DATABASE_UNAVAILABLE, REDIS_UNAVAILABLE
 from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
+from app.outages import database_unavailable
 from app.provisioning.api import EntitlementController
 from app.provisioning.handlers import build_handlers
 from app.provisioning.jobs import JobDeps
@@ -311,6 +312,17 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if database_unavailable(exc):  # not a bug: the client may retry once the database is back
+        DATABASE_UNAVAILABLE.labels(component="request").inc()
+        log.warning(
+            "database unreachable on %s %s: answered 503",
+            request.method,
+            request.url.path,
+            extra={"error": repr(exc)},
+        )
+        return payment_error_handler(
+            request, ServiceUnavailable("The database is briefly unreachable. Retry shortly.")
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Something went wrong on our side.")
 
@@ -421,6 +433,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "engine": Provide(lambda: built.engine, use_cache=True, sync_to_thread=False),
             "webhook_service": Provide(lambda: built.webhooks, use_cache=True, sync_to_thread=False),
             "rate_limiter": Provide(lambda: built.rate_limiter, use_cache=True, sync_to_thread=False),
+            "provisioning_queue": Provide(lambda: built.queue, use_cache=True, sync_to_thread=False),
         },
         exception_handlers={
             PaymentError: payment_error_handler,

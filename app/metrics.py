@@ -57,6 +57,12 @@ STATUS_CHANGE_BUS = Counter(
 REDIS_UNAVAILABLE = Counter(
     "payments_redis_unavailable_total", "Requests that met an unreachable Redis, by component", ["component"]
 )
+DATABASE_UNAVAILABLE = Counter(
+    "payments_database_unavailable_total",
+    "Requests answered 503 (request) and callbacks answered and queued for replay (callback) "
+    "because the database was unreachable",
+    ["component"],
+)
 PG_REQUEST_SECONDS = Histogram(
     "payments_pg_request_seconds",
     "Calls to the PG by endpoint and outcome",

@@ -3,7 +3,8 @@
 Redis when configured (shared by every API replica), process memory otherwise. A limit of 0
 turns a limit off (load tests do that). When Redis cannot be reached the limiter fails open:
 the request goes through, counted by this process alone, with a WARNING at most once per
-window and `payments_redis_unavailable_total{component="rate_limiter"}` for each request.
+window and `payments_redis_unavailable_total{component="rate_limiter"}` for each request. After a
+failure Redis is left alone for a few seconds, so a hung Redis does not slow every request down.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ class RateLimited(PaymentError):
 
 class RateLimiter:
     WINDOW_SECONDS = 60
+    REDIS_RETRY_SECONDS = 5.0
 
     def __init__(self, redis: Redis | None, limits: dict[str, int]) -> None:
         self._redis = redis
         self._limits = limits
         self._counts: dict[str, int] = {}
         self._warned_until = 0.0  # monotonic time before which a Redis failure is not logged again
+        self._redis_after = 0.0  # monotonic time before which Redis is not asked (it just failed)
 
     async def hit(self, user_id: str, action: str) -> None:
         """Count one request; RateLimited (429) when the user is over the action's limit."""
@@ -60,6 +63,9 @@ class RateLimiter:
     async def _count_shared(self, key: str) -> int | None:
         """The count across replicas; None when Redis cannot be reached (fail open)."""
         assert self._redis is not None
+        if time.monotonic() < self._redis_after:
+            _FAILED_OPEN.inc()
+            return None
         try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.incr(key)
@@ -68,6 +74,7 @@ class RateLimiter:
             return int(count)
         except (RedisError, OSError) as exc:
             _FAILED_OPEN.inc()
+            self._redis_after = time.monotonic() + self.REDIS_RETRY_SECONDS
             if time.monotonic() >= self._warned_until:
                 self._warned_until = time.monotonic() + self.WINDOW_SECONDS
                 log.warning(

@@ -180,7 +180,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             if proxy.strip():
                 ipaddress.ip_network(proxy.strip())
         except ValueError:
-            raise SettingsError(f"TRUSTED_PROXIES: {proxy.strip()!r} is not an IP address or network") from None
+            raise SettingsError(
+                f"TRUSTED_PROXIES: {proxy.strip()!r} is not an IP address or network"
+            ) from None
     if settings.provisioning_max_tries < 1:
         raise SettingsError("PROVISIONING_MAX_TRIES must be at least 1")
     if not 1 <= settings.sweep_interval_seconds <= 60:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -18,7 +19,7 @@ from app.client_address import request_source
 from app.core.auth import Caller, TokenAuthority
 from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
-from app.core.ports import IdempotencyStore, ServiceUnavailable, StoredResponse
+from app.core.ports import IdempotencyStore, ProvisioningQueue, ServiceUnavailable, StoredResponse
 from app.core.refunds import RefundService
 from app.core.schemas import (
     ErrorBody,
@@ -39,7 +40,8 @@ from app.core.schemas import (
 from app.core.service import IssueCommand, PaymentService
 from app.core.webhooks import WebhookService
 from app.gateway.models import RefundAccount
-from app.metrics import STATUS_POLLS, WEBHOOK_DELIVERIES
+from app.metrics import DATABASE_UNAVAILABLE, STATUS_POLLS, WEBHOOK_DELIVERIES
+from app.outages import database_unavailable
 from app.ratelimit import RateLimited, RateLimiter
 
 log = logging.getLogger("app.api")
@@ -362,6 +364,11 @@ class PaymentController(Controller):
         )
 
 
+# A Toss orderId (ours are transaction ids): anything else cannot be a transaction of ours.
+_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{6,64}")
+_MAX_REPLAYED_VALUE = 600  # longer callback parameters are not Toss's: not kept for a replay
+
+
 class CallbackController(Controller):
     """Where Toss sends the buyer's browser: no token, everything is verified S2S instead."""
 
@@ -379,14 +386,21 @@ class CallbackController(Controller):
     async def success_callback(
         self,
         payment_service: PaymentService,
+        provisioning_queue: ProvisioningQueue,
         payment_key: Annotated[str | None, Parameter(query="paymentKey", required=False)] = None,
         order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
         amount: Annotated[str | None, Parameter(query="amount", required=False)] = None,
         payment_type: Annotated[str | None, Parameter(query="paymentType", required=False)] = None,
     ) -> Redirect:
-        url = await payment_service.handle_success_callback(
-            payment_key=payment_key, order_id=order_id, amount=amount
-        )
+        try:
+            url = await payment_service.handle_success_callback(
+                payment_key=payment_key, order_id=order_id, amount=amount
+            )
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            query = {"paymentKey": payment_key, "orderId": order_id, "amount": amount}
+            url = await _answer_later(payment_service, provisioning_queue, "success", query, order_id)
         return Redirect(path=url, status_code=302)
 
     @get(
@@ -399,15 +413,57 @@ class CallbackController(Controller):
     async def fail_callback(
         self,
         payment_service: PaymentService,
+        provisioning_queue: ProvisioningQueue,
         transaction_id: Annotated[str | None, Parameter(query="transactionId", required=False)] = None,
         order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
         code: Annotated[str | None, Parameter(query="code", required=False)] = None,
         message: Annotated[str | None, Parameter(query="message", required=False)] = None,
     ) -> Redirect:
-        url = await payment_service.handle_fail_callback(
-            transaction_id=transaction_id, order_id=order_id, code=code, message=message
-        )
+        try:
+            url = await payment_service.handle_fail_callback(
+                transaction_id=transaction_id, order_id=order_id, code=code, message=message
+            )
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            query = {"transactionId": transaction_id, "orderId": order_id, "code": code, "message": message}
+            url = await _answer_later(
+                payment_service, provisioning_queue, "fail", query, transaction_id or order_id
+            )
         return Redirect(path=url, status_code=302)
+
+
+async def _answer_later(
+    payment_service: PaymentService,
+    queue: ProvisioningQueue,
+    kind: str,
+    query: dict[str, str | None],
+    transaction_id: str | None,
+) -> str:
+    """The database went away during a callback: the buyer goes to the frontend now (the success
+    page says "confirming" and polls; a failed window's buyer sees the fail page) and a worker
+    replays the callback once the database is back. Whatever had been written stays (a claimed
+    30 is also reconciled), and the replay acts on the state it finds, so the PG's confirm still
+    happens at most once."""
+    if transaction_id is None or not _ORDER_ID.fullmatch(transaction_id):
+        return payment_service.fail_page(None, "PAY_008", "No such transaction.")
+    given = {name: value for name, value in query.items() if value is not None}
+    if all(len(value) <= _MAX_REPLAYED_VALUE for value in given.values()):
+        try:
+            await queue.enqueue_callback(kind, given)
+            DATABASE_UNAVAILABLE.labels(component="callback").inc()
+            log.warning(
+                "database unreachable: callback answered now, replayed once it is back",
+                extra={"transactionId": transaction_id, "callback": kind},
+            )
+        except Exception:
+            log.exception(
+                "database unreachable and the callback could not be queued for replay",
+                extra={"transactionId": transaction_id, "callback": kind},
+            )
+    if kind == "success":
+        return payment_service.success_page(transaction_id)
+    return payment_service.fail_page(transaction_id, "PAY_003", "The payment was not completed.")
 
 
 class ProductController(Controller):

@@ -305,6 +305,7 @@ class RefundRepository(Protocol):
         ...
 
 
+@runtime_checkable  # Litestar checks injected dependencies against their annotation
 class ProvisioningQueue(Protocol):
     """Where Core hands work to the workers. Enqueues are idempotent per transaction."""
 

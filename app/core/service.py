@@ -798,7 +798,16 @@ class PaymentService:
             )
         if transaction.status == Status.CREATED:
             return self._fail_page(transaction.transaction_id, "PAY_001", "The payment was not completed.")
-        return f"{self._frontend}/payment/success?" + urlencode({"transactionId": transaction.transaction_id})
+        return self.success_page(transaction.transaction_id)
+
+    def success_page(self, transaction_id: str) -> str:
+        """The frontend's success page: it polls the status ("confirming" until the outcome is
+        known). Also where a callback that met an unreachable database sends the buyer."""
+        return f"{self._frontend}/payment/success?" + urlencode({"transactionId": transaction_id})
+
+    def fail_page(self, transaction_id: str | None, code: str, message: str) -> str:
+        """The frontend's fail page, with our code and a message."""
+        return self._fail_page(transaction_id, code, message)
 
     def _fail_page(self, transaction_id: str | None, code: str, message: str) -> str:
         query = {"code": code, "message": message}

@@ -3,7 +3,9 @@
 The body is never trusted: it only says which payment to look at. The job asks the PG for the
 payment and applies the transition its *current* status implies, so duplicates, retries and
 out-of-order deliveries are no-ops. Unknown transactions get 200 and a log line: a non-200
-would make Toss retry the same delivery for almost four days.
+would make Toss retry the same delivery for almost four days. Anyone can post a delivery (Toss
+does not sign them), so each costs at most one lookup: when the PG has no such payment the
+delivery ends IGNORED instead of being retried.
 """
 
 from __future__ import annotations

@@ -14,17 +14,36 @@ pool per worker, one DB engine, one HTTP client per process):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import signal
-from typing import Any, ClassVar
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from arq.connections import RedisSettings
 from arq.cron import CronJob, cron
 from arq.worker import Function, Worker, create_worker, func
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
-from app.provisioning.jobs import WEBHOOK_QUEUE, process_webhook, provision_grant, refund_payment, sweep
+from app.provisioning.jobs import (
+    WEBHOOK_QUEUE,
+    process_webhook,
+    provision_grant,
+    refund_payment,
+    replay_callback,
+    sweep,
+)
 from app.settings import load_settings
 
 _settings = load_settings()
+log = logging.getLogger("app.provisioning")
+T = TypeVar("T")
+REDIS_OUTAGE_SECONDS = 60.0  # how long the worker waits for Redis before it gives up and exits
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -45,12 +64,48 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await services.close()
 
 
+class RideOutRedisOutages(Retry):
+    """Retry a Redis connect or command for up to `seconds`, waiting 0.1, 0.2, … 1 s in between.
+
+    arq's Worker ends at the first Redis error, and with it every grant until someone restarts
+    the process. With this the worker waits through a Redis restart or a blip: its jobs and its
+    polling resume once Redis answers (a Redis that comes back empty lost its queue: the sweeper
+    queues the work again). A connect retried inside a command retried may wait twice as long.
+    """
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(NoBackoff(), retries=-1)  # Redis's ConnectionError and TimeoutError
+        self.update_supported_errors([OSError])  # a refused connect, before redis-py wraps it
+        self._seconds = seconds
+
+    async def call_with_retry(self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]) -> T:
+        deadline = time.monotonic() + self._seconds
+        failures = 0
+        while True:
+            try:
+                return await do()
+            except self._supported_errors as error:
+                failures += 1
+                await fail(error)
+                if time.monotonic() >= deadline:
+                    raise
+                if failures == 1:
+                    log.warning("Redis unreachable; the worker waits for it", extra={"error": repr(error)})
+                await asyncio.sleep(min(1.0, 0.05 * 2**failures))
+
+
 def _redis_settings() -> RedisSettings:
     if not _settings.redis_url:
         raise SystemExit(
             "REDIS_URL is not set: the arq worker needs Redis (the embedded default runs jobs in-process)"
         )
-    return RedisSettings.from_dsn(_settings.redis_url)
+    return dataclasses.replace(
+        RedisSettings.from_dsn(_settings.redis_url),
+        retry=RideOutRedisOutages(REDIS_OUTAGE_SECONDS),
+        retry_on_error=[RedisConnectionError, RedisTimeout, OSError],
+    )
 
 
 def _webhook_function() -> Function:
@@ -100,7 +155,15 @@ class WorkerSettings:
 
 class WebhookWorkerSettings:
     queue_name = WEBHOOK_QUEUE
-    functions: ClassVar[list[Function]] = [_webhook_function()]
+    functions: ClassVar[list[Function]] = [
+        _webhook_function(),
+        # Browser callbacks that met an unreachable database, replayed once it is back (they come
+        # from anyone, like webhooks). Waits grow to PROVISIONING_RETRY_MAX_SECONDS; 60 tries
+        # outlast Toss's 10 minutes for a confirm.
+        func(
+            replay_callback, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=60
+        ),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = WorkerSettings.redis_settings
@@ -131,6 +194,13 @@ async def _run_both(*, burst: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, _stop, workers, signum)
+        log.info(
+            "grants, refunds and the sweeper on %s (%d at once); webhooks on %s (%d at once)",
+            workers[0].queue_name,
+            workers[0].max_jobs,
+            workers[1].queue_name,
+            workers[1].max_jobs,
+        )
         runs = [asyncio.ensure_future(worker.async_run()) for worker in workers]
         # Returns when both ended (a signal, or burst), or as soon as one of them crashed.
         await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)

@@ -68,7 +68,11 @@ def fuzz_stack(mysql_url: str) -> Iterator[tuple[Stack, RunningServer]]:
     The per-user rate limits are off: a fuzzer issuing hundreds of requests as one user would
     otherwise measure the limiter (tested on its own in test_ratelimit.py), not the contract.
     """
-    env = {"RATE_LIMIT_ISSUE_PER_MINUTE": "0", "RATE_LIMIT_REFUND_PER_MINUTE": "0"}
+    env = {
+        "RATE_LIMIT_ISSUE_PER_MINUTE": "0",
+        "RATE_LIMIT_REFUND_PER_MINUTE": "0",
+        "RATE_LIMIT_WEBHOOK_PER_MINUTE": "0",  # one source posting every webhook example
+    }
     with stack_with_mock(mysql_url=mysql_url, apis=1, workers=0, env=env) as pair:
         yield pair
 

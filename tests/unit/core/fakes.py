@@ -482,6 +482,7 @@ class FakeQueue:
         self.grants: list[str] = []
         self.refunds: list[str] = []
         self.webhooks: list[int] = []
+        self.callbacks: list[tuple[str, dict[str, str]]] = []
         self.fail_with: Exception | None = None
 
     async def enqueue_grant(self, transaction_id: str) -> None:
@@ -495,6 +496,10 @@ class FakeQueue:
     async def enqueue_webhook(self, event_id: int) -> None:
         await self._maybe_fail()
         self.webhooks.append(event_id)
+
+    async def enqueue_callback(self, kind: str, query: Mapping[str, str]) -> None:
+        await self._maybe_fail()
+        self.callbacks.append((kind, dict(query)))
 
     async def _maybe_fail(self) -> None:
         await asyncio.sleep(0)

@@ -1,0 +1,72 @@
+"""The worker's Redis retry: it waits through a short outage and gives up after its time bound."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from app.provisioning import worker
+from app.provisioning.worker import RideOutRedisOutages
+from app.settings import load_settings
+
+
+async def test_a_command_waits_until_redis_answers_again() -> None:
+    retry = RideOutRedisOutages(seconds=5)
+    calls: list[str] = []
+
+    async def command() -> str:
+        calls.append("try")
+        tries = calls.count("try")
+        if tries == 1:
+            raise ConnectionRefusedError("redis is restarting")  # a connect, before redis-py wraps it
+        if tries < 4:
+            raise RedisConnectionError("Connection closed by server.")
+        return "PONG"
+
+    async def disconnect(_: Exception) -> None:
+        calls.append("disconnect")
+
+    assert await retry.call_with_retry(command, disconnect) == "PONG"
+    assert calls.count("try") == 4 and calls.count("disconnect") == 3
+
+
+async def test_it_gives_up_after_its_time_bound() -> None:
+    retry = RideOutRedisOutages(seconds=0.3)
+    started = time.monotonic()
+
+    async def command() -> None:
+        raise RedisConnectionError("still down")
+
+    async def disconnect(_: Exception) -> None:
+        return None
+
+    with pytest.raises(RedisConnectionError):
+        await retry.call_with_retry(command, disconnect)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_other_redis_errors_are_not_retried() -> None:
+    retry = RideOutRedisOutages(seconds=5)
+    tries = 0
+
+    async def command() -> None:
+        nonlocal tries
+        tries += 1
+        raise ResponseError("WRONGTYPE")
+
+    async def disconnect(_: Exception) -> None:
+        return None
+
+    with pytest.raises(ResponseError):
+        await retry.call_with_retry(command, disconnect)
+    assert tries == 1
+
+
+def test_the_worker_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "_settings", load_settings({"REDIS_URL": "redis://127.0.0.1:6390/3"}))
+    settings = worker._redis_settings()
+    assert isinstance(settings.retry, RideOutRedisOutages)
+    assert (settings.port, settings.database) == (6390, 3)
