@@ -62,7 +62,7 @@ _ERROR_DESCRIPTIONS = {
     422: "Idempotency-Key reused with a different request (PAY_009)",
     413: "Body larger than 65,535 bytes (PAYLOAD_TOO_LARGE)",
     429: "Too many requests (RATE_LIMITED); see Retry-After",
-    503: "A dependency (Redis) is briefly unreachable (SERVICE_UNAVAILABLE); nothing was done, see Retry-After",
+    503: "The database or Redis is briefly unreachable (SERVICE_UNAVAILABLE); retry after Retry-After",
 }
 
 
@@ -246,7 +246,7 @@ class PaymentController(Controller):
     @get(
         "/{transaction_id:str}/status",
         summary="Poll a transaction's status (hot path)",
-        responses=error_responses(400, 401, 404),
+        responses=error_responses(400, 401, 404, 503),
     )
     async def status(
         self,
@@ -329,7 +329,7 @@ class PaymentController(Controller):
     @get(
         "/{transaction_id:str}",
         summary="A transaction with its history",
-        responses=error_responses(400, 401, 404),
+        responses=error_responses(400, 401, 404, 503),
     )
     async def detail(
         self,
@@ -344,7 +344,11 @@ class PaymentController(Controller):
         refunds = await refund_service.list_refunds(transaction_id)
         return transaction_detail_body(detail.transaction, list(detail.history), refunds)
 
-    @get("/", summary="The caller's transactions, newest first", responses=error_responses(400, 401))
+    @get(
+        "/",
+        summary="The caller's transactions, newest first",
+        responses=error_responses(400, 401, 503),
+    )
     async def list_transactions(
         self,
         caller: Caller,
@@ -553,12 +557,9 @@ OPENAPI_LINKS: dict[tuple[str, str, str], dict[str, LinkTarget]] = {
         )
     },
     ("POST", "/api/payments/issue", "201"): {
-        # the PG sends the browser back with our transactionId as its orderId
-        "SuccessCallback": LinkTarget(
-            "GET",
-            "/api/payments/callback/success",
-            {"query.orderId": _FROM_BODY, "query.amount": "$response.body#/amount"},
-        ),
+        # The PG sends the browser back with our transactionId as its orderId (and its own
+        # paymentKey and amount, which no answer of ours carries).
+        "SuccessCallback": LinkTarget("GET", "/api/payments/callback/success", {"query.orderId": _FROM_BODY}),
         "FailCallback": LinkTarget(
             "GET",
             "/api/payments/callback/fail",
@@ -566,8 +567,7 @@ OPENAPI_LINKS: dict[tuple[str, str, str], dict[str, LinkTarget]] = {
         ),
         **_about(_FROM_BODY),
     },
-    ("GET", "/api/payments/callback/success", "302"): _about("$request.query.orderId"),
-    ("GET", "/api/payments/callback/fail", "302"): _about("$request.query.transactionId"),
+    # No links out of the callbacks: their query is the browser's, not an id this service answered.
     ("GET", _STATUS_PATH, "200"): _about(_FROM_BODY),
     ("GET", _DETAIL_PATH, "200"): _about(_FROM_BODY),
     ("POST", _REFUND_PATH, "202"): _about(_FROM_BODY),

@@ -7,10 +7,10 @@ Used by `make test` (test_openapi_fuzz.py) and `make fuzz` (scripts/fuzz.py):
 - Catalog prices: half of the schema-valid issue bodies get a catalog product and its price, so
   transactions are really created (a random amount is PAY_007) and the stateful phase can follow
   the document's links from them: callback, status, detail, refund.
-- The payment window: before the first success callback that names a transaction this run issued
-  and its amount, the buyer pays in the mock Toss (`POST /_mock/checkout`, env FUZZ_MOCK_TOSS_URL)
-  and the callback carries the real paymentKey, so confirms, grants and refunds happen, not only
-  PAY_003.
+- The PG's redirect: the first success callback naming a transaction this run issued (the
+  document links issue's transactionId to its orderId), with no amount or the issued one, is preceded by the buyer paying in the mock
+  Toss (`POST /_mock/checkout`, env FUZZ_MOCK_TOSS_URL) and carries the paymentKey and amount the
+  PG would send, so confirms, grants and refunds happen, not only PAY_003.
 - A request journal (env FUZZ_JOURNAL): one JSON line per request sent to the API, written after
   its answer (phase, operation, status, envelope problem; the request and the answer for a 5xx or
   a broken envelope). `make fuzz` counts requests from it rather than trusting its configuration.
@@ -108,17 +108,22 @@ def flatmap_case(context: schemathesis.HookContext, case: schemathesis.Case) -> 
 
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
-    """The buyer pays in the mock's window before the first success callback of an issued transaction.
+    """The PG's redirect: the buyer pays in the mock's window, then the callback carries the payment.
 
-    Only for a callback that names the transaction and its amount, as the PG's redirect does; other
-    callbacks on it (a fuzzed amount, no amount) go through unpaid and are refused by the service.
+    The first success callback naming a transaction this run issued, with no amount or the issued
+    one, is the PG's: it gets the window's paymentKey and the amount, as Toss sends them. A
+    different amount is a tampered callback and goes through unpaid (the service refuses it), as
+    do later callbacks on the same transaction (replays, which must not confirm twice).
     """
+    query = case.query
     if not MOCK_TOSS_URL or case.operation.label != SUCCESS_CALLBACK or not _is_positive(case):
         return
-    order_id = str(case.query.get("orderId"))
+    if not isinstance(query, dict):
+        return
+    order_id, amount = str(query.get("orderId")), query.get("amount")
     with _lock:
         issued = _issued.get(order_id)
-        if issued is None or str(case.query.get("amount")) != str(issued.get("amount")):
+        if issued is None or (amount is not None and str(amount) != str(issued["amount"])):
             return
         del _issued[order_id]
         card = next(CARDS)
@@ -138,7 +143,8 @@ def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwar
     )
     payment_key = answer.json().get("paymentKey") if answer.status_code == 200 else None
     if payment_key:
-        case.query["paymentKey"] = payment_key
+        query["paymentKey"] = payment_key
+        query["amount"] = str(issued["amount"])
 
 
 def _phase(case: schemathesis.Case) -> str:

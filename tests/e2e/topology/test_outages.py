@@ -5,12 +5,12 @@ own data directory; the machine's servers are never touched), a real stack on th
 worker, mock Toss, a fake study/credit service that counts grants by Idempotency-Key), and
 checkouts through the mock's payment window. Then it stops a server while work is in flight:
 
-- MariaDB (SIGKILL, a crash; SIGTERM, a shutdown) while success callbacks wait on the PG's confirm (the mock's chaos slows the
-  confirm to 2.5 s: the PG charges, the write that records it finds no database) and while grants
-  are in flight (the fake service holds them until the database is gone). More callbacks arrive
-  during the 10 s outage. They must all answer a 302 to the frontend — the success page
-  ("confirming") or, for a failed payment window, the fail page — never a 5xx or a JSON body; the
-  status endpoint and issue answer 503 in the error envelope.
+- MariaDB (SIGKILL, a crash; SIGTERM, a shutdown) while success callbacks wait on the PG's
+  confirm (the mock's chaos slows the confirm to 2.5 s: the PG charges, the write that records it
+  finds no database) and while grants are in flight (the fake service holds them until the
+  database is gone). More callbacks arrive during the 10 s outage. They must all answer a 302 to
+  the frontend — the success page ("confirming") or, for a failed payment window, the fail page —
+  never a 5xx or a JSON body; the status endpoint and issue answer 503 in the error envelope.
 - Redis (SIGKILL; it restarts empty, so the queue is gone) while grants are in flight, with more
   checkouts during the outage whose grants cannot be queued: the sweeper queues them again.
 
@@ -441,6 +441,9 @@ async def test_mariadb_down_for_10s_mid_callback_and_mid_grant(
             await asyncio.gather(*in_flight)
 
             await asyncio.sleep(max(0.0, outage.stopped_at + OUTAGE_SECONDS - time.monotonic()))
+            # Which payments the PG approved while there was no database to record them.
+            journal = await pg.get("/_mock/requests", params={"method": "POST", "path": CONFIRM_PATH})
+            charged_unrecorded = {e["orderId"] for e in journal.json()["requests"] if e["status"] == 200}
             await asyncio.to_thread(database.start)
             outage.restarted_at = time.monotonic()
 
@@ -454,6 +457,11 @@ async def test_mariadb_down_for_10s_mid_callback_and_mid_grant(
     ]
     if not_mid_callback:
         problems.append(f"callbacks not in flight when MariaDB stopped: {not_mid_callback}")
+    not_charged = [c.tid for c in confirming if c.card == CARD_APPROVE and c.tid not in charged_unrecorded]
+    if not_charged:
+        problems.append(
+            f"callbacks whose confirm the PG had not approved before MariaDB came back: {not_charged}"
+        )
     not_mid_grant = [
         c.tid
         for c in granting
