@@ -8,7 +8,7 @@ The same harness as `make test`'s short run (tests/e2e/topology/fuzzing.py and
 schemathesis_hooks.py): every built-in check plus the SPEC's error envelope, all four phases
 (examples, coverage, fuzzing, stateful), a fixed seed, and the OpenAPI links the service documents,
 so the stateful phase walks catalog → issue → callback (the buyer pays in the mock's window) →
-status → refund. Only the sizes are larger: by default about 15,000 requests (at least 10,000
+status → refund. Only the sizes are larger: by default 12,000-20,000 requests (at least 10,000
 are required), in 2–3 minutes on a 2-core machine; --time-limit (default 15 min) stops a run that
 takes longer and fails it. The seed fixes what schemathesis generates; which link a scenario
 follows and the ids the service hands out still vary between runs.
@@ -114,7 +114,10 @@ def run_fuzzer(
     stack: LocalStack,
     time_limit: float,
 ) -> tuple[int, bool]:
-    """Run schemathesis, print progress every PROGRESS_EVERY requests; (exit code, timed out)."""
+    """Run schemathesis, print progress every PROGRESS_EVERY requests; (exit code, stopped early).
+
+    Stopped early: the time limit, Ctrl-C or a service of the stack that died.
+    """
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -126,7 +129,7 @@ def run_fuzzer(
     )
     follower = JournalFollower(journal)
     next_report = PROGRESS_EVERY
-    timed_out = False
+    stopped = False
     try:
         while process.poll() is None:
             time.sleep(0.5)
@@ -137,12 +140,12 @@ def run_fuzzer(
                 next_report += PROGRESS_EVERY
             if elapsed > time_limit:
                 log(f"time limit of {time_limit:.0f} s reached: stopping schemathesis")
-                timed_out = True
+                stopped = True
                 break
             stack.check_alive()
     except (KeyboardInterrupt, StackError) as exc:
         log(f"stopping schemathesis ({exc or 'interrupted'})")
-        timed_out = timed_out or isinstance(exc, KeyboardInterrupt)
+        stopped = True
         if isinstance(exc, StackError):
             output.write(f"\n[fuzz] the stack broke during the run: {exc}\n")
     if process.poll() is None:
@@ -152,7 +155,7 @@ def run_fuzzer(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-    return process.returncode, timed_out
+    return process.returncode, stopped
 
 
 def error_records(log_path: Path) -> list[str]:
@@ -164,7 +167,7 @@ def error_records(log_path: Path) -> list[str]:
 
 def _row(label: str, counts: Counter[str], classes: list[str]) -> str:
     total = sum(counts.values())
-    return f"  {label:<46}{total:>8,}" + "".join(f"{counts.get(c, 0):>8,}" for c in classes)
+    return f"  {label:<46}{total:>8,}" + "".join(f"{counts.get(c, 0):>10,}" for c in classes)
 
 
 def summary_text(
@@ -175,7 +178,7 @@ def summary_text(
     counted: JournalTally,
     recorded: int,
     exit_code: int,
-    timed_out: bool,
+    stopped: bool,
     output: str,
     api_errors: list[str],
     min_requests: int,
@@ -194,7 +197,7 @@ def summary_text(
     links = links_line(output)
     if links:
         lines.append(links.replace("API Links:", "OpenAPI links followed:").replace("  ", " "))
-    lines += ["by operation:", f"  {'operation':<46}{'total':>8}" + "".join(f"{c:>8}" for c in classes)]
+    lines += ["by operation:", f"  {'operation':<46}{'total':>8}" + "".join(f"{c:>10}" for c in classes)]
     for operation in sorted(counted.by_operation):
         lines.append(_row(operation, counted.by_operation[operation], classes))
     lines.append(
@@ -225,8 +228,8 @@ def summary_text(
         reasons.append(f"{len(counted.envelope_violations)} error answers broke the envelope")
     if exit_code != 0:
         reasons.append(f"schemathesis reported failures (exit code {exit_code})")
-    if timed_out:
-        reasons.append("the run was stopped before it finished (time limit or interrupt)")
+    if stopped:
+        reasons.append("the run was stopped before it finished (time limit, interrupt or a dead service)")
     if counted.requests < min_requests:
         reasons.append(f"only {counted.requests:,} requests were sent (at least {min_requests:,} wanted)")
     if exit_code != 0:
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 env = hook_environment(journal=journal, mock_toss_url=stack.mock_url)
                 started = time.monotonic()
                 with out_path.open("w") as output:
-                    exit_code, timed_out = run_fuzzer(command, env, output, journal, stack, args.time_limit)
+                    exit_code, stopped = run_fuzzer(command, env, output, journal, stack, args.time_limit)
                 elapsed = time.monotonic() - started
                 log(
                     f"schemathesis finished (exit code {exit_code}) after {elapsed:.0f} s; stopping the stack"
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         counted=counted,
         recorded=recorded,
         exit_code=exit_code,
-        timed_out=timed_out,
+        stopped=stopped,
         output=output_text,
         api_errors=error_records(options.log_dir / "api.log"),
         min_requests=args.min_requests,

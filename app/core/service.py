@@ -260,6 +260,11 @@ class PaymentService:
         if transaction is None:
             return self._fail_page(None, "PAY_008", "No such transaction.")
         if transaction.status == Status.PAYMENT_PENDING and transaction.va_account_number is None:
+            claimed_for = self._clock.now() - transaction.updated_at
+            if claimed_for < timedelta(seconds=self._config.callback_budget_seconds):
+                # The request that claimed it is still within its budget, confirming: a duplicate
+                # callback (double click, refresh) must never confirm a second time.
+                return self._page_for(transaction)
             # Pending without a known outcome: this may be the buyer's real callback after a forged
             # one claimed the transaction. The PG knows which payment belongs to this order.
             await self.settle_with_pg(transaction, deadline)

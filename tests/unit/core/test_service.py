@@ -396,6 +396,48 @@ async def test_two_concurrent_success_callbacks_confirm_once(world: World) -> No
     assert [h.status for h in world.repo.stored_history(t.transaction_id)].count(Status.PAYMENT_PENDING) == 1
 
 
+async def test_a_duplicate_callback_after_the_claim_never_confirms_again(world: World) -> None:
+    """The second callback reads 30 while the first one's confirm is still open: it must neither
+    confirm nor look up, however the PG answers; it shows the confirming page."""
+    t = await issue(world)
+    release = asyncio.Event()
+    [held] = world.gateway.on_confirm(done_payment(t.transaction_id, STUDY_PRICE), hold=release)
+    first = asyncio.create_task(success_callback(world, t.transaction_id))
+    await asyncio.wait_for(held.entered.wait(), timeout=2)
+    assert status_of(world, t.transaction_id) == Status.PAYMENT_PENDING
+
+    world.clock.advance(seconds=5)  # within the claimer's budget
+    assert await success_callback(world, t.transaction_id) == success_page(t.transaction_id)
+
+    release.set()
+    await asyncio.wait_for(first, timeout=2)
+    assert [c.operation for c in world.gateway.calls] == ["confirm_payment"]
+    assert status_of(world, t.transaction_id) == PAID
+
+
+async def test_after_a_forged_claim_the_buyers_own_callback_confirms_with_the_pgs_key(world: World) -> None:
+    """A forged callback with someone else's key claimed the order while the buyer had not yet
+    authenticated. The buyer's callback, once the forger's budget is spent, asks the PG by orderId
+    and confirms with the key the PG holds for this order, never the forged one."""
+    t = await issue(world)
+    world.gateway.on_confirm(gateway_error(GatewayErrorKind.NOT_FOUND, "NOT_FOUND_PAYMENT", http_status=404))
+    world.gateway.on_find(NO_PAYMENT_AT_PG)  # the buyer is still in the window
+    await success_callback(world, t.transaction_id, payment_key="pk_someone_elses")
+    forged = world.repo.stored(t.transaction_id)
+    assert (forged.status, forged.payment_key) == (Status.PAYMENT_PENDING, None)
+
+    world.clock.advance(seconds=13)  # past the budget of the forged request
+    world.gateway.on_find(in_progress_payment(t.transaction_id, STUDY_PRICE, payment_key="pk_buyer"))
+    url = await success_callback(world, t.transaction_id, payment_key="pk_buyer")
+
+    assert url == success_page(t.transaction_id)
+    confirms = world.gateway.confirm_calls
+    assert [c.kwargs["payment_key"] for c in confirms] == ["pk_someone_elses", "pk_buyer"]
+    assert confirms[1].kwargs["idempotency_key"] != confirms[0].kwargs["idempotency_key"]
+    paid = world.repo.stored(t.transaction_id)
+    assert (paid.status, paid.payment_key) == (PAID, "pk_buyer")
+
+
 async def test_ten_concurrent_callbacks_confirm_once(world: World) -> None:
     t = await issue(world)
     urls = await asyncio.gather(*(success_callback(world, t.transaction_id) for _ in range(10)))
