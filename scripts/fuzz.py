@@ -227,7 +227,7 @@ def summary_text(
     if counted.envelope_violations:
         reasons.append(f"{len(counted.envelope_violations)} error answers broke the envelope")
     if exit_code != 0:
-        reasons.append(f"schemathesis reported failures (exit code {exit_code})")
+        reasons.append(f"schemathesis exited with code {exit_code} (1: it found failures)")
     if stopped:
         reasons.append("the run was stopped before it finished (time limit, interrupt or a dead service)")
     if counted.requests < min_requests:
