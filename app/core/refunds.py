@@ -269,7 +269,11 @@ class RefundService:
                 raise RefundOutcomeUnknown(error.pg_code) from error
             log.error(
                 "the PG refused the refund; needs review",
-                extra={"transactionId": transaction.transaction_id, "refundId": refund_id, "pgCode": error.pg_code},
+                extra={
+                    "transactionId": transaction.transaction_id,
+                    "refundId": refund_id,
+                    "pgCode": error.pg_code,
+                },
             )
             await self._refunds.refuse_refund(
                 refund,
@@ -287,7 +291,11 @@ class RefundService:
         )
         log.info(
             "refund completed",
-            extra={"transactionId": transaction.transaction_id, "refundId": refund_id, "amount": refund.amount},
+            extra={
+                "transactionId": transaction.transaction_id,
+                "refundId": refund_id,
+                "amount": refund.amount,
+            },
         )
         return RefundStatus.DONE.value
 
@@ -303,7 +311,10 @@ class RefundService:
         if payment.status not in (PgPaymentStatus.CANCELED, PgPaymentStatus.PARTIAL_CANCELED):
             return 0
         if payment.order_id != transaction.transaction_id or payment.total_amount != transaction.amount:
-            log.error("PG cancel does not match the transaction", extra={"transactionId": transaction.transaction_id})
+            log.error(
+                "PG cancel does not match the transaction",
+                extra={"transactionId": transaction.transaction_id},
+            )
             return 0
         ours = await self._refunds.list_refunds(transaction.transaction_id)
         if any(r.status == RefundStatus.REQUESTED for r in ours):
@@ -344,7 +355,11 @@ class RefundService:
                 PG_SIDE_CANCELS.inc()
                 log.warning(
                     "payment cancelled at the PG, not by us",
-                    extra={"transactionId": current.transaction_id, "refundId": refund.refund_id, "amount": amount},
+                    extra={
+                        "transactionId": current.transaction_id,
+                        "refundId": refund.refund_id,
+                        "amount": amount,
+                    },
                 )
                 if refund.revoke_status == RevokeStatus.PENDING:
                     await self._enqueue(refund.refund_id)
