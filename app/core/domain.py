@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -250,6 +251,145 @@ class HistoryEntry:
     message: str
     metadata: dict[str, Any]
     created_at: datetime
+
+
+# --- transitions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionChange:
+    """Column values written together with a status change (None = leave as is)."""
+
+    payment_key: str | None = None
+    pg_method: str | None = None
+    failure_code: str | None = None
+    failure_pg_code: str | None = None
+    failure_message: str | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    va_bank_code: str | None = None
+    va_account_number: str | None = None
+    va_due_date: datetime | None = None
+    va_secret: str | None = None
+    next_reconcile_at: datetime | None = None
+
+
+_NO_CHANGE = TransitionChange()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One guarded status change: from `expected` to `target`, the columns it sets and the history
+    row it leaves. Use cases make them with the named constructors below; a repository applies one
+    only when the transaction is still in `expected`, and refuses a pair ALLOWED_TRANSITIONS lacks.
+    """
+
+    expected: Status
+    target: Status
+    message: str
+    change: TransitionChange = _NO_CHANGE
+    history: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return can_transition(self.expected, self.target)
+
+    # 10 → 30
+    @classmethod
+    def claim_for_confirm(cls, *, reconcile_at: datetime) -> Transition:
+        """The one request that may confirm with the PG; if it dies, the reconciler asks the PG."""
+        return cls(
+            Status.CREATED,
+            Status.PAYMENT_PENDING,
+            "confirming with the payment provider",
+            TransitionChange(next_reconcile_at=reconcile_at),
+        )
+
+    @classmethod
+    def claim_reported_payment(cls, *, pg_status: str, reconcile_at: datetime) -> Transition:
+        """The PG reports a payment for an order still at 10 (a fail redirect that was not the truth)."""
+        return cls(
+            Status.CREATED,
+            Status.PAYMENT_PENDING,
+            "the payment provider reports the payment; applying it",
+            TransitionChange(next_reconcile_at=reconcile_at),
+            {"pgStatus": pg_status},
+        )
+
+    # 30 → 40
+    @classmethod
+    def mark_paid(
+        cls,
+        *,
+        payment_key: str,
+        pg_method: str | None,
+        completed_at: datetime,
+        history: Mapping[str, Any],
+    ) -> Transition:
+        return cls(
+            Status.PAYMENT_PENDING,
+            Status.PAYMENT_SUCCESS,
+            "payment confirmed by the payment provider",
+            TransitionChange(payment_key=payment_key, pg_method=pg_method, completed_at=completed_at),
+            history,
+        )
+
+    # 10 → 41 or 30 → 41
+    @classmethod
+    def fail(
+        cls,
+        expected: Status,
+        *,
+        code: str,
+        message: str,
+        pg_code: str | None = None,
+        history: Mapping[str, Any] | None = None,
+    ) -> Transition:
+        return cls(
+            expected,
+            Status.PAYMENT_FAILED,
+            message,
+            TransitionChange(failure_code=code, failure_pg_code=pg_code or None, failure_message=message),
+            {"code": code, "pgCode": pg_code, **(history or {})},
+        )
+
+    @classmethod
+    def expire(cls) -> Transition:
+        return cls(
+            Status.CREATED,
+            Status.PAYMENT_FAILED,
+            "expired before payment",
+            TransitionChange(failure_code="PAY_002", failure_message="The transaction has expired."),
+        )
+
+    # 40 → 45, 45 → 50, 45 → 51
+    @classmethod
+    def start_provisioning(cls) -> Transition:
+        return cls(Status.PAYMENT_SUCCESS, Status.PROVISION_PENDING, "grant queued")
+
+    @classmethod
+    def provisioned(cls, details: Mapping[str, Any]) -> Transition:
+        return cls(Status.PROVISION_PENDING, Status.PROVISION_SUCCESS, "purchase granted", history=details)
+
+    @classmethod
+    def provisioning_failed(cls, reason: str) -> Transition:
+        return cls(
+            Status.PROVISION_PENDING,
+            Status.PROVISION_FAILED,
+            f"grant failed for good: {reason}",
+            TransitionChange(failure_code="PAY_006", failure_message=f"Provisioning failed: {reason}"),
+            {"code": "PAY_006", "reason": reason[:200]},
+        )
+
+
+class ForbiddenTransition(Exception):
+    """A transition the state machine does not have: a bug in the caller, refused before any write
+    (a 500, not a client's error)."""
+
+    def __init__(self, transition: Transition) -> None:
+        super().__init__(
+            f"The state machine does not allow {transition.expected.name} → {transition.target.name}."
+        )
 
 
 # --- polling schedule --------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from app.core.domain import (
     RevokeStatus,
     Status,
     Transaction,
+    Transition,
+    TransitionChange,
 )
 from app.gateway.models import PaymentInfo, RefundAccount, RefundResult
 
@@ -77,24 +79,6 @@ class StatusView:
 
 
 @dataclass(frozen=True, slots=True)
-class TransitionChange:
-    """Column values to write together with a status change (None = leave as is)."""
-
-    payment_key: str | None = None
-    pg_method: str | None = None
-    failure_code: str | None = None
-    failure_pg_code: str | None = None
-    failure_message: str | None = None
-    completed_at: datetime | None = None
-    expires_at: datetime | None = None
-    va_bank_code: str | None = None
-    va_account_number: str | None = None
-    va_due_date: datetime | None = None
-    va_secret: str | None = None
-    next_reconcile_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class TransactionPage:
     items: Sequence[Transaction]
     next_cursor: str | None
@@ -123,21 +107,12 @@ class TransactionRepository(Protocol):
         """The user's transactions, newest first, cursor-paginated."""
         ...
 
-    async def transition(
-        self,
-        transaction_id: str,
-        *,
-        expected: Status,
-        target: Status,
-        message: str,
-        now: datetime,
-        change: TransitionChange | None = None,
-        history_metadata: Mapping[str, Any] | None = None,
-    ) -> bool:
-        """Move expected → target guarded in the database (`UPDATE … WHERE status = expected`).
+    async def apply(self, transaction_id: str, transition: Transition, *, now: datetime) -> bool:
+        """Apply a transition guarded in the database (`UPDATE … WHERE status = expected`).
 
         Writes the history row in the same database transaction. Returns False, changing
-        nothing, when the row was not in `expected` (somebody else won the race).
+        nothing, when the row was not in `expected` (somebody else won the race). Raises
+        ForbiddenTransition, writing nothing, for a pair the state machine does not allow.
         """
         ...
 

@@ -16,13 +16,23 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.core.domain import HistoryEntry, Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
+from app.core.domain import (
+    ForbiddenTransition,
+    HistoryEntry,
+    Method,
+    ProductType,
+    RefundStatus,
+    RevokeStatus,
+    Status,
+    Transaction,
+    Transition,
+    TransitionChange,
+)
 from app.core.ports import (
     RefundRecord,
     StatusChanges,
     StatusView,
     TransactionPage,
-    TransitionChange,
     WebhookEvent,
 )
 from app.core.printable import printable_text
@@ -299,32 +309,27 @@ class SqlTransactionRepository:
         next_cursor = encode_cursor(rows[-1]._mapping["id"]) if has_more and rows else None
         return TransactionPage(items=[_to_transaction(r) for r in rows], next_cursor=next_cursor)
 
-    async def transition(
-        self,
-        transaction_id: str,
-        *,
-        expected: Status,
-        target: Status,
-        message: str,
-        now: datetime,
-        change: TransitionChange | None = None,
-        history_metadata: Mapping[str, Any] | None = None,
-    ) -> bool:
-        values: dict[str, Any] = {"status": int(target), "updated_at": now}
-        values.update(_change_values(change))
+    async def apply(self, transaction_id: str, transition: Transition, *, now: datetime) -> bool:
+        if not transition.allowed:
+            raise ForbiddenTransition(transition)
+        values: dict[str, Any] = {"status": int(transition.target), "updated_at": now}
+        values.update(_change_values(transition.change))
         for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
             try:
                 async with self._engine.begin() as conn:
                     result = await conn.execute(
                         update(tx_table)
                         .where(
-                            tx_table.c.transaction_id == transaction_id, tx_table.c.status == int(expected)
+                            tx_table.c.transaction_id == transaction_id,
+                            tx_table.c.status == int(transition.expected),
                         )
                         .values(**values)
                     )
                     if result.rowcount != 1:
                         return False
-                    await _append_history(conn, transaction_id, target, message, history_metadata, now)
+                    await _append_history(
+                        conn, transaction_id, transition.target, transition.message, transition.history, now
+                    )
                 break
             except OperationalError as exc:
                 # InnoDB picked this transaction as a deadlock victim and rolled it back: run it again.
@@ -332,7 +337,7 @@ class SqlTransactionRepository:
                     raise
                 await asyncio.sleep(0.02 * attempt)
         await self._status_changes.announce(transaction_id)
-        _observe_transition(target, change, history_metadata)
+        _observe_transition(transition.target, transition.change, transition.history)
         return True
 
     async def record_event(

@@ -30,6 +30,8 @@ from app.core.domain import (
     Status,
     Transaction,
     TransactionNotFound,
+    Transition,
+    TransitionChange,
     ValidationFailed,
     new_transaction_id,
     retry_after_ms,
@@ -43,7 +45,6 @@ from app.core.ports import (
     StatusView,
     TransactionPage,
     TransactionRepository,
-    TransitionChange,
 )
 from app.core.printable import printable_text, require_printable
 from app.core.refunds import RefundService
@@ -296,17 +297,11 @@ class PaymentService:
                 transaction.transaction_id, "PAY_003", "The payment could not be verified."
             )
 
-        claimed = await self._repo.transition(
+        # The callback's paymentKey is not stored: only the PG's own key for this order is.
+        claimed = await self._repo.apply(
             transaction.transaction_id,
-            expected=Status.CREATED,
-            target=Status.PAYMENT_PENDING,
-            message="confirming with the payment provider",
+            Transition.claim_for_confirm(reconcile_at=self._first_reconcile(now)),
             now=now,
-            # If this process dies before the confirm's answer is stored, the reconciler asks the PG.
-            # The callback's paymentKey is not stored: only the PG's own key for this order is.
-            change=TransitionChange(
-                next_reconcile_at=now + timedelta(seconds=self._config.reconcile_first_delay_seconds),
-            ),
         )
         if not claimed:
             return await self._page_for_current(transaction.transaction_id)
@@ -426,22 +421,19 @@ class PaymentService:
                 tid, "PAY_003", "The PG's payment does not match the transaction.", None
             )
         elif payment.status == PgPaymentStatus.DONE:
-            changed = await self._repo.transition(
+            changed = await self._repo.apply(
                 tid,
-                expected=Status.PAYMENT_PENDING,
-                target=Status.PAYMENT_SUCCESS,
-                message="payment confirmed by the payment provider",
-                now=now,
-                change=TransitionChange(
+                Transition.mark_paid(
                     payment_key=payment.payment_key,
                     pg_method=payment.method.value if payment.method else None,
                     completed_at=payment.approved_at or now,
+                    history={
+                        "pgStatus": payment.status.value,
+                        "paymentKey": payment.payment_key,
+                        "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
+                    },
                 ),
-                history_metadata={
-                    "pgStatus": payment.status.value,
-                    "paymentKey": payment.payment_key,
-                    "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
-                },
+                now=now,
             )
             if changed:
                 log.info("payment succeeded", extra={"transactionId": tid, "amount": transaction.amount})
@@ -575,17 +567,10 @@ class PaymentService:
             "a fail redirect for a payment the PG reports paid; applying the PG", extra={"transactionId": tid}
         )
         now = self._clock.now()
-        if await self._repo.transition(
-            tid,
-            expected=Status.CREATED,
-            target=Status.PAYMENT_PENDING,
-            message="the payment provider reports the payment; applying it",
-            now=now,
-            change=TransitionChange(
-                next_reconcile_at=now + timedelta(seconds=self._config.reconcile_first_delay_seconds)
-            ),
-            history_metadata={"pgStatus": payment.status.value},
-        ):
+        claim = Transition.claim_reported_payment(
+            pg_status=payment.status.value, reconcile_at=self._first_reconcile(now)
+        )
+        if await self._repo.apply(tid, claim, now=now):
             await self.apply_pg_payment(transaction, payment)
         return "paid"
 
@@ -631,16 +616,7 @@ class PaymentService:
         now = self._clock.now()
         expired = 0
         for tid in await self._repo.find_expired_created(now, limit):
-            if await self._repo.transition(
-                tid,
-                expected=Status.CREATED,
-                target=Status.PAYMENT_FAILED,
-                message="expired before payment",
-                now=now,
-                change=TransitionChange(
-                    failure_code="PAY_002", failure_message="The transaction has expired."
-                ),
-            ):
+            if await self._repo.apply(tid, Transition.expire(), now=now):
                 expired += 1
         return expired
 
@@ -652,43 +628,22 @@ class PaymentService:
         A crash or a Redis error between the two leaves a 45 without a job; the sweeper queues
         it again (enqueues are idempotent per transaction), so no grant is ever lost.
         """
-        moved = await self._repo.transition(
-            transaction_id,
-            expected=Status.PAYMENT_SUCCESS,
-            target=Status.PROVISION_PENDING,
-            message="grant queued",
-            now=self._clock.now(),
-        )
+        moved = await self._repo.apply(transaction_id, Transition.start_provisioning(), now=self._clock.now())
         if moved:
             await self._enqueue_grant(transaction_id)
         return moved
 
     async def complete_provisioning(self, transaction_id: str, details: dict[str, Any]) -> bool:
         """45 → 50: the buyer has what they paid for."""
-        done = await self._repo.transition(
-            transaction_id,
-            expected=Status.PROVISION_PENDING,
-            target=Status.PROVISION_SUCCESS,
-            message="purchase granted",
-            now=self._clock.now(),
-            history_metadata=details,
-        )
+        done = await self._repo.apply(transaction_id, Transition.provisioned(details), now=self._clock.now())
         if done:
             log.info("provisioning succeeded", extra={"transactionId": transaction_id})
         return done
 
     async def fail_provisioning(self, transaction_id: str, reason: str) -> bool:
         """45 → 51, then an automatic full refund (51 → 90 → 95)."""
-        failed = await self._repo.transition(
-            transaction_id,
-            expected=Status.PROVISION_PENDING,
-            target=Status.PROVISION_FAILED,
-            message=f"grant failed for good: {reason}"[:255],
-            now=self._clock.now(),
-            change=TransitionChange(
-                failure_code="PAY_006", failure_message=f"Provisioning failed: {reason}"[:510]
-            ),
-            history_metadata={"code": "PAY_006", "reason": reason[:200]},
+        failed = await self._repo.apply(
+            transaction_id, Transition.provisioning_failed(reason), now=self._clock.now()
         )
         if failed:
             log.error(
@@ -744,17 +699,10 @@ class PaymentService:
         pg_code: str | None,
         metadata: dict[str, Any] | None = None,
     ) -> bool:
-        return await self._repo.transition(
-            transaction.transaction_id,
-            expected=Status.CREATED,
-            target=Status.PAYMENT_FAILED,
-            message=message[:255],
-            now=self._clock.now(),
-            change=TransitionChange(
-                failure_code=code, failure_pg_code=pg_code, failure_message=message[:510]
-            ),
-            history_metadata={"code": code, "pgCode": pg_code, **(metadata or {})},
+        failure = Transition.fail(
+            Status.CREATED, code=code, message=message, pg_code=pg_code, history=metadata
         )
+        return await self._repo.apply(transaction.transaction_id, failure, now=self._clock.now())
 
     async def fail_created_by_pg(self, transaction: Transaction, pg_status: str) -> bool:
         """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED)."""
@@ -770,17 +718,12 @@ class PaymentService:
 
     async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
         """30 → 41 (guarded)."""
-        return await self._repo.transition(
-            transaction_id,
-            expected=Status.PAYMENT_PENDING,
-            target=Status.PAYMENT_FAILED,
-            message=message[:255],
-            now=self._clock.now(),
-            change=TransitionChange(
-                failure_code=code, failure_pg_code=(pg_code or None), failure_message=message[:510]
-            ),
-            history_metadata={"code": code, "pgCode": pg_code},
-        )
+        failure = Transition.fail(Status.PAYMENT_PENDING, code=code, message=message, pg_code=pg_code)
+        return await self._repo.apply(transaction_id, failure, now=self._clock.now())
+
+    def _first_reconcile(self, now: datetime) -> datetime:
+        """When the reconciler first asks the PG about a claimed (30) transaction."""
+        return now + timedelta(seconds=self._config.reconcile_first_delay_seconds)
 
     async def _current_status(self, transaction_id: str) -> Status:
         view = await self._repo.get_status_view(transaction_id)

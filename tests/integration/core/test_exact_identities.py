@@ -25,8 +25,8 @@ from sqlalchemy import String, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.domain import ProductType, RefundStatus, Status, Transaction
-from app.core.ports import RefundRecord, TransitionChange, WebhookEvent
+from app.core.domain import ProductType, RefundStatus, Status, Transaction, Transition, TransitionChange
+from app.core.ports import RefundRecord, WebhookEvent
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
 from app.db import ExactString, metadata, refunds, transaction_history
 from app.main import Services, build_services, create_app
@@ -207,13 +207,15 @@ async def test_a_lookalike_transaction_id_finds_nothing(
         assert await repository.history(other) == []
         assert await repository.list_refunds(other) == []
         assert await repository.get_refund(lookalike(refund_id)) is None
-        assert not await repository.transition(
+        assert not await repository.apply(
             other,
-            expected=Status.CREATED,
-            target=Status.PAYMENT_FAILED,
-            message="must not apply",
+            Transition(
+                Status.CREATED,
+                Status.PAYMENT_FAILED,
+                "must not apply",
+                change=TransitionChange(failure_code="PAY_003", failure_message="no"),
+            ),
             now=datetime.now(UTC),
-            change=TransitionChange(failure_code="PAY_003", failure_message="no"),
         )
         stored = await repository.get(tid)
         assert stored is not None and stored.status == Status.CREATED

@@ -7,11 +7,11 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.domain import Status, Transaction
-from app.core.ports import TransitionChange
+from app.core.domain import ForbiddenTransition, Status, Transaction, Transition, TransitionChange
 from app.core.repository import SqlTransactionRepository
 from app.db import transaction_history
 
@@ -97,22 +97,26 @@ async def test_transition_writes_status_change_and_history_together(
     t1 = transaction.created_at + timedelta(seconds=5)
     t2 = t1 + timedelta(seconds=2)
 
-    claimed = await repository.transition(
+    claimed = await repository.apply(
         tid,
-        expected=Status.CREATED,
-        target=Status.PAYMENT_PENDING,
-        message="confirming",
+        Transition(
+            Status.CREATED,
+            Status.PAYMENT_PENDING,
+            "confirming",
+            change=TransitionChange(payment_key="pk_1"),
+            history={"paymentKey": "pk_1"},
+        ),
         now=t1,
-        change=TransitionChange(payment_key="pk_1"),
-        history_metadata={"paymentKey": "pk_1"},
     )
-    done = await repository.transition(
+    done = await repository.apply(
         tid,
-        expected=Status.PAYMENT_PENDING,
-        target=Status.PAYMENT_SUCCESS,
-        message="confirmed",
+        Transition(
+            Status.PAYMENT_PENDING,
+            Status.PAYMENT_SUCCESS,
+            "confirmed",
+            change=TransitionChange(pg_method="CARD", completed_at=t2),
+        ),
         now=t2,
-        change=TransitionChange(pg_method="CARD", completed_at=t2),
     )
 
     assert claimed and done
@@ -140,13 +144,15 @@ async def test_transition_from_the_wrong_state_changes_nothing(
     await repository.add(transaction, "issued")
     tid = transaction.transaction_id
 
-    moved = await repository.transition(
+    moved = await repository.apply(
         tid,
-        expected=Status.PAYMENT_PENDING,
-        target=Status.PAYMENT_SUCCESS,
-        message="should not happen",
+        Transition(
+            Status.PAYMENT_PENDING,
+            Status.PAYMENT_SUCCESS,
+            "should not happen",
+            change=TransitionChange(payment_key="pk_nope"),
+        ),
         now=datetime.now(UTC),
-        change=TransitionChange(payment_key="pk_nope"),
     )
 
     assert moved is False
@@ -155,12 +161,39 @@ async def test_transition_from_the_wrong_state_changes_nothing(
     assert await _history_rows(engine, tid) == 1
 
 
+@pytest.mark.parametrize(
+    ("expected", "target"),
+    [
+        (Status.CREATED, Status.PROVISION_SUCCESS),  # skipping the payment
+        (Status.PAYMENT_FAILED, Status.PAYMENT_SUCCESS),  # resurrecting a failure
+        (Status.REFUNDED, Status.PROVISION_SUCCESS),  # un-refunding
+        (Status.CREATED, Status.CREATED),
+    ],
+    ids=lambda s: s.name,
+)
+async def test_mariadb_refuses_a_transition_the_state_machine_lacks(
+    repository: SqlTransactionRepository,
+    engine: AsyncEngine,
+    new_transaction: NewTransaction,
+    expected: Status,
+    target: Status,
+) -> None:
+    """Even from the very status it names, a forbidden pair is refused before any write."""
+    transaction = new_transaction(status=expected)
+    await repository.add(transaction, "seeded")
+    forbidden = Transition(expected, target, "not in the table")
+
+    with pytest.raises(ForbiddenTransition):
+        await repository.apply(transaction.transaction_id, forbidden, now=datetime.now(UTC))
+
+    assert await repository.get(transaction.transaction_id) == transaction
+    assert await _history_rows(engine, transaction.transaction_id) == 1
+
+
 async def test_transition_of_an_unknown_transaction_is_false(repository: SqlTransactionRepository) -> None:
-    moved = await repository.transition(
+    moved = await repository.apply(
         "TXN_unknown_" + secrets.token_hex(8),
-        expected=Status.CREATED,
-        target=Status.PAYMENT_PENDING,
-        message="x",
+        Transition(Status.CREATED, Status.PAYMENT_PENDING, "x"),
         now=datetime.now(UTC),
     )
     assert moved is False
@@ -172,16 +205,18 @@ async def test_failure_columns_show_in_the_status_view(
     transaction = new_transaction()
     await repository.add(transaction, "issued")
 
-    assert await repository.transition(
+    assert await repository.apply(
         transaction.transaction_id,
-        expected=Status.CREATED,
-        target=Status.PAYMENT_FAILED,
-        message="declined",
-        now=datetime.now(UTC),
-        change=TransitionChange(
-            failure_code="PAY_004", failure_pg_code="REJECT_CARD_PAYMENT", failure_message="잔액 부족"
+        Transition(
+            Status.CREATED,
+            Status.PAYMENT_FAILED,
+            "declined",
+            change=TransitionChange(
+                failure_code="PAY_004", failure_pg_code="REJECT_CARD_PAYMENT", failure_message="잔액 부족"
+            ),
+            history={"code": "PAY_004", "pgCode": "REJECT_CARD_PAYMENT"},
         ),
-        history_metadata={"code": "PAY_004", "pgCode": "REJECT_CARD_PAYMENT"},
+        now=datetime.now(UTC),
     )
 
     view = await repository.get_status_view(transaction.transaction_id)
@@ -206,14 +241,16 @@ async def test_twenty_concurrent_claims_of_one_row_have_exactly_one_winner(
 
     results = await asyncio.gather(
         *(
-            repository.transition(
+            repository.apply(
                 tid,
-                expected=Status.CREATED,
-                target=Status.PAYMENT_PENDING,
-                message=f"claim {i}",
+                Transition(
+                    Status.CREATED,
+                    Status.PAYMENT_PENDING,
+                    f"claim {i}",
+                    change=TransitionChange(payment_key=f"pk_{i}"),
+                    history={"claimer": i},
+                ),
                 now=now,
-                change=TransitionChange(payment_key=f"pk_{i}"),
-                history_metadata={"claimer": i},
             )
             for i in range(20)
         )
@@ -243,9 +280,7 @@ async def test_racing_success_and_failure_never_both_win(
     calls = []
     for i in range(20):
         target = Status.PAYMENT_PENDING if i % 2 == 0 else Status.PAYMENT_FAILED
-        calls.append(
-            repository.transition(tid, expected=Status.CREATED, target=target, message=f"race {i}", now=now)
-        )
+        calls.append(repository.apply(tid, Transition(Status.CREATED, target, f"race {i}"), now=now))
     results = await asyncio.gather(*calls)
 
     assert results.count(True) == 1
@@ -266,8 +301,8 @@ async def test_record_event_appends_history_and_writes_change_in_the_right_state
     await repository.add(transaction, "issued")
     tid = transaction.transaction_id
     now = datetime.now(UTC)
-    assert await repository.transition(
-        tid, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="confirming", now=now
+    assert await repository.apply(
+        tid, Transition(Status.CREATED, Status.PAYMENT_PENDING, "confirming"), now=now
     )
     due = datetime(2026, 12, 1, 14, 59, 59, tzinfo=UTC)
 
@@ -332,11 +367,11 @@ async def test_record_event_without_a_change_is_also_refused_in_another_state(
     await repository.add(transaction, "issued")
     tid = transaction.transaction_id
     now = datetime.now(UTC)
-    assert await repository.transition(
-        tid, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="confirming", now=now
+    assert await repository.apply(
+        tid, Transition(Status.CREATED, Status.PAYMENT_PENDING, "confirming"), now=now
     )
-    assert await repository.transition(
-        tid, expected=Status.PAYMENT_PENDING, target=Status.PAYMENT_SUCCESS, message="confirmed", now=now
+    assert await repository.apply(
+        tid, Transition(Status.PAYMENT_PENDING, Status.PAYMENT_SUCCESS, "confirmed"), now=now
     )
 
     recorded = await repository.record_event(
@@ -362,8 +397,8 @@ async def test_record_event_repeating_the_same_values_still_succeeds(
     await repository.add(transaction, "issued")
     tid = transaction.transaction_id
     now = datetime.now(UTC)
-    assert await repository.transition(
-        tid, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="confirming", now=now
+    assert await repository.apply(
+        tid, Transition(Status.CREATED, Status.PAYMENT_PENDING, "confirming"), now=now
     )
     change = TransitionChange(va_bank_code="88", va_account_number="X999")
 
@@ -428,11 +463,11 @@ async def test_list_for_user_filters_by_status(
     for t in (created, failed, pending):
         await repository.add(t, "issued")
     now = datetime.now(UTC)
-    assert await repository.transition(
-        failed.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_FAILED, message="x", now=now
+    assert await repository.apply(
+        failed.transaction_id, Transition(Status.CREATED, Status.PAYMENT_FAILED, "x"), now=now
     )
-    assert await repository.transition(
-        pending.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="x", now=now
+    assert await repository.apply(
+        pending.transaction_id, Transition(Status.CREATED, Status.PAYMENT_PENDING, "x"), now=now
     )
 
     only_failed = await repository.list_for_user(
@@ -458,8 +493,8 @@ async def test_list_for_user_pages_a_status_filter_with_a_cursor(
     now = datetime.now(UTC)
     failed = transactions[::2]
     for t in failed:
-        assert await repository.transition(
-            t.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_FAILED, message="x", now=now
+        assert await repository.apply(
+            t.transaction_id, Transition(Status.CREATED, Status.PAYMENT_FAILED, "x"), now=now
         )
 
     first = await repository.list_for_user(user, statuses=[Status.PAYMENT_FAILED], cursor=None, limit=2)
@@ -486,11 +521,9 @@ async def test_find_expired_created_returns_only_created_past_expiry(
     fresh = new_transaction()
     for t in (expired, expired_but_paid, fresh):
         await repository.add(t, "issued")
-    assert await repository.transition(
+    assert await repository.apply(
         expired_but_paid.transaction_id,
-        expected=Status.CREATED,
-        target=Status.PAYMENT_PENDING,
-        message="x",
+        Transition(Status.CREATED, Status.PAYMENT_PENDING, "x"),
         now=datetime.now(UTC),
     )
 

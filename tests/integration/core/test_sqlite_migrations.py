@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.core.domain import Status, Transaction
+from app.core.domain import Status, Transaction, Transition
 from app.core.repository import SqlTransactionRepository
 from app.db import create_engine
 from app.migrate import upgrade_database
@@ -65,11 +65,9 @@ async def test_repository_guards_transitions_on_sqlite(
         now = datetime.now(UTC)
         results = await asyncio.gather(
             *(
-                repository.transition(
+                repository.apply(
                     transaction.transaction_id,
-                    expected=Status.CREATED,
-                    target=Status.PAYMENT_PENDING,
-                    message=f"claim {i}",
+                    Transition(Status.CREATED, Status.PAYMENT_PENDING, f"claim {i}"),
                     now=now,
                 )
                 for i in range(5)

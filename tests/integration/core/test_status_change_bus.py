@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.domain import Status
+from app.core.domain import Status, Transition
 from app.core.ports import StatusView
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository
 from app.core.status_cache import StatusViewCache
@@ -322,8 +322,8 @@ async def _walk(
     """Writes in A; after each write, B must show it within REFLECT_SECONDS."""
     now = datetime.now(UTC)
     for step, (expected, target) in enumerate(itertools.pairwise(WALK), start=1):
-        assert await repo_a.transition(
-            tid, expected=expected, target=target, message="race", now=now + timedelta(seconds=step)
+        assert await repo_a.apply(
+            tid, Transition(expected, target, "race"), now=now + timedelta(seconds=step)
         )
         deadline = time.monotonic() + REFLECT_SECONDS
         while True:

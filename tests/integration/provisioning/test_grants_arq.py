@@ -232,7 +232,8 @@ async def test_a_late_answer_is_retried_and_counted_once(
         study_service_url=fake.url, provisioning_http_timeout_seconds=0.4, provisioning_max_tries=6
     )
     tid = (await pay(services, toss, STUDY)).transaction_id
-    fake.hold(1.0)
+    # Held well past the 0.4 s timeout, however late the worker's first request arrives.
+    fake.hold(2.0, key=tid)
 
     await run_worker(services)
 

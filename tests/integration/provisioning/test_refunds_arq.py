@@ -11,7 +11,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from app.core.domain import InvalidTransition, Method, PaymentError, RefundStatus, RevokeStatus, Status
+from app.core.domain import (
+    InvalidTransition,
+    Method,
+    PaymentError,
+    RefundStatus,
+    RevokeStatus,
+    Status,
+    Transition,
+)
 from app.core.refund_policy import RefundRefused
 from app.core.service import IssueCommand
 from app.gateway.models import RefundAccount
@@ -359,11 +367,11 @@ async def test_a_failed_grant_whose_refund_did_not_start_is_refunded_by_the_swee
     await services.redis.delete(f"arq:job:provision:{tid}")
     await services.redis.zrem("arq:queue", f"provision:{tid}")
     # The first step only, as if the process died right after it.
-    moved = await services.repository.transition(
+    moved = await services.repository.apply(
         tid,
-        expected=Status.PROVISION_PENDING,
-        target=Status.PROVISION_FAILED,
-        message="grant failed for good: downstream refused",
+        Transition(
+            Status.PROVISION_PENDING, Status.PROVISION_FAILED, "grant failed for good: downstream refused"
+        ),
         now=datetime.now(UTC),
     )
     assert moved

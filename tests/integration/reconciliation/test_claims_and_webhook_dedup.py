@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.domain import Status
+from app.core.domain import Status, Transition
 from app.core.ports import WebhookEvent
 from app.core.repository import SqlTransactionRepository, SqlWebhookEventRepository
 from app.db import transactions as tx_table
@@ -115,12 +115,8 @@ async def test_only_pending_transactions_that_are_due_are_claimed(
         await _pending_rows(repository, 1, due_at=NOW + timedelta(seconds=1)),
     )
     settled = await _pending_rows(repository, 1)
-    assert await repository.transition(
-        settled[0],
-        expected=Status.PAYMENT_PENDING,
-        target=Status.PAYMENT_SUCCESS,
-        message="confirmed",
-        now=NOW,
+    assert await repository.apply(
+        settled[0], Transition(Status.PAYMENT_PENDING, Status.PAYMENT_SUCCESS, "confirmed"), now=NOW
     )
 
     claimed = await repository.claim_due_reconciliations(NOW, limit=10, lease_seconds=60)

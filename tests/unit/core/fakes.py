@@ -17,8 +17,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from app.core.domain import HistoryEntry, RefundStatus, RevokeStatus, Status, Transaction, can_transition
-from app.core.ports import RefundRecord, StatusView, TransactionPage, TransitionChange
+from app.core.domain import (
+    ForbiddenTransition,
+    HistoryEntry,
+    RefundStatus,
+    RevokeStatus,
+    Status,
+    Transaction,
+    Transition,
+    TransitionChange,
+    can_transition,
+)
+from app.core.ports import RefundRecord, StatusView, TransactionPage
 from app.core.repository import decode_cursor, encode_cursor
 from app.gateway.models import (
     GatewayError,
@@ -75,14 +85,12 @@ class _Row:
 class InMemoryTransactionRepository:
     """TransactionRepository and RefundRepository in a dict, with the SQL adapter's guarded semantics.
 
-    With `strict_transitions` (the default) a transition the SPEC does not allow is a test
-    failure: the repository trusts its caller, so the service must never ask for one.
+    Like the SQL adapter it refuses a transition the state machine does not have (ForbiddenTransition).
     """
 
-    def __init__(self, *, strict_transitions: bool = True) -> None:
+    def __init__(self) -> None:
         self._rows: dict[str, _Row] = {}
         self._next_id = 1
-        self._strict = strict_transitions
         self._refunds: dict[str, RefundRecord] = {}
 
     async def add(self, transaction: Transaction, message: str) -> None:
@@ -148,31 +156,21 @@ class InMemoryTransactionRepository:
         next_cursor = encode_cursor(rows[-1].row_id) if has_more and rows else None
         return TransactionPage(items=[copy.deepcopy(r.transaction) for r in rows], next_cursor=next_cursor)
 
-    async def transition(
-        self,
-        transaction_id: str,
-        *,
-        expected: Status,
-        target: Status,
-        message: str,
-        now: datetime,
-        change: TransitionChange | None = None,
-        history_metadata: Mapping[str, Any] | None = None,
-    ) -> bool:
+    async def apply(self, transaction_id: str, transition: Transition, *, now: datetime) -> bool:
         await asyncio.sleep(0)
-        if self._strict and not can_transition(expected, target):
-            raise AssertionError(f"the service asked for a forbidden transition {expected!r} → {target!r}")
+        if not transition.allowed:
+            raise ForbiddenTransition(transition)  # like the SQL adapter: before any write
         row = self._rows.get(transaction_id)
-        if row is None or row.transaction.status != expected:
+        if row is None or row.transaction.status != transition.expected:
             return False  # UPDATE … WHERE status = :expected matched no row
-        _apply(row, change)
-        row.transaction.status = target
+        _apply(row, transition.change)
+        row.transaction.status = transition.target
         row.transaction.updated_at = now
         row.history.append(
             HistoryEntry(
-                status=target,
-                message=message[:255],
-                metadata=copy.deepcopy(dict(history_metadata or {})),
+                status=transition.target,
+                message=transition.message[:255],
+                metadata=copy.deepcopy(dict(transition.history)),
                 created_at=now,
             )
         )
@@ -284,7 +282,7 @@ class InMemoryTransactionRepository:
         left = t.amount - t.refund_reserved_amount
         if (left != refund.amount) if closes else (left <= refund.amount):
             return False  # the amount does not fit what is left
-        if closes and self._strict and not can_transition(expected, Status.REFUND_REQUESTED):
+        if closes and not can_transition(expected, Status.REFUND_REQUESTED):
             raise AssertionError(f"the service asked for a forbidden refund from {expected!r}")
         t.refund_reserved_amount += refund.amount
         t.updated_at = now
@@ -427,7 +425,7 @@ class InMemoryTransactionRepository:
             row.history.append(HistoryEntry(t.status, message[:255], metadata, now))
             return
         if t.status != Status.REFUND_REQUESTED:
-            if self._strict and not can_transition(t.status, Status.REFUND_REQUESTED):
+            if not can_transition(t.status, Status.REFUND_REQUESTED):
                 raise AssertionError(f"a refund closed a transaction from {t.status!r}")
             row.history.append(
                 HistoryEntry(Status.REFUND_REQUESTED, "the payment provider cancelled it", metadata, now)

@@ -15,8 +15,18 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.domain import Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
-from app.core.ports import RefundRecord, TransitionChange
+from app.core.domain import (
+    ForbiddenTransition,
+    Method,
+    ProductType,
+    RefundStatus,
+    RevokeStatus,
+    Status,
+    Transaction,
+    Transition,
+    TransitionChange,
+)
+from app.core.ports import RefundRecord
 from app.core.repository import SqlTransactionRepository, encode_cursor
 from app.db import create_engine
 from app.migrate import upgrade_database
@@ -86,24 +96,21 @@ async def test_guarded_transition(repo: Repo, user: str) -> None:
     await repo.add(t, "issued")
     later = T0 + timedelta(seconds=5)
     change = TransitionChange(payment_key="pk_1")
-    assert await repo.transition(
+    assert await repo.apply(
         t.transaction_id,
-        expected=Status.CREATED,
-        target=Status.PAYMENT_PENDING,
-        message="claimed",
+        Transition(
+            Status.CREATED, Status.PAYMENT_PENDING, "claimed", change=change, history={"paymentKey": "pk_1"}
+        ),
         now=later,
-        change=change,
-        history_metadata={"paymentKey": "pk_1"},
     )
     # the loser of the race: not in `expected` any more → False, and nothing changes
     before = await repo.get(t.transaction_id)
-    assert not await repo.transition(
+    assert not await repo.apply(
         t.transaction_id,
-        expected=Status.CREATED,
-        target=Status.PAYMENT_FAILED,
-        message="too late",
+        Transition(
+            Status.CREATED, Status.PAYMENT_FAILED, "too late", change=TransitionChange(failure_code="PAY_003")
+        ),
         now=later + timedelta(seconds=1),
-        change=TransitionChange(failure_code="PAY_003"),
     )
     after = await repo.get(t.transaction_id)
     assert after == before
@@ -119,8 +126,8 @@ async def test_guarded_transition(repo: Repo, user: str) -> None:
         (Status.CREATED, "issued", {}),
         (Status.PAYMENT_PENDING, "claimed", {"paymentKey": "pk_1"}),
     ]
-    assert not await repo.transition(
-        "TXN_c_missing", expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="x", now=later
+    assert not await repo.apply(
+        "TXN_c_missing", Transition(Status.CREATED, Status.PAYMENT_PENDING, "x"), now=later
     )
 
 
@@ -129,9 +136,7 @@ async def test_concurrent_claims_have_one_winner(repo: Repo, user: str) -> None:
     await repo.add(t, "issued")
     results = await asyncio.gather(
         *(
-            repo.transition(
-                t.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="c", now=T0
-            )
+            repo.apply(t.transaction_id, Transition(Status.CREATED, Status.PAYMENT_PENDING, "c"), now=T0)
             for _ in range(5)
         )
     )
@@ -196,7 +201,7 @@ async def test_list_for_user(repo: Repo, user: str) -> None:
         await repo.add(t, "issued")
         ids.append(t.transaction_id)
     await repo.add(new_transaction(user + "_other"), "issued")
-    await repo.transition(ids[1], expected=Status.CREATED, target=Status.PAYMENT_FAILED, message="x", now=T0)
+    await repo.apply(ids[1], Transition(Status.CREATED, Status.PAYMENT_FAILED, "x"), now=T0)
 
     pages, cursor = [], None
     for _ in range(4):
@@ -225,8 +230,8 @@ async def test_find_expired_created_and_stale(repo: Repo, user: str) -> None:
     fresh = new_transaction(user, created_at=base + timedelta(hours=1))
     for t in (late, early, claimed, fresh):
         await repo.add(t, "issued")
-    await repo.transition(
-        claimed.transaction_id, expected=Status.CREATED, target=Status.PAYMENT_PENDING, message="c", now=base
+    await repo.apply(
+        claimed.transaction_id, Transition(Status.CREATED, Status.PAYMENT_PENDING, "c"), now=base
     )
     cutoff = base + timedelta(minutes=35)
     assert await repo.find_expired_created(cutoff, 10) == [early.transaction_id, late.transaction_id]
@@ -385,3 +390,34 @@ async def test_a_pg_side_cancel_is_recorded_once_and_closes_when_nothing_is_left
 
 def _fields(refund: RefundRecord) -> dict[str, Any]:
     return {name: getattr(refund, name) for name in RefundRecord.__dataclass_fields__}
+
+
+@pytest.mark.parametrize(
+    ("expected", "target"),
+    [(Status.CREATED, Status.PROVISION_SUCCESS), (Status.PAYMENT_FAILED, Status.PAYMENT_SUCCESS)],
+    ids=lambda s: s.name,
+)
+async def test_both_refuse_a_transition_the_state_machine_lacks(
+    repo: Repo, user: str, expected: Status, target: Status
+) -> None:
+    t = new_transaction(user, status=expected)
+    await repo.add(t, "seeded")
+    with pytest.raises(ForbiddenTransition):
+        await repo.apply(t.transaction_id, Transition(expected, target, "not in the table"), now=T0)
+    assert (await repo.get(t.transaction_id)) == t
+    assert len(await repo.history(t.transaction_id)) == 1
+
+
+def test_every_named_transition_is_in_the_table() -> None:
+    made = [
+        Transition.claim_for_confirm(reconcile_at=T0),
+        Transition.claim_reported_payment(pg_status="DONE", reconcile_at=T0),
+        Transition.mark_paid(payment_key="pk", pg_method="CARD", completed_at=T0, history={}),
+        Transition.fail(Status.CREATED, code="PAY_003", message="m"),
+        Transition.fail(Status.PAYMENT_PENDING, code="PAY_003", message="m"),
+        Transition.expire(),
+        Transition.start_provisioning(),
+        Transition.provisioned({}),
+        Transition.provisioning_failed("r"),
+    ]
+    assert all(t.allowed for t in made)
