@@ -38,22 +38,34 @@ from app.core.api import (
 )
 from app.core.auth import Caller, TokenAuthority
 from app.core.catalog import StaticProductCatalog
+from app.core.checkout import Checkout, CheckoutConfig
 from app.core.clock import SystemClock
 from app.core.domain import PaymentError
+from app.core.fulfilment import Fulfilment
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
-from app.core.ports import IdempotencyStore, ProvisioningQueue, ServiceUnavailable, StatusChanges
+from app.core.payment_results import PaymentResults, ResultsConfig
+from app.core.ports import (
+    Clock,
+    IdempotencyStore,
+    PaymentGateway,
+    ProvisioningQueue,
+    ServiceUnavailable,
+    StatusChanges,
+)
+from app.core.queries import PaymentQueries
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
 from app.core.refunds import RefundService
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
 from app.core.schemas import ErrorBody
-from app.core.service import CoreConfig, PaymentService
 from app.core.status_cache import StatusViewCache
 from app.core.status_changes import LocalStatusChanges, RedisStatusChanges, StatusChangeListener
+from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
+from app.http.redirects import FrontendPages
 from app.metrics import DATABASE_UNAVAILABLE, REDIS_UNAVAILABLE
 from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
@@ -80,9 +92,13 @@ class Services:
     redis: ArqRedis | None
     http: httpx.AsyncClient
     downstream_http: httpx.AsyncClient
-    gateway: GatewayService
+    gateway: PaymentGateway
     repository: SqlTransactionRepository
-    payments: PaymentService
+    checkout: Checkout
+    results: PaymentResults
+    fulfilment: Fulfilment
+    queries: PaymentQueries
+    sweeper: Sweeper
     refunds: RefundService
     webhooks: WebhookService
     idempotency: IdempotencyStore
@@ -103,7 +119,15 @@ class Services:
             await self.status_reader.close()
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    gateway: PaymentGateway | None = None,
+    queue: ProvisioningQueue | None = None,
+    clock: Clock | None = None,
+) -> Services:
+    """Every adapter and use case of one process, wired once. Tests pass fakes for the PG
+    (`gateway`), the job queue (`queue`) and time (`clock`); everything else is the real thing."""
     engine = create_engine(settings)
     status_reader = (
         None
@@ -127,7 +151,8 @@ def build_services(settings: Settings) -> Services:
         max_attempts=settings.toss_max_attempts,
         retry_delay=settings.toss_retry_delay_seconds,
     )
-    gateway = GatewayService([toss])
+    if gateway is None:
+        gateway = GatewayService([toss])
     # With Redis, several processes may write: the cache is trusted only while this process is
     # subscribed to the status-change bus (the API's lifespan starts the listener; workers never
     # do, so theirs keeps final views only). Without Redis there is one process, always coherent.
@@ -143,9 +168,10 @@ def build_services(settings: Settings) -> Services:
         idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
     else:
         idempotency = InMemoryIdempotencyStore(ttl_seconds=settings.idempotency_ttl_seconds)
-    queue: ProvisioningQueue
     job_ctx: dict[str, Any] = {}
-    if redis is not None:
+    if queue is not None:
+        pass  # the caller's (a test's)
+    elif redis is not None:
         queue = ArqProvisioningQueue(redis)
     else:
         queue = InProcessQueue(
@@ -158,7 +184,7 @@ def build_services(settings: Settings) -> Services:
     if checkout_url is None and not settings.is_production:
         checkout_url = f"{settings.toss_api_url.rstrip('/')}/checkout"
     catalog = StaticProductCatalog.from_file(settings.product_catalog_path)
-    clock = SystemClock()
+    clock = clock or SystemClock()
     refunds = RefundService(
         repository=repository,
         refunds=repository,
@@ -168,28 +194,38 @@ def build_services(settings: Settings) -> Services:
         clock=clock,
         window_days=settings.refund_window_days,
     )
-    payments = PaymentService(
+    # A paid payment hands over to fulfilment (40 → 45 and the grant job) through `on_paid`.
+    fulfilment = Fulfilment(repository=repository, queue=queue, refunds=refunds, clock=clock)
+    results = PaymentResults(
         repository=repository,
         gateway=gateway,
-        catalog=catalog,
         clock=clock,
-        config=CoreConfig(
+        config=ResultsConfig(
+            reconcile_first_delay_seconds=settings.reconcile_first_delay_seconds,
+            virtual_account_recheck_seconds=settings.virtual_account_recheck_seconds,
+            callback_budget_seconds=settings.callback_budget_seconds,
+        ),
+        on_paid=fulfilment.start_provisioning,
+    )
+    checkout = Checkout(
+        repository=repository,
+        catalog=catalog,
+        gateway=gateway,
+        results=results,
+        clock=clock,
+        config=CheckoutConfig(
             public_base_url=settings.public_base_url,
-            frontend_base_url=settings.frontend_base_url,
             transaction_expire_minutes=settings.transaction_expire_minutes,
             client_key=settings.toss_client_key,
             checkout_url=checkout_url,
-            refund_window_days=settings.refund_window_days,
-            reconcile_first_delay_seconds=settings.reconcile_first_delay_seconds,
-            callback_budget_seconds=settings.callback_budget_seconds,
-            virtual_account_recheck_seconds=settings.virtual_account_recheck_seconds,
         ),
-        queue=queue,
-        refunds=refunds,
     )
+    queries = PaymentQueries(repository=repository, catalog=catalog, clock=clock)
+    sweeper = Sweeper(repository=repository, fulfilment=fulfilment, refunds=refunds, clock=clock)
     webhooks = WebhookService(
         events=SqlWebhookEventRepository(engine),
-        payments=payments,
+        results=results,
+        transactions=repository,
         refunds=refunds,
         gateway=gateway,
         queue=queue,
@@ -199,7 +235,7 @@ def build_services(settings: Settings) -> Services:
     reconciler = PaymentReconciler(
         repository=repository,
         gateway=gateway,
-        payments=payments,
+        results=results,
         clock=clock,
         config=ReconcileConfig(
             backoff_scale=settings.reconcile_backoff_scale, give_up_seconds=settings.reconcile_give_up_seconds
@@ -207,7 +243,10 @@ def build_services(settings: Settings) -> Services:
     )
     downstream_http = httpx.AsyncClient(timeout=settings.provisioning_http_timeout_seconds)
     job_deps = JobDeps(
-        payments=payments,
+        transactions=repository,
+        checkout=checkout,
+        fulfilment=fulfilment,
+        sweeper=sweeper,
         refunds=refunds,
         catalog=catalog,
         reconciler=reconciler,
@@ -236,7 +275,11 @@ def build_services(settings: Settings) -> Services:
         downstream_http=downstream_http,
         gateway=gateway,
         repository=repository,
-        payments=payments,
+        checkout=checkout,
+        results=results,
+        fulfilment=fulfilment,
+        queries=queries,
+        sweeper=sweeper,
         refunds=refunds,
         webhooks=webhooks,
         idempotency=idempotency,
@@ -419,6 +462,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         route_handlers.append(metrics)
     if not settings.is_production:
         route_handlers.append(DemoController)
+    frontend_pages = FrontendPages(settings.frontend_base_url)
     swagger = SwaggerPage()
 
     return Litestar(
@@ -426,7 +470,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         dependencies={
             "caller": Provide(provide_caller),
             "services": Provide(lambda: built, use_cache=True, sync_to_thread=False),
-            "payment_service": Provide(lambda: built.payments, use_cache=True, sync_to_thread=False),
+            "checkout": Provide(lambda: built.checkout, use_cache=True, sync_to_thread=False),
+            "payment_queries": Provide(lambda: built.queries, use_cache=True, sync_to_thread=False),
+            "frontend_pages": Provide(lambda: frontend_pages, use_cache=True, sync_to_thread=False),
             "refund_service": Provide(lambda: built.refunds, use_cache=True, sync_to_thread=False),
             "idempotency_store": Provide(lambda: built.idempotency, use_cache=True, sync_to_thread=False),
             "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
@@ -443,7 +489,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Exception: internal_error_handler,
         },
         lifespan=[lifespan],
-        state=State({"status_hot_path": StatusHotPath(tokens=built.tokens, payments=built.payments)}),
+        state=State({"status_hot_path": StatusHotPath(tokens=built.tokens, queries=built.queries)}),
         middleware=[request_id_middleware],
         before_send=[
             security_headers(schema_path="/schema", schema_policy=schema_page_policy(swagger.asset_origins))

@@ -15,11 +15,8 @@ import asyncio
 import base64
 import itertools
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +25,11 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `python scripts/bench_mock.py` puts scripts/ first, not the root
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.servers import ProcessFailed, RunningServer, free_port, start_server  # noqa: E402
+
 CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
 SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode()}
@@ -52,35 +54,15 @@ class Measure:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[percent - 1] * 1000
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_mock(port: int) -> subprocess.Popen[bytes]:
-    log = tempfile.NamedTemporaryFile(prefix="bench-mock-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mock_toss", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the mock exited with {process.returncode}; see {log.name}")
-        try:
-            if (
-                httpx.get(f"http://127.0.0.1:{port}/_mock/health", timeout=1, trust_env=False).status_code
-                == 200
-            ):
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the mock did not become healthy in 30 s; see {log.name}")
+def start_mock() -> RunningServer:
+    """`python -m mock_toss` on a free port; SystemExit when it does not become healthy."""
+    port = free_port()
+    try:
+        return start_server(
+            ["mock_toss", "--port", str(port)], port=port, health_path="/_mock/health", name="bench-mock"
+        )
+    except ProcessFailed as exc:
+        raise SystemExit(f"the mock did not start: {exc}") from None
 
 
 async def run_workers(
@@ -216,20 +198,18 @@ def main() -> None:
     )
     parser.add_argument("--url", help="benchmark an already running mock instead of starting one")
     args = parser.parse_args()
-    process = None
+    mock = None
     base_url = args.url
     if base_url is None:
-        port = free_port()
-        process = start_mock(port)
-        base_url = f"http://127.0.0.1:{port}"
-    cpu_before = cpu_seconds(process.pid) if process is not None else 0.0
+        mock = start_mock()
+        base_url = mock.url
+    cpu_before = cpu_seconds(mock.process.pid) if mock is not None else 0.0
     try:
         measures = asyncio.run(benchmark(base_url, args.pairs, args.concurrency, args.max_seconds))
-        cpu_used = cpu_seconds(process.pid) - cpu_before if process is not None else None
+        cpu_used = cpu_seconds(mock.process.pid) - cpu_before if mock is not None else None
     finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=10)
+        if mock is not None:
+            mock.stop()
     print_table(measures, args.concurrency)
     if cpu_used is not None:
         print_server_cost(cpu_used, sum(len(measure.latencies) for measure in measures[:3]))

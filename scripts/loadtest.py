@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,13 +36,21 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit
 
-import httpx
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python scripts/loadtest.py` puts scripts/ first, not the root
     sys.path.insert(0, str(REPO_ROOT))
 
 from app.core.auth import TokenAuthority  # noqa: E402
+from tests.support.servers import (  # noqa: E402  (processes: the one helper tests and scripts share)
+    ManagedProcess,
+    PortInUse,
+    ProcessFailed,
+    RunningServer,
+    free_port,
+    port_open,
+    start_process,
+    start_server,
+)
 
 REPORTS_DIR = REPO_ROOT / "loadtests" / "reports"
 LOCUSTFILE = REPO_ROOT / "loadtests" / "locustfile.py"
@@ -58,20 +65,6 @@ SCENARIOS: dict[str, list[str]] = {
 
 def log(message: str) -> None:
     print(f"[loadtest] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 # --- the stack --------------------------------------------------------------------------------------
@@ -98,47 +91,13 @@ class StackOptions:
     extra_apis: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-@dataclass
-class Managed:
-    """One process this script started (its own session, so its children can be stopped with it)."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to its process group, then SIGKILL to the group if it does not leave in time."""
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        # uvicorn's worker processes share the group: make sure none outlives its parent
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log_file.close()
-
-
 class StackError(RuntimeError):
     pass
 
 
-class PortTaken(StackError):
-    pass
+# Every process of the stack runs in a session of its own (Ctrl-C reaches this script, which stops
+# them in order) and gets this long to leave after SIGTERM.
+STOP_GRACE_SECONDS = 15.0
 
 
 class LocalStack:
@@ -150,7 +109,7 @@ class LocalStack:
         self.api_port = free_port()
         self.mock_port = free_port()
         self.extra_api_ports = {name: free_port() for name in options.extra_apis}
-        self.processes: list[Managed] = []
+        self.processes: list[ManagedProcess] = []
         self._lock: IO[str] | None = None
         self._database_created = False
 
@@ -227,60 +186,49 @@ class LocalStack:
             try:
                 self._start_servers()
                 break
-            except PortTaken as exc:
+            except PortInUse as exc:
                 # a free port can be taken between choosing it and binding it (busy shared machine)
                 for managed in reversed(self.processes):
                     managed.stop()
                 self.processes.clear()
                 if attempt == 3:
                     raise StackError(str(exc)) from exc
-                log(f"{exc}; trying other ports")
+                log("a port was taken between choosing it and binding it; trying other ports")
                 self.api_port, self.mock_port = free_port(), free_port()
                 self.extra_api_ports = {name: free_port() for name in o.extra_apis}
+            except ProcessFailed as exc:
+                raise StackError(str(exc)) from exc
         if o.start_worker:
-            worker = self._spawn("worker", ["-m", "app.cli", "worker"])
-            self._wait_log(worker, ("Starting worker", "redis_version"))
+            worker = start_process(
+                [sys.executable, "-m", "app.cli", "worker"],
+                name="worker",
+                log_path=o.log_dir / "worker.log",
+                env=self.env,
+                own_group=True,
+                grace_seconds=STOP_GRACE_SECONDS,
+            )
+            self.processes.append(worker)
+            try:
+                worker.wait_for_log(("Starting worker", "redis_version"), timeout=30.0)
+            except ProcessFailed as exc:
+                raise StackError(str(exc)) from exc
         log(
             f"stack up: API {self.api_url} ({o.api_workers} workers, pool {o.pool_size}+{o.max_overflow}), "
             f"mock {self.mock_url}, worker {'on' if o.start_worker else 'off'}; logs in {o.log_dir}"
         )
 
     def _start_servers(self) -> None:
-        """The mock (webhooks pointed at the API), then the API; PortTaken when a port is gone."""
+        """The mock (webhooks pointed at the API), then the API; PortInUse when a port is gone."""
         webhook = f"{self.api_url}/webhooks/payments/toss"
-        mock = self._spawn(
-            "mock",
-            [
-                "-m",
-                "mock_toss",
-                "--port",
-                str(self.mock_port),
-                "--webhook-url",
-                webhook,
-                "--time-scale",
-                "0.01",
-            ],
-        )
-        self._wait_http(mock, f"{self.mock_url}/_mock/health")
-        api = self._spawn(
-            "api",
-            [
-                "-m",
-                "app.cli",
-                "serve",
-                "--port",
-                str(self.api_port),
-                "--workers",
-                str(self.options.api_workers),
-            ],
-        )
-        self._wait_http(api, f"{self.api_url}/health/ready", timeout=90)
+        mock_args = ["--port", str(self.mock_port), "--webhook-url", webhook, "--time-scale", "0.01"]
+        self._serve("mock", ["mock_toss", *mock_args], self.mock_port, "/_mock/health", timeout=60)
+        workers = str(self.options.api_workers)
+        api_args = ["app.cli", "serve", "--port", str(self.api_port), "--workers", workers]
+        self._serve("api", api_args, self.api_port, "/health/ready", timeout=90)
         for name, env in self.options.extra_apis.items():
-            port, workers = str(self.extra_api_ports[name]), str(self.options.api_workers)
-            extra = self._spawn(
-                name, ["-m", "app.cli", "serve", "--port", port, "--workers", workers], env=env
-            )
-            self._wait_http(extra, f"{self.url_of(name)}/health/ready", timeout=90)
+            port = self.extra_api_ports[name]
+            extra_args = ["app.cli", "serve", "--port", str(port), "--workers", workers]
+            self._serve(name, extra_args, port, "/health/ready", timeout=90, env=env)
 
     def stop(self) -> None:
         for managed in reversed(self.processes):
@@ -364,55 +312,30 @@ class LocalStack:
         finally:
             client.close()
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Managed:
-        log_path = self.options.log_dir / f"{name}.log"
-        log_file = log_path.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env, **(env or {})},
-            cwd=REPO_ROOT,
-            start_new_session=True,  # Ctrl-C reaches this script, which stops it in order
+    def _serve(
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        health_path: str,
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+    ) -> RunningServer:
+        """`python -m <args>` logging into the log folder; returns once `health_path` answers 200."""
+        server = start_server(
+            args,
+            port=port,
+            health_path=health_path,
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+            name=name,
+            log_path=self.options.log_dir / f"{name}.log",
+            own_group=True,
+            grace_seconds=STOP_GRACE_SECONDS,
         )
-        managed = Managed(name=name, process=process, log_path=log_path, log_file=log_file)
-        self.processes.append(managed)
-        return managed
-
-    def _wait_http(self, managed: Managed, url: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if not managed.alive():
-                text = managed.log_text()
-                if "address already in use" in text.lower():
-                    raise PortTaken(f"{managed.name}: its port was taken")
-                raise StackError(f"{managed.name} exited with {managed.process.returncode}:\n{text[-3000:]}")
-            try:
-                response = httpx.get(url, timeout=2.0)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code} {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}"
-            time.sleep(0.2)
-        raise StackError(
-            f"{managed.name} not healthy at {url} after {timeout:.0f} s ({last}):\n{managed.log_text()[-3000:]}"
-        )
-
-    def _wait_log(self, managed: Managed, markers: tuple[str, ...], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not managed.alive():
-                raise StackError(
-                    f"{managed.name} exited with {managed.process.returncode}:\n{managed.log_text()[-3000:]}"
-                )
-            text = managed.log_text()
-            if any(marker in text for marker in markers):
-                return
-            time.sleep(0.1)
-        raise StackError(f"{managed.name} did not start in {timeout:.0f} s:\n{managed.log_text()[-3000:]}")
+        self.processes.append(server)
+        return server
 
 
 # --- signals: SIGTERM behaves like Ctrl-C, so `finally` blocks stop the stack ------------------------
@@ -574,6 +497,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--drop-database", action="store_true", help="drop the database at the end")
     parser.add_argument("--redis-db", type=int, default=7, help="Redis database, flushed (default 7)")
     parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TEST_REDIS_HOST_URL", "redis://127.0.0.1:6379"),
+        help="Redis server without database (default $TEST_REDIS_HOST_URL or redis://127.0.0.1:6379)",
+    )
+    parser.add_argument(
         "--lock-wait", type=float, default=0, help="seconds to wait for another run on the same Redis db"
     )
     parser.add_argument(
@@ -610,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         database=args.database,
         drop_database=args.drop_database,
         redis_db=args.redis_db,
+        redis_base_url=args.redis_url,
         mysql_admin_url=args.mysql_admin_url,
         pool_size=args.pool_size,
         log_dir=report_dir / "logs",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.servers import REDIS_HOST_URL, RunningServer, running_server
+from tests.support.servers import REDIS_HOST_URL, RunningServer, port_open, running_server
 
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", f"{REDIS_HOST_URL}/9")
@@ -18,10 +17,7 @@ HOW_TO_START = "Start the services with `make services` (or `bash scripts/ensure
 
 
 def _require_port(name: str, port: int) -> None:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return
-    except OSError:
+    if not port_open(port):
         pytest.fail(f"{name} is not reachable on 127.0.0.1:{port}. {HOW_TO_START}", pytrace=False)
 
 

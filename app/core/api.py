@@ -17,9 +17,11 @@ from litestar.response import Redirect
 
 from app.client_address import request_source
 from app.core.auth import Caller, TokenAuthority
+from app.core.checkout import CallbackOutcome, Checkout, IssueCommand
 from app.core.domain import PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
 from app.core.ports import IdempotencyStore, ProvisioningQueue, ServiceUnavailable, StoredResponse
+from app.core.queries import PaymentQueries
 from app.core.refunds import RefundService
 from app.core.schemas import (
     ErrorBody,
@@ -37,9 +39,9 @@ from app.core.schemas import (
     transaction_body,
     transaction_detail_body,
 )
-from app.core.service import IssueCommand, PaymentService
 from app.core.webhooks import WebhookService
 from app.gateway.models import RefundAccount
+from app.http.redirects import FrontendPages
 from app.metrics import DATABASE_UNAVAILABLE, STATUS_POLLS, WEBHOOK_DELIVERIES
 from app.outages import database_unavailable
 from app.ratelimit import RateLimited, RateLimiter
@@ -71,7 +73,7 @@ class StatusHotPath:
     """What the status endpoint needs, put in app.state by the composition root."""
 
     tokens: TokenAuthority
-    payments: PaymentService
+    queries: PaymentQueries
 
 
 _POLLS_SETTLED = STATUS_POLLS.labels(settled="true")
@@ -194,7 +196,7 @@ class PaymentController(Controller):
         request: Request[Any, Any, Any],
         data: IssueRequest,
         caller: Caller,
-        payment_service: PaymentService,
+        checkout: Checkout,
         idempotency_store: IdempotencyStore,
         rate_limiter: RateLimiter,
         idempotency_key: Annotated[
@@ -205,7 +207,7 @@ class PaymentController(Controller):
         data = strict_body(await request.body(), IssueRequest)
 
         async def produce() -> IssueResponse:
-            issued = await payment_service.issue(
+            issued = await checkout.issue(
                 IssueCommand(
                     user_id=caller.user_id,
                     product_type=data.product_type,
@@ -266,7 +268,7 @@ class PaymentController(Controller):
         # dependencies per request through a task group, which costs more than the poll's query.
         hot: StatusHotPath = request.app.state.status_hot_path
         caller = hot.tokens.verify(request.headers.get("authorization"))
-        report = await hot.payments.get_status(
+        report = await hot.queries.get_status(
             user_id=caller.user_id, transaction_id=transaction_id, attempt=attempt
         )
         (_POLLS_SETTLED if report.view.status.is_settled else _POLLS_PENDING).inc()
@@ -335,10 +337,10 @@ class PaymentController(Controller):
         self,
         transaction_id: TransactionIdPath,
         caller: Caller,
-        payment_service: PaymentService,
+        payment_queries: PaymentQueries,
         refund_service: RefundService,
     ) -> TransactionDetailBody:
-        detail = await payment_service.get_detail(
+        detail = await payment_queries.get_detail(
             user_id=caller.user_id, is_admin=caller.is_admin, transaction_id=transaction_id
         )
         refunds = await refund_service.list_refunds(transaction_id)
@@ -352,7 +354,7 @@ class PaymentController(Controller):
     async def list_transactions(
         self,
         caller: Caller,
-        payment_service: PaymentService,
+        payment_queries: PaymentQueries,
         status: Annotated[
             str | None,
             Parameter(query="status", required=False, description="names or codes, comma-separated"),
@@ -360,7 +362,7 @@ class PaymentController(Controller):
         cursor: Annotated[str | None, Parameter(query="cursor", required=False, max_length=200)] = None,
         limit: Annotated[int, Parameter(query="limit", ge=1, le=100)] = 20,
     ) -> TransactionListBody:
-        page = await payment_service.list_transactions(
+        page = await payment_queries.list_transactions(
             user_id=caller.user_id, statuses=_parse_statuses(status), cursor=cursor, limit=limit
         )
         return TransactionListBody(
@@ -389,7 +391,8 @@ class CallbackController(Controller):
     )
     async def success_callback(
         self,
-        payment_service: PaymentService,
+        checkout: Checkout,
+        frontend_pages: FrontendPages,
         provisioning_queue: ProvisioningQueue,
         payment_key: Annotated[str | None, Parameter(query="paymentKey", required=False)] = None,
         order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
@@ -397,15 +400,15 @@ class CallbackController(Controller):
         payment_type: Annotated[str | None, Parameter(query="paymentType", required=False)] = None,
     ) -> Redirect:
         try:
-            url = await payment_service.handle_success_callback(
+            outcome = await checkout.handle_success_callback(
                 payment_key=payment_key, order_id=order_id, amount=amount
             )
         except Exception as error:
             if not database_unavailable(error):
                 raise
             query = {"paymentKey": payment_key, "orderId": order_id, "amount": amount}
-            url = await _answer_later(payment_service, provisioning_queue, "success", query, order_id)
-        return Redirect(path=url, status_code=302)
+            outcome = await _answer_later(provisioning_queue, "success", query, order_id)
+        return Redirect(path=frontend_pages.url(outcome), status_code=302)
 
     @get(
         "/fail",
@@ -416,7 +419,8 @@ class CallbackController(Controller):
     )
     async def fail_callback(
         self,
-        payment_service: PaymentService,
+        checkout: Checkout,
+        frontend_pages: FrontendPages,
         provisioning_queue: ProvisioningQueue,
         transaction_id: Annotated[str | None, Parameter(query="transactionId", required=False)] = None,
         order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
@@ -424,33 +428,30 @@ class CallbackController(Controller):
         message: Annotated[str | None, Parameter(query="message", required=False)] = None,
     ) -> Redirect:
         try:
-            url = await payment_service.handle_fail_callback(
+            outcome = await checkout.handle_fail_callback(
                 transaction_id=transaction_id, order_id=order_id, code=code, message=message
             )
         except Exception as error:
             if not database_unavailable(error):
                 raise
             query = {"transactionId": transaction_id, "orderId": order_id, "code": code, "message": message}
-            url = await _answer_later(
-                payment_service, provisioning_queue, "fail", query, transaction_id or order_id
-            )
-        return Redirect(path=url, status_code=302)
+            outcome = await _answer_later(provisioning_queue, "fail", query, transaction_id or order_id)
+        return Redirect(path=frontend_pages.url(outcome), status_code=302)
 
 
 async def _answer_later(
-    payment_service: PaymentService,
     queue: ProvisioningQueue,
     kind: str,
     query: dict[str, str | None],
     transaction_id: str | None,
-) -> str:
+) -> CallbackOutcome:
     """The database went away during a callback: the buyer goes to the frontend now (the success
     page says "confirming" and polls; a failed window's buyer sees the fail page) and a worker
     replays the callback once the database is back. Whatever had been written stays (a claimed
     30 is also reconciled), and the replay acts on the state it finds, so the PG's confirm still
     happens at most once."""
     if transaction_id is None or not _ORDER_ID.fullmatch(transaction_id):
-        return payment_service.fail_page(None, "PAY_008", "No such transaction.")
+        return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
     given = {name: value for name, value in query.items() if value is not None}
     if all(len(value) <= _MAX_REPLAYED_VALUE for value in given.values()):
         try:
@@ -466,8 +467,8 @@ async def _answer_later(
                 extra={"transactionId": transaction_id, "callback": kind},
             )
     if kind == "success":
-        return payment_service.success_page(transaction_id)
-    return payment_service.fail_page(transaction_id, "PAY_003", "The payment was not completed.")
+        return CallbackOutcome.success(transaction_id)
+    return CallbackOutcome.fail(transaction_id, "PAY_003", "The payment was not completed.")
 
 
 class ProductController(Controller):
@@ -475,8 +476,8 @@ class ProductController(Controller):
     tags = ["products"]
 
     @get("/", summary="The product catalog")
-    async def list_products(self, payment_service: PaymentService) -> ProductListBody:
-        return ProductListBody(items=[product_body(p) for p in await payment_service.list_products()])
+    async def list_products(self, payment_queries: PaymentQueries) -> ProductListBody:
+        return ProductListBody(items=[product_body(p) for p in await payment_queries.list_products()])
 
 
 class WebhookController(Controller):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from app.core.domain import Status
+from app.core.payment_results import PaymentResults, confirm_idempotency_key
 from app.core.ports import Clock, PaymentGateway, TransactionRepository
-from app.core.service import PaymentService, confirm_idempotency_key
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 
 log = logging.getLogger("app.core.reconciliation")
@@ -38,13 +38,13 @@ class PaymentReconciler:
         *,
         repository: TransactionRepository,
         gateway: PaymentGateway,
-        payments: PaymentService,
+        results: PaymentResults,
         clock: Clock,
         config: ReconcileConfig,
     ) -> None:
         self._repo = repository
         self._gateway = gateway
-        self._payments = payments
+        self._results = results
         self._clock = clock
         self._config = config
 
@@ -65,7 +65,7 @@ class PaymentReconciler:
 
     async def reconcile(self, transaction_id: str, attempt: int) -> str:
         """Ask the PG about one pending transaction and apply its answer. Returns what happened."""
-        transaction = await self._payments.get_transaction(transaction_id)
+        transaction = await self._repo.get(transaction_id)
         if transaction is None or transaction.status != Status.PAYMENT_PENDING:
             return "not-pending"
         now = self._clock.now()
@@ -77,7 +77,7 @@ class PaymentReconciler:
             ):
                 # The PG never heard of it, its session would have expired by now, and so has ours
                 # (a forged callback may have claimed it before the buyer even opened the window).
-                await self._payments.fail_pending(
+                await self._results.fail_pending(
                     transaction_id,
                     "PAY_003",
                     "The payment provider has no record of this payment.",
@@ -101,12 +101,12 @@ class PaymentReconciler:
                 )
             except GatewayError as error:
                 if not error.outcome_unknown:
-                    await self._payments.fail_with_gateway_error(transaction_id, error)
+                    await self._results.fail_with_gateway_error(transaction_id, error)
                     return "failed"
                 return await self._retry_later(
                     transaction_id, attempt, f"re-confirm unknown: {error.pg_code}"
                 )
-        status = (await self._payments.apply_pg_payment(transaction, payment)).status
+        status = (await self._results.apply_pg_payment(transaction, payment)).status
         if status == Status.PAYMENT_PENDING:
             if payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT:
                 return "awaiting-deposit"
@@ -114,7 +114,7 @@ class PaymentReconciler:
         return "resolved"
 
     async def _retry_later(self, transaction_id: str, attempt: int, reason: str) -> str:
-        transaction = await self._payments.get_transaction(transaction_id)
+        transaction = await self._repo.get(transaction_id)
         if transaction is None or transaction.status != Status.PAYMENT_PENDING:
             return "not-pending"
         now = self._clock.now()
@@ -124,7 +124,7 @@ class PaymentReconciler:
                 attempt,
                 extra={"transactionId": transaction_id, "reason": reason},
             )
-            await self._payments.fail_pending(
+            await self._results.fail_pending(
                 transaction_id,
                 "PAY_005",
                 "The payment could not be verified with the payment provider; it needs review.",

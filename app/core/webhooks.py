@@ -21,9 +21,16 @@ from typing import Any
 import msgspec
 
 from app.core.domain import PaymentError, Status, ValidationFailed
-from app.core.ports import Clock, PaymentGateway, ProvisioningQueue, WebhookEvent, WebhookEventRepository
+from app.core.payment_results import PaymentResults
+from app.core.ports import (
+    Clock,
+    PaymentGateway,
+    ProvisioningQueue,
+    TransactionRepository,
+    WebhookEvent,
+    WebhookEventRepository,
+)
 from app.core.refunds import RefundService
-from app.core.service import PaymentService
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 
 log = logging.getLogger("app.core.webhooks")
@@ -130,7 +137,8 @@ class WebhookService:
         self,
         *,
         events: WebhookEventRepository,
-        payments: PaymentService,
+        results: PaymentResults,
+        transactions: TransactionRepository,
         refunds: RefundService,
         gateway: PaymentGateway,
         queue: ProvisioningQueue,
@@ -138,7 +146,8 @@ class WebhookService:
         signing_secret: str | None,
     ) -> None:
         self._events = events
-        self._payments = payments
+        self._results = results
+        self._transactions = transactions
         self._refunds = refunds
         self._gateway = gateway
         self._queue = queue
@@ -183,7 +192,7 @@ class WebhookService:
                 event_id, outcome="IGNORED", detail=f"{notice.event_type} not handled", now=now
             )
             return "IGNORED"
-        transaction = await self._payments.get_transaction(notice.order_id)
+        transaction = await self._transactions.get(notice.order_id)
         if transaction is None:
             log.warning("webhook for an unknown transaction", extra={"orderId": notice.order_id})
             await self._events.finish(event_id, outcome="IGNORED", detail="unknown transaction", now=now)
@@ -205,7 +214,7 @@ class WebhookService:
         if event is None or event.order_id is None:
             return "missing"
         notice = parse_toss_webhook(event.raw_body.encode())
-        transaction = await self._payments.get_transaction(event.order_id)
+        transaction = await self._transactions.get(event.order_id)
         if transaction is None:
             return await self._finish(event_id, "IGNORED", "unknown transaction")
         try:
@@ -223,12 +232,12 @@ class WebhookService:
         before = transaction.status
         changed = False
         if before == Status.PAYMENT_PENDING:
-            changed = (await self._payments.apply_pg_payment(transaction, payment)).changed
+            changed = (await self._results.apply_pg_payment(transaction, payment)).changed
         elif before == Status.CREATED and payment.status in (
             PgPaymentStatus.ABORTED,
             PgPaymentStatus.EXPIRED,
         ):
-            changed = await self._payments.fail_created_by_pg(transaction, payment.status.value)
+            changed = await self._results.fail_created_by_pg(transaction, payment.status.value)
         elif payment.status in (PgPaymentStatus.CANCELED, PgPaymentStatus.PARTIAL_CANCELED):
             if before == Status.PROVISION_PENDING:
                 # The grant is under way: decide once it settled (50 or 51), in a later try.

@@ -13,11 +13,13 @@ from typing import Any
 
 from arq import Retry
 
+from app.core.checkout import Checkout
 from app.core.domain import ProductType, RefundStatus, RevokeStatus, Status
-from app.core.ports import ProductCatalog, RefundRecord
+from app.core.fulfilment import Fulfilment
+from app.core.ports import ProductCatalog, RefundRecord, TransactionRepository
 from app.core.reconciliation import PaymentReconciler
 from app.core.refunds import RefundOutcomeUnknown, RefundService, RefundsInFlight
-from app.core.service import PaymentService
+from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookNotSettled, WebhookService
 from app.gateway.models import GatewayError
 from app.metrics import PROVISIONING_OUTCOMES, PROVISIONING_RETRIES, RECONCILIATION_ACTIONS
@@ -46,7 +48,10 @@ WEBHOOK_QUEUE = "arq:queue:webhooks"
 class JobDeps:
     """What the jobs need; put in the job context as ctx["deps"]."""
 
-    payments: PaymentService
+    transactions: TransactionRepository
+    checkout: Checkout
+    fulfilment: Fulfilment
+    sweeper: Sweeper
     refunds: RefundService
     catalog: ProductCatalog
     reconciler: PaymentReconciler
@@ -69,7 +74,7 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
     """Grant a 45 transaction's purchase; report 50, retry, or 51 (which refunds) to Core."""
     deps: JobDeps = ctx["deps"]
     job_try: int = ctx.get("job_try", 1)
-    transaction = await deps.payments.get_transaction(transaction_id)
+    transaction = await deps.transactions.get(transaction_id)
     if transaction is None or transaction.status != Status.PROVISION_PENDING:
         return "skipped: not pending"
     handler = deps.handlers[transaction.product_type]
@@ -80,12 +85,12 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
             raise PermanentGrantError("the product is no longer in the catalog")
         details = await handler.grant(GrantRequest.of(transaction, product))
     except PermanentGrantError as exc:
-        await deps.payments.fail_provisioning(transaction_id, str(exc))
+        await deps.fulfilment.fail_provisioning(transaction_id, str(exc))
         PROVISIONING_OUTCOMES.labels(outcome="refused").inc()
         return "failed: refused"
     except TransientGrantError as exc:
         if job_try >= deps.max_tries:
-            await deps.payments.fail_provisioning(transaction_id, f"gave up after {job_try} tries: {exc}")
+            await deps.fulfilment.fail_provisioning(transaction_id, f"gave up after {job_try} tries: {exc}")
             PROVISIONING_OUTCOMES.labels(outcome="exhausted").inc()
             return "failed: retries exhausted"
         delay = grant_retry_delay(job_try, deps.retry_base_seconds, deps.retry_max_seconds)
@@ -100,7 +105,7 @@ async def provision_grant(ctx: dict[str, Any], transaction_id: str) -> str:
         )
         PROVISIONING_RETRIES.inc()
         raise Retry(defer=delay) from exc
-    await deps.payments.complete_provisioning(transaction_id, {"try": job_try, **details})
+    await deps.fulfilment.complete_provisioning(transaction_id, {"try": job_try, **details})
     PROVISIONING_OUTCOMES.labels(outcome="granted").inc()
     return "granted"
 
@@ -126,7 +131,7 @@ async def refund_payment(ctx: dict[str, Any], refund_id: str) -> str:
 
 async def _revoke(deps: JobDeps, refund: RefundRecord, job_try: int) -> str | None:
     """Take back what the refund covers; None when the refund may go on to the PG cancel."""
-    transaction = await deps.payments.get_transaction(refund.transaction_id)
+    transaction = await deps.transactions.get(refund.transaction_id)
     product = (
         await deps.catalog.get_product(transaction.product_type, transaction.product_id)
         if transaction is not None
@@ -183,11 +188,11 @@ async def replay_callback(ctx: dict[str, Any], kind: str, query: dict[str, str])
     deps: JobDeps = ctx["deps"]
     try:
         if kind == "success":
-            page = await deps.payments.handle_success_callback(
+            outcome = await deps.checkout.handle_success_callback(
                 payment_key=query.get("paymentKey"), order_id=query.get("orderId"), amount=query.get("amount")
             )
         else:
-            page = await deps.payments.handle_fail_callback(
+            outcome = await deps.checkout.handle_fail_callback(
                 transaction_id=query.get("transactionId"),
                 order_id=query.get("orderId"),
                 code=query.get("code"),
@@ -202,13 +207,13 @@ async def replay_callback(ctx: dict[str, Any], kind: str, query: dict[str, str])
             extra={"orderId": query.get("orderId"), "try": ctx.get("job_try", 1), "retryInSeconds": delay},
         )
         raise Retry(defer=delay) from exc
-    return "replayed: " + page.split("?", 1)[0].rsplit("/", 1)[-1]  # the page the buyer would see now
+    return "replayed: " + ("fail" if outcome.failed else "success")  # the page the buyer would see now
 
 
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     """Periodic: expire, reconcile pending payments, re-queue lost work (bounded batches)."""
     deps: JobDeps = ctx["deps"]
-    counts = await deps.payments.sweep(
+    counts = await deps.sweeper.sweep(
         stale_after_seconds=deps.sweep_stale_after_seconds, batch_size=deps.sweep_batch_size
     )
     for outcome, count in (await deps.reconciler.reconcile_due(limit=deps.sweep_batch_size)).items():

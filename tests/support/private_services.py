@@ -19,14 +19,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.support.servers import free_port
+from tests.support.servers import ManagedProcess, ProcessFailed, free_port, start_process
 
 HOW_TO_INSTALL = (
     "Install the servers with `bash scripts/ensure-services.sh` (Debian: apt-get install mariadb-server "
@@ -65,7 +64,7 @@ class PrivateMariaDB:
         self.base = base
         self.datadir = base / "data"
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ManagedProcess | None = None
         self.starts = 0
         self._mariadbd = _binary("mariadbd", "mysqld")
         install = _binary("mariadb-install-db", "mysql_install_db")
@@ -100,13 +99,13 @@ class PrivateMariaDB:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.server is not None and self.server.alive()
 
     def start(self) -> None:
         """Start (again) on the same data directory and port; returns once it accepts clients."""
         if self.running:
             return
-        self.process = subprocess.Popen(
+        self.server = start_process(
             [
                 self._mariadbd,
                 "--no-defaults",
@@ -125,31 +124,33 @@ class PrivateMariaDB:
                 "--innodb-buffer-pool-size=64M",
                 "--max-connections=300",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            name="mariadbd",
+            log_path=self.base / f"mariadbd-{self.starts + 1}.out",  # its own log is error.log
+            cwd=self.base,
         )
         self.starts += 1
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"mariadbd exited with {self.process.returncode}:\n{self._log_tail()}")
+        try:
             # "ready for connections" once per start: the init file has run by then.
-            if self._log_text().count("ready for connections") >= self.starts and _mysql_greeting(self.port):
-                return
-            time.sleep(0.05)
-        self.stop(signal.SIGKILL)
-        pytest.fail(f"mariadbd did not become ready in {READY_TIMEOUT_SECONDS:.0f}s:\n{self._log_tail()}")
+            self.server.wait_until(
+                lambda: (
+                    self._log_text().count("ready for connections") >= self.starts
+                    and _mysql_greeting(self.port)
+                ),
+                timeout=READY_TIMEOUT_SECONDS,
+                waiting_for="ready for connections",
+                interval=0.05,
+            )
+        except ProcessFailed as exc:
+            pytest.fail(f"{exc}\nerror log:\n{self._log_tail()}")
 
     def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """SIGKILL (a crash: clients see their connections reset) or SIGTERM (a shutdown)."""
-        if self.process is None or self.process.poll() is not None:
+        if self.server is None:
             return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if sig == signal.SIGKILL:
+            self.server.kill()
+        else:
+            self.server.stop(60, sig=sig)
 
     def _log_text(self) -> str:
         try:
@@ -167,7 +168,8 @@ class PrivateRedis:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ManagedProcess | None = None
+        self.starts = 0
         self._redis_server = _binary("redis-server")
 
     @property
@@ -176,13 +178,13 @@ class PrivateRedis:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.server is not None and self.server.alive()
 
     def start(self) -> None:
+        """Start (again) on the same port; returns once it answers PING."""
         if self.running:
             return
-        log = (self.base / "redis.log").open("ab")
-        self.process = subprocess.Popen(
+        self.server = start_process(
             [
                 self._redis_server,
                 "--port",
@@ -196,34 +198,36 @@ class PrivateRedis:
                 "--dir",
                 str(self.base),
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            name="redis-server",
+            log_path=self.base / f"redis-{self.starts + 1}.log",
+            cwd=self.base,
         )
-        log.close()
+        self.starts += 1
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+
+        def answers_ping() -> bool:
+            with contextlib.suppress(redis.RedisError):
+                return bool(client.ping())
+            return False
+
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    pytest.fail(f"redis-server exited with {self.process.returncode}")
-                with contextlib.suppress(redis.RedisError):
-                    if client.ping():
-                        return
-                time.sleep(0.05)
+            self.server.wait_until(
+                answers_ping, timeout=READY_TIMEOUT_SECONDS, waiting_for="PONG", interval=0.05
+            )
+        except ProcessFailed as exc:
+            pytest.fail(str(exc))
         finally:
             client.close()
-        self.stop(signal.SIGKILL)
-        pytest.fail(f"redis-server did not answer PING in {READY_TIMEOUT_SECONDS:.0f}s")
 
     def stop(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGKILL (a crash) or SIGTERM (a shutdown, like `redis-cli shutdown nosave` here): either
+        way every key is gone, as nothing is persisted."""
+        if self.server is None:
             return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if sig == signal.SIGKILL:
+            self.server.kill()
+        else:
+            self.server.stop(30, sig=sig)
 
 
 @contextlib.contextmanager

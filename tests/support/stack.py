@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import secrets
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import redis
 
 from app.core.auth import TokenAuthority
 from tests.support.servers import (
     REDIS_HOST_URL,
-    REPO_ROOT,
     ManagedProcess,
     RunningServer,
     free_port,
+    start_process,
     start_server,
 )
 
@@ -55,11 +51,10 @@ FAST_ENV: dict[str, str] = {
 }
 
 
-class WorkerProcess(ManagedProcess):
-    """A `payments worker` process; `stop()` gives running jobs time to finish."""
-
-    def stop(self, grace_seconds: float = 15.0) -> None:
-        super().stop(grace_seconds)
+# A `payments worker` process; its `stop()` gives running jobs WORKER_GRACE_SECONDS to finish.
+WorkerProcess = ManagedProcess
+WORKER_GRACE_SECONDS = 15.0
+WORKER_START_SECONDS = 30.0  # until arq logs that it runs (imports, Redis, the first poll)
 
 
 @dataclass
@@ -80,22 +75,13 @@ class Stack:
         return {"Authorization": f"Bearer {self.token(user_id, admin=admin)}"}
 
     def start_worker(self) -> WorkerProcess:
-        log_file = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)  # noqa: SIM115
-        process = subprocess.Popen(
+        worker = start_process(
             [sys.executable, "-m", "app.cli", "worker"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            cwd=REPO_ROOT,
+            name="worker",
+            env=self.env,
+            grace_seconds=WORKER_GRACE_SECONDS,
         )
-        worker = WorkerProcess(process=process, log_path=Path(log_file.name))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"worker exited with {process.returncode}:\n{worker.log()}")
-            if "Starting worker" in worker.log() or "redis_version" in worker.log():
-                break
-            time.sleep(0.1)
+        worker.wait_for_log(("Starting worker", "redis_version"), timeout=WORKER_START_SECONDS)
         self.workers.append(worker)
         return worker
 
@@ -103,7 +89,11 @@ class Stack:
         port = free_port()
         env = {**self.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
         server = start_server(
-            ["app.cli", "serve", "--port", str(port)], port=port, health_path="/health/ready", env=env
+            ["app.cli", "serve", "--port", str(port)],
+            port=port,
+            health_path="/health/ready",
+            env=env,
+            name="api",
         )
         self.apis.append(server)
         return server

@@ -10,30 +10,38 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.support.servers import REDIS_HOST_URL, REPO_ROOT, port_open
+
 SMOKE_REDIS_DB = "8"  # make loadtest uses 7, make bench 6, the test suite 9–15
+# Latency budgets are for `make loadtest` on a quiet machine, not for a test: the smoke run checks
+# what happened (no failure, every checkout provisioned), never how fast (see loadtests/README.md).
+NO_LATENCY_THRESHOLDS = [
+    "--max-callback-to-settled-p95-ms",
+    "off",
+    "--max-callback-to-provisioned-p95-ms",
+    "off",
+    "--max-status-p95-ms",
+    "off",
+]
 
 pytestmark = pytest.mark.slow
 
 
 def _require(name: str, port: int) -> None:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return
-    except OSError:
+    if not port_open(port):
         pytest.fail(f"{name} is not reachable on 127.0.0.1:{port}: run `make services`", pytrace=False)
 
 
 def test_locust_smoke_run_has_no_failures_and_provisions_every_checkout(tmp_path: Path) -> None:
     _require("MariaDB", 3306)
-    _require("Redis", 6379)
+    _require("Redis", urlsplit(REDIS_HOST_URL).port or 6379)
     report = tmp_path / "report"
     command = [
         sys.executable,
@@ -53,6 +61,8 @@ def test_locust_smoke_run_has_no_failures_and_provisions_every_checkout(tmp_path
         "--drop-database",
         "--redis-db",
         SMOKE_REDIS_DB,
+        "--redis-url",
+        REDIS_HOST_URL,
         "--lock-wait",
         "300",
         "--report-dir",
@@ -69,6 +79,7 @@ def test_locust_smoke_run_has_no_failures_and_provisions_every_checkout(tmp_path
         "0.2",
         "--checkout-wait-max",
         "0.8",
+        *NO_LATENCY_THRESHOLDS,
     ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
     output = f"{result.stdout}\n{result.stderr}"[-8000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -97,6 +97,7 @@ async def test_easy_pay_confirm_has_an_easy_pay_object(toss: httpx.AsyncClient) 
 
 async def test_virtual_account_from_the_window_waits_for_deposit(toss: httpx.AsyncClient) -> None:
     payment = await confirmed_payment(toss, "order-va-0001", 50000, "가상계좌")
+    confirmed_by = datetime.now(UTC)  # the mock confirmed before this (the same real clock)
     assert (payment["status"], payment["method"], payment["approvedAt"]) == (
         "WAITING_FOR_DEPOSIT",
         "가상계좌",
@@ -106,9 +107,10 @@ async def test_virtual_account_from_the_window_waits_for_deposit(toss: httpx.Asy
     account = payment["virtualAccount"]
     assert account["expired"] is False and account["settlementStatus"] == "INCOMPLETED"
     assert account["bankCode"] and account["accountNumber"]
+    # 7 days from the confirm, which came after the window opened (requestedAt) and before now.
     due = datetime.fromisoformat(account["dueDate"])
     requested = datetime.fromisoformat(payment["requestedAt"])
-    assert timedelta(hours=167, minutes=59) < due - requested <= timedelta(hours=168, seconds=5)
+    assert requested + timedelta(hours=168) <= due <= confirmed_by + timedelta(hours=168)
 
 
 async def test_confirm_errors(toss: httpx.AsyncClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -25,9 +25,11 @@ async def test_clock_shows_and_advances(toss: httpx.AsyncClient) -> None:
     assert before["offsetSeconds"] == 0
     await advance(toss, 3600)
     after = (await toss.get("/_mock/clock")).json()
+    read_by = datetime.now(UTC)  # the mock read its clock before this (the same real clock)
     assert after["offsetSeconds"] == 3600
-    elapsed = datetime.fromisoformat(after["now"]) - datetime.fromisoformat(before["now"])
-    assert 3600 <= elapsed.total_seconds() < 3660
+    # Real time plus exactly the hour: no earlier than the first reading + 1 h, no later than now + 1 h.
+    moved = datetime.fromisoformat(after["now"])
+    assert datetime.fromisoformat(before["now"]) + timedelta(hours=1) <= moved <= read_by + timedelta(hours=1)
     for bad in ({"advanceSeconds": -1}, {"advanceSeconds": "1"}, {}):
         assert (await toss.post("/_mock/clock", json=bad)).status_code == 400
     await toss.post("/_mock/reset")

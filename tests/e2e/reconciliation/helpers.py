@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,14 +24,14 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import redis
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.auth import TokenAuthority
 from app.db import transactions as tx_table
 from app.db import webhook_events as webhook_table
-from tests.support.servers import REDIS_HOST_URL, RunningServer, free_port, running_server
+from tests.support.private_services import private_redis as private_redis_server
+from tests.support.servers import REDIS_HOST_URL, RunningServer, running_server
 from tests.support.stack import Stack, running_stack
 from tests.support.webhook_proxy import WebhookProxy, running_webhook_proxy
 
@@ -96,38 +95,11 @@ def private_redis() -> Iterator[str]:
     server makes the environments' queues ours alone. Without a redis-server binary the shared
     one is used.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         yield SHARED_REDIS_URL
         return
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            client = redis.Redis.from_url(f"{url}/0", socket_connect_timeout=0.5)
-            try:
-                if client.ping():
-                    break
-            except redis.RedisError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {port} did not start") from None
-                time.sleep(0.05)
-            finally:
-                client.close()
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with private_redis_server() as server:
+        yield server.url
 
 
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306")

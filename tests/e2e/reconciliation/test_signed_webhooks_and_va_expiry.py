@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from app.core.service import confirm_idempotency_key
+from app.core.payment_results import confirm_idempotency_key
 
 from .helpers import (
     CARD_APPROVE,

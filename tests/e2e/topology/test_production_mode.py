@@ -106,3 +106,46 @@ def test_production_with_real_settings_serves_without_the_demo(secure: dict[str,
     assert ready.status_code == 200 and ready.json()["database"] == "ok", ready.text
     assert demo.status_code == 404, demo.status_code
     assert "DEVELOPMENT mode" not in log and "TEST mode" not in log, log[-2000:]
+
+
+# What `payments serve` builds, in a fresh interpreter: which of our modules did it import?
+IMPORTED_DEMO = """
+import sys
+from app.main import create_served_app
+create_served_app()
+print("app.demo" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "imports_demo"),
+    [
+        pytest.param(
+            "production",
+            False,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="app/main.py still imports app.demo at the top (issue 12 item 8): once it imports "
+                "DemoController inside `if not settings.is_production:`, drop this marker",
+            ),
+        ),
+        ("development", True),
+    ],
+)
+def test_the_demo_shop_is_not_even_imported_in_production(
+    environment: str, imports_demo: bool, secure: dict[str, str]
+) -> None:
+    """The demo pages are development code: production must not load them, not only not route them."""
+    env = clean_environment(**{**secure, "ENVIRONMENT": environment})
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTED_DEMO],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=REFUSAL_TIMEOUT,
+        check=False,
+    )
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == str(imports_demo), result.stdout[-2000:]

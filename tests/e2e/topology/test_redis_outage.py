@@ -14,20 +14,18 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import shutil
-import subprocess
+import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.support.servers import RunningServer, free_port
+from tests.support.private_services import PrivateRedis, private_redis
+from tests.support.servers import RunningServer
 from tests.support.stack import Stack, running_stack
 
 from .helpers import (
@@ -45,67 +43,15 @@ from .helpers import (
 )
 
 
-@dataclass
-class OwnRedis:
-    """A redis-server this test starts, stops (`redis-cli shutdown nosave`) and starts again."""
-
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            pytest.fail("redis-server is not installed: `make services` installs it", pytrace=False)
-        self.process = subprocess.Popen(
-            [server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def shutdown(self) -> None:
-        """Like an operator (or a crash without persistence): every key is gone."""
-        assert self.process is not None
-        cli = shutil.which("redis-cli")
-        if cli is not None:
-            subprocess.run([cli, "-p", str(self.port), "shutdown", "nosave"], check=False, timeout=10)
-        else:
-            self.process.terminate()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis()
-    server.start()
-    try:
+def own_redis() -> Iterator[PrivateRedis]:
+    """A redis-server this test starts, shuts down (SIGTERM, nothing persisted) and starts again."""
+    with private_redis() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
-def outage_stack(mysql_url: str, own_redis: OwnRedis, mock_toss: RunningServer) -> Iterator[Stack]:
+def outage_stack(mysql_url: str, own_redis: PrivateRedis, mock_toss: RunningServer) -> Iterator[Stack]:
     with running_stack(
         mysql_url=mysql_url, redis_base_url=own_redis.url, toss_url=mock_toss.url, workers=1
     ) as stack:
@@ -149,7 +95,7 @@ async def wait_until(check: Any, *, within: float) -> Any:
 
 
 async def test_redis_outage_answers_without_500_and_recovers(
-    outage_stack: Stack, own_redis: OwnRedis, mock_toss: RunningServer, mysql_url: str
+    outage_stack: Stack, own_redis: PrivateRedis, mock_toss: RunningServer, mysql_url: str
 ) -> None:
     stack = outage_stack
     buyer, other = user_id("redis-buyer"), user_id("redis-other")
@@ -172,7 +118,7 @@ async def test_redis_outage_answers_without_500_and_recovers(
             pending_id = pending["transactionId"]
 
             # --- Redis goes away ----------------------------------------------------------------------
-            own_redis.shutdown()
+            own_redis.stop(signal.SIGTERM)  # like an operator: every key is gone
             ready = await api.get("/health/ready")
             assert ready.status_code == 503 and ready.json()["code"] == "NOT_READY", ready.text
 

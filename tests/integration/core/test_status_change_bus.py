@@ -45,14 +45,13 @@ def bus_events(event: str) -> float:
     return REGISTRY.get_sample_value("payments_status_change_bus_total", {"event": event}) or 0.0
 
 
-async def wait_until(predicate: Callable[[], bool], within: float, what: str) -> float:
-    """Poll `predicate` until it holds; fail after `within` seconds. Returns the time it took."""
+async def wait_until(predicate: Callable[[], bool], within: float, what: str) -> None:
+    """Poll `predicate` until it holds; fail after `within` seconds."""
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > within:
             pytest.fail(f"not within {within} s: {what}")
         await asyncio.sleep(0.002)
-    return time.monotonic() - started
 
 
 def unique_id() -> str:
@@ -135,8 +134,8 @@ async def test_an_announcement_reaches_the_other_process(
     await changes_a.announce(tid)
 
     assert cache_a.get(tid) is None  # A's own cache at once, before anything travels
-    took = await wait_until(lambda: cache_b.get(tid) is None, 1.0, "B dropped the announced view")
-    assert took < 1.0
+    # Only the announcement can drop it: B's view would live 60 s (a bounded wait, not a speed check).
+    await wait_until(lambda: cache_b.get(tid) is None, 5.0, "B dropped the announced view")
     assert cache_b.put(view(tid), ticket_b) is False  # B's ticket taken before the message is void
     assert cache_b.get(tid) is None
     assert cache_b.get(other) is not None  # only the announced transaction is dropped
@@ -253,7 +252,7 @@ async def test_a_failed_publish_does_not_raise_and_still_drops_the_local_view(
 TRANSACTIONS = 12
 READERS = 20
 ROUNDS = 3
-REFLECT_SECONDS = 1.0
+REFLECT_SECONDS = 5.0  # a bounded wait ≪ the caches' 60 s TTL: only a lost invalidation takes longer
 FAST_READ_SECONDS = (0.0, 0.002)
 SLOW_READ_SECONDS = (0.02, 0.04)
 SLOW_READ_SHARE = 0.2
@@ -361,8 +360,7 @@ async def test_polls_in_one_process_never_go_stale_while_another_writes(
 
     log = RaceLog()
     all_tids: list[str] = []
-    started = time.monotonic()
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(60):  # a bound on the test, not a speed check: the race is in `problems`
         for _ in range(ROUNDS):
             tids = []
             for _ in range(TRANSACTIONS):
@@ -382,7 +380,6 @@ async def test_polls_in_one_process_never_go_stale_while_another_writes(
             finally:
                 stop.set()
                 await asyncio.gather(*readers)
-    elapsed = time.monotonic() - started
 
     stale, in_database = [], []
     for tid in all_tids:
@@ -405,4 +402,3 @@ async def test_polls_in_one_process_never_go_stale_while_another_writes(
     cached = [cache_b.get(tid) for tid in all_tids]
     assert any(v is not None for v in cached)  # the check above was not vacuous
     assert log.reads > 1000, log.reads
-    assert elapsed < 10, elapsed

@@ -15,9 +15,9 @@ import httpx
 from arq.worker import Worker
 from sqlalchemy import func, select, update
 
+from app.core.checkout import IssueCommand
 from app.core.domain import Method, ProductType, Status, Transaction
 from app.core.ports import RefundRecord
-from app.core.service import IssueCommand
 from app.db import entitlements, transaction_history, transactions
 from app.main import Services
 from app.provisioning.worker import WebhookWorkerSettings, WorkerSettings
@@ -51,7 +51,7 @@ async def pay(
     Returns the transaction as stored afterwards (45, with its grant job queued in Redis).
     """
     product_type, product_id, amount = product
-    issued = await services.payments.issue(
+    issued = await services.checkout.issue(
         IssueCommand(
             user_id=user_id or new_user(),
             product_type=product_type,
@@ -78,11 +78,11 @@ async def pay(
     assert window.status_code == 200, window.text
     redirect = window.json()["redirectUrl"]
     query = {k: v[-1] for k, v in parse_qs(urlsplit(redirect).query).items()}
-    landed = await services.payments.handle_success_callback(
+    landed = await services.checkout.handle_success_callback(
         payment_key=query["paymentKey"], order_id=query["orderId"], amount=query["amount"]
     )
-    assert "/payment/success" in landed, landed
-    transaction = await services.payments.get_transaction(issued.transaction.transaction_id)
+    assert not landed.failed, landed
+    transaction = await services.queries.get_transaction(issued.transaction.transaction_id)
     assert transaction is not None
     assert transaction.status == Status.PROVISION_PENDING, transaction.status
     return transaction
@@ -143,7 +143,7 @@ async def run_worker(services: Services, within: float = WORKER_TIMEOUT) -> Work
 
 
 async def status_of(services: Services, transaction_id: str) -> Status:
-    transaction = await services.payments.get_transaction(transaction_id)
+    transaction = await services.queries.get_transaction(transaction_id)
     assert transaction is not None
     return transaction.status
 
@@ -182,7 +182,7 @@ async def ledger_rows(services: Services, transaction_id: str) -> int:
 
 async def age(services: Services, transaction_id: str, seconds: float) -> None:
     """Move the transaction's last change back in time (as if its job had been lost long ago)."""
-    transaction = await services.payments.get_transaction(transaction_id)
+    transaction = await services.queries.get_transaction(transaction_id)
     assert transaction is not None
     async with services.engine.begin() as conn:
         await conn.execute(

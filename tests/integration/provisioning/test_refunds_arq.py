@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from app.core.checkout import IssueCommand
 from app.core.domain import (
     InvalidTransition,
     Method,
@@ -21,7 +22,6 @@ from app.core.domain import (
     Transition,
 )
 from app.core.refund_policy import RefundRefused
-from app.core.service import IssueCommand
 from app.gateway.models import RefundAccount
 from app.main import Services
 from app.provisioning.jobs import sweep
@@ -68,7 +68,7 @@ async def test_owner_refund_cancels_at_the_pg_once(
 ) -> None:
     services = await make_services()
     tid = await granted(services, toss)
-    owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
+    owner = (await services.queries.get_transaction(tid)).user_id  # type: ignore[union-attr]
 
     requested = await services.refunds.request_refund(
         transaction_id=tid, user_id=owner, is_admin=False, reason="changed my mind", amount=None
@@ -80,7 +80,7 @@ async def test_owner_refund_cancels_at_the_pg_once(
     [queued] = await services.repository.list_refunds(tid)
     assert await services.redis.exists(f"arq:job:{refund_job_id(queued.refund_id)}") == 1
     await run_worker(services)
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount) == (Status.REFUNDED, 9_900)
     refund = await refund_of(services, tid)
@@ -125,7 +125,7 @@ async def test_several_partial_refunds_keep_the_status_until_the_last_one(
     assert (after_first.status, after_first.refundable_amount) == (Status.PROVISION_SUCCESS, 38_000)
     await run_worker(services)
 
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount, final.refundable_amount) == (
         Status.PROVISION_SUCCESS,
@@ -150,7 +150,7 @@ async def test_several_partial_refunds_keep_the_status_until_the_last_one(
     )
     await run_worker(services)
 
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount, final.refundable_amount) == (Status.REFUNDED, 50_000, 0)
     refunds = await services.repository.list_refunds(tid)
@@ -188,13 +188,13 @@ async def test_twenty_parallel_refunds_never_exceed_what_was_paid(
     accepted = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, BaseException)]
     assert all(isinstance(r, PaymentError) for r in refused), refused
-    stored = await services.payments.get_transaction(tid)
+    stored = await services.queries.get_transaction(tid)
     assert stored is not None
     rows = await services.repository.list_refunds(tid)
     assert len(rows) == len(accepted) == 16, (len(accepted), [str(r) for r in refused])
     assert stored.refund_reserved_amount == 48_000
     await run_worker(services)
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount) == (Status.PROVISION_SUCCESS, 48_000)
     pg = await pg_payment(toss, tid)
@@ -206,7 +206,7 @@ async def test_a_refused_policy_changes_nothing(
 ) -> None:
     services = await make_services()
     tid = await granted(services, toss)
-    owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
+    owner = (await services.queries.get_transaction(tid)).user_id  # type: ignore[union-attr]
     before = await history_codes(services, tid)
 
     with pytest.raises(RefundRefused):
@@ -229,7 +229,7 @@ async def test_a_cancel_that_times_out_stays_90_until_the_pg_answers(
     the outcome is unknown, so the refund stays 90 and the job keeps asking with the same key."""
     services = await make_services(toss_read_timeout_seconds=0.5, refund_retry_seconds=0.2)
     tid = await granted(services, toss)
-    owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
+    owner = (await services.queries.get_transaction(tid)).user_id  # type: ignore[union-attr]
     setting = await chaos.put("/_mock/chaos", json={"seed": 7, "routes": {"cancel": {"latencyMs": 1500}}})
     assert setting.status_code == 200, setting.text
     await services.refunds.request_refund(
@@ -254,7 +254,7 @@ async def test_a_cancel_that_times_out_stays_90_until_the_pg_answers(
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
 
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount) == (Status.REFUNDED, 9_900)
     refund = await refund_of(services, tid)
@@ -274,7 +274,7 @@ async def test_a_cancel_whose_answer_was_lost_is_replayed_not_repeated(
     Idempotency-Key gets the stored answer, so the money goes back exactly once."""
     services = await make_services(toss_read_timeout_seconds=0.5, refund_retry_seconds=0.2)
     tid = await granted(services, toss)
-    owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
+    owner = (await services.queries.get_transaction(tid)).user_id  # type: ignore[union-attr]
     setting = await chaos.put(
         "/_mock/chaos", json={"seed": 7, "routes": {"cancel": {"timeoutRate": 1.0, "timeoutSeconds": 2}}}
     )
@@ -302,11 +302,11 @@ async def test_already_canceled_at_the_pg_counts_as_done(
 ) -> None:
     services = await make_services()
     tid = await granted(services, toss)
-    owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
+    owner = (await services.queries.get_transaction(tid)).user_id  # type: ignore[union-attr]
     await services.refunds.request_refund(
         transaction_id=tid, user_id=owner, is_admin=False, reason="cancelled elsewhere", amount=None
     )
-    payment_key = (await services.payments.get_transaction(tid)).payment_key  # type: ignore[union-attr]
+    payment_key = (await services.queries.get_transaction(tid)).payment_key  # type: ignore[union-attr]
     # Someone cancelled it at the PG already (the merchant console, an earlier lost answer...).
     direct = await toss.post(
         f"/v1/payments/{payment_key}/cancel", json={"cancelReason": "console"}, headers=TOSS_AUTH
@@ -315,7 +315,7 @@ async def test_already_canceled_at_the_pg_counts_as_done(
 
     await run_worker(services)
 
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount) == (Status.REFUNDED, 9_900)
     assert (await refund_of(services, tid)).status == "DONE"
@@ -335,7 +335,7 @@ async def test_two_concurrent_refund_requests_start_one_refund(
 ) -> None:
     services = await make_services()
     tid = await granted(services, toss)
-    owner = (await services.payments.get_transaction(tid)).user_id  # type: ignore[union-attr]
+    owner = (await services.queries.get_transaction(tid)).user_id  # type: ignore[union-attr]
 
     results = await asyncio.gather(
         services.refunds.request_refund(
@@ -391,7 +391,7 @@ async def test_a_refund_accepted_for_a_virtual_account_payment_completes(
     """A deposited virtual account: Toss needs `refundReceiveAccount` to cancel it. A refund the API
     accepts (202) must reach 95 — or be refused up front — never stay 90 forever."""
     services = await make_services()
-    issued = await services.payments.issue(
+    issued = await services.checkout.issue(
         IssueCommand(
             user_id=new_user(),
             product_type=RESUME[0],
@@ -417,17 +417,17 @@ async def test_a_refund_accepted_for_a_virtual_account_payment_completes(
     )
     assert window.status_code == 200, window.text
     query = {k: v[-1] for k, v in parse_qs(urlsplit(window.json()["redirectUrl"]).query).items()}
-    await services.payments.handle_success_callback(
+    await services.checkout.handle_success_callback(
         payment_key=query["paymentKey"], order_id=tid, amount=query["amount"]
     )
     assert await status_of(services, tid) == Status.PAYMENT_PENDING  # waiting for the deposit
     deposit = await toss.post(f"/_mock/virtual-accounts/{tid}/deposit")
     assert deposit.status_code == 200, deposit.text
     # What the webhook or the reconciler does: ask the PG and apply its view.
-    transaction = await services.payments.get_transaction(tid)
+    transaction = await services.queries.get_transaction(tid)
     assert transaction is not None
     payment = await services.gateway.find_payment(provider="TOSS", order_id=tid)
-    await services.payments.apply_pg_payment(transaction, payment)
+    await services.results.apply_pg_payment(transaction, payment)
     await run_worker(services)
     assert await status_of(services, tid) == Status.PROVISION_SUCCESS
 

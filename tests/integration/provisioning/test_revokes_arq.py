@@ -127,7 +127,7 @@ async def test_a_revoke_that_fails_for_good_moves_no_money_and_waits_for_a_human
     assert (refund.status, refund.revoke_status) == (RefundStatus.NEEDS_REVIEW, RevokeStatus.FAILED)
     assert await cancels(toss, tid) == []  # no money moved
     assert (await pg_payment(toss, tid))["status"] == "DONE"
-    stored = await services.payments.get_transaction(tid)
+    stored = await services.queries.get_transaction(tid)
     assert stored is not None
     assert (stored.status, stored.refundable_amount) == (Status.REFUND_REQUESTED, 0)  # never twice
     assert _metric("payments_refunds_total", stage="revoke_failed") == failed_before + 1
@@ -141,7 +141,7 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
     applied through the refund path (a row each, the grant taken back, 95 when nothing is left)."""
     services = await make_services()
     tid, owner = await _granted(services, toss, RESUME)
-    stored = await services.payments.get_transaction(tid)
+    stored = await services.queries.get_transaction(tid)
     assert stored is not None and stored.payment_key
     alerts_before = _metric("payments_pg_side_cancels_total")
 
@@ -162,7 +162,7 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
         await run_worker(services)
 
     await console_cancel(3_000, 1)
-    after_partial = await services.payments.get_transaction(tid)
+    after_partial = await services.queries.get_transaction(tid)
     assert after_partial is not None
     assert (after_partial.status, after_partial.refunded_amount) == (Status.PROVISION_SUCCESS, 3_000)
     [partial] = await services.repository.list_refunds(tid)
@@ -175,7 +175,7 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
     assert partial.reason == "console 1"
 
     await console_cancel(None, 2)
-    final = await services.payments.get_transaction(tid)
+    final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount) == (Status.REFUNDED, 9_900)
     refunds = await services.repository.list_refunds(tid)

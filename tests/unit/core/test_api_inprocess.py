@@ -8,7 +8,6 @@ Every test uses its own user, so "nothing was written" is "that user's list stay
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import re
 import secrets
@@ -25,9 +24,8 @@ from litestar.testing import AsyncTestClient
 
 from app.core.auth import TokenAuthority
 from app.core.catalog import StaticProductCatalog
-from app.core.clock import SystemClock
+from app.core.checkout import IssueCommand
 from app.core.domain import Method, ProductType
-from app.core.service import CoreConfig, IssueCommand, PaymentService
 from app.gateway.models import GatewayErrorKind
 from app.main import Services, build_services, create_app
 from app.migrate import upgrade_database
@@ -61,7 +59,7 @@ class Api:
 
     async def issue_directly(self, user_id: str) -> str:
         """A CREATED transaction made through the service (independent of the HTTP issue path)."""
-        issued = await self.services.payments.issue(
+        issued = await self.services.checkout.issue(
             IssueCommand(
                 user_id=user_id,
                 product_type=ProductType.STUDY,
@@ -92,25 +90,10 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
         public_base_url=PUBLIC,
         frontend_base_url=FRONTEND,
     )
-    built = build_services(settings)
     gateway, queue = FakeGateway(), FakeQueue()
-    payments = PaymentService(
-        repository=built.repository,
-        gateway=gateway,
-        catalog=StaticProductCatalog.from_file(settings.product_catalog_path),
-        clock=SystemClock(),
-        config=CoreConfig(
-            public_base_url=settings.public_base_url,
-            frontend_base_url=settings.frontend_base_url,
-            transaction_expire_minutes=settings.transaction_expire_minutes,
-            client_key=settings.toss_client_key,
-        ),
-        queue=queue,
-        refunds=built.repository,
-    )
-    # With a FakeQueue in Services the lifespan starts no embedded sweeper: nothing runs behind the
-    # tests' backs, and no task is left on the test client's own event loop when it closes.
-    services = dataclasses.replace(built, payments=payments, queue=queue)
+    # With a FakeQueue the lifespan starts no embedded sweeper: nothing runs behind the tests'
+    # backs, and no task is left on the test client's own event loop when it closes.
+    services = build_services(settings, gateway=gateway, queue=queue)
     try:
         async with AsyncTestClient(app=create_app(services=services)) as client:
             yield Api(client, services, gateway, queue)
@@ -373,7 +356,7 @@ async def test_bad_list_parameters(api: Api, user: str, query: str) -> None:
 async def test_list_pages_and_filters(api: Api, user: str) -> None:
     ids = [await api.issue_directly(user) for _ in range(5)]
     api.gateway.on_find(NO_PAYMENT_AT_PG)
-    await api.services.payments.handle_fail_callback(
+    await api.services.checkout.handle_fail_callback(
         transaction_id=ids[2], order_id=None, code="X", message="x"
     )
     pages: list[list[str]] = []

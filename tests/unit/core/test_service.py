@@ -1,4 +1,5 @@
-"""PaymentService (the use cases of Payment Core) against in-memory fakes of its ports."""
+"""Payment Core's use cases (checkout, payment results, fulfilment, queries, sweeper) against
+in-memory fakes of its ports."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app.core.catalog import StaticProductCatalog
+from app.core.checkout import CallbackOutcome, Checkout, CheckoutConfig, IssueCommand
 from app.core.domain import (
     AmountMismatch,
     Method,
@@ -22,10 +24,14 @@ from app.core.domain import (
     TransactionNotFound,
     ValidationFailed,
 )
+from app.core.fulfilment import Fulfilment
+from app.core.payment_results import PaymentResults, ResultsConfig
+from app.core.queries import PaymentQueries
 from app.core.refunds import RefundService
 from app.core.schemas import StatusResponse, status_response
-from app.core.service import CoreConfig, IssueCommand, PaymentService
+from app.core.sweeper import Sweeper
 from app.gateway.models import GatewayErrorKind, PaymentMethod, PgPaymentStatus
+from app.http.redirects import redirect_url
 from tests.unit.core.fakes import (
     APPROVED_AT,
     FakeClock,
@@ -52,49 +58,83 @@ NO_PAYMENT_AT_PG = gateway_error(
 PAID = Status.PROVISION_PENDING
 
 
+@dataclass(frozen=True, slots=True)
+class Core:
+    """Payment Core's use cases, wired like app/main.py does (the fake repository also keeps refunds)."""
+
+    checkout: Checkout
+    results: PaymentResults
+    fulfilment: Fulfilment
+    queries: PaymentQueries
+    sweeper: Sweeper
+
+
 @dataclass
 class World:
     repo: InMemoryTransactionRepository
     gateway: FakeGateway
     clock: FakeClock
     queue: FakeQueue
-    service: PaymentService
+    core: Core
 
 
-def build_service(world: World, **config: Any) -> PaymentService:
-    """Wired like app/main.py does (the SQL repository is also the refunds repository)."""
-    return PaymentService(
+def build_core(world: World, **config: Any) -> Core:
+    catalog = StaticProductCatalog.from_file()
+    refunds = RefundService(
+        repository=world.repo,
+        refunds=world.repo,
+        gateway=world.gateway,
+        catalog=catalog,
+        queue=world.queue,
+        clock=world.clock,
+        window_days=7,
+    )
+    fulfilment = Fulfilment(repository=world.repo, queue=world.queue, refunds=refunds, clock=world.clock)
+    results = PaymentResults(
         repository=world.repo,
         gateway=world.gateway,
-        catalog=StaticProductCatalog.from_file(),
         clock=world.clock,
-        config=CoreConfig(
+        config=ResultsConfig(),
+        on_paid=fulfilment.start_provisioning,
+    )
+    checkout = Checkout(
+        repository=world.repo,
+        catalog=catalog,
+        gateway=world.gateway,
+        results=results,
+        clock=world.clock,
+        config=CheckoutConfig(
             **{
                 "public_base_url": PUBLIC + "/",
-                "frontend_base_url": FRONTEND + "/",
                 "transaction_expire_minutes": 30,
                 "client_key": CLIENT_KEY,
                 **config,
             }
         ),
-        queue=world.queue,
-        refunds=RefundService(
-            repository=world.repo,
-            refunds=world.repo,
-            gateway=world.gateway,
-            catalog=StaticProductCatalog.from_file(),
-            queue=world.queue,
-            clock=world.clock,
-            window_days=7,
-        ),
+    )
+    return Core(
+        checkout=checkout,
+        results=results,
+        fulfilment=fulfilment,
+        queries=PaymentQueries(repository=world.repo, catalog=catalog, clock=world.clock),
+        sweeper=Sweeper(repository=world.repo, fulfilment=fulfilment, refunds=refunds, clock=world.clock),
     )
 
 
 @pytest.fixture
 def world() -> World:
     w = World(InMemoryTransactionRepository(), FakeGateway(), FakeClock(), FakeQueue(), None)  # type: ignore[arg-type]
-    w.service = build_service(w)
+    w.core = build_core(w)
     return w
+
+
+def page(outcome: CallbackOutcome) -> str:
+    """The frontend URL the HTTP layer redirects the browser to for a callback's outcome."""
+    return redirect_url(FRONTEND + "/", outcome)
+
+
+async def fail_callback(world: World, **params: str | None) -> str:
+    return page(await world.core.checkout.handle_fail_callback(**params))  # type: ignore[arg-type]
 
 
 def command(
@@ -119,13 +159,17 @@ def command(
 
 
 async def issue(world: World, **kwargs: Any) -> Transaction:
-    return (await world.service.issue(command(**kwargs))).transaction
+    return (await world.core.checkout.issue(command(**kwargs))).transaction
 
 
 async def success_callback(
     world: World, tid: str | None, amount: str | None = str(STUDY_PRICE), payment_key: str | None = "pk_1"
 ) -> str:
-    return await world.service.handle_success_callback(payment_key=payment_key, order_id=tid, amount=amount)
+    return page(
+        await world.core.checkout.handle_success_callback(
+            payment_key=payment_key, order_id=tid, amount=amount
+        )
+    )
 
 
 def success_page(tid: str) -> str:
@@ -146,7 +190,7 @@ def status_of(world: World, tid: str) -> Status:
 async def wire_status(
     world: World, tid: str, user_id: str = "u1", attempt: int | None = None
 ) -> StatusResponse:
-    report = await world.service.get_status(user_id=user_id, transaction_id=tid, attempt=attempt)
+    report = await world.core.queries.get_status(user_id=user_id, transaction_id=tid, attempt=attempt)
     return status_response(report.view, report.message, report.retry_after_ms)
 
 
@@ -163,7 +207,7 @@ async def wire_status(
 async def test_issue_prices_from_the_catalog(
     world: World, product_type: ProductType, product_id: str, price: int
 ) -> None:
-    issued = await world.service.issue(
+    issued = await world.core.checkout.issue(
         command(product_type=product_type, product_id=product_id, amount=price)
     )
     t = issued.transaction
@@ -183,7 +227,7 @@ async def test_issue_uses_the_catalog_name_unless_an_order_name_is_given(world: 
 
 async def test_issue_times_and_urls(world: World) -> None:
     now = world.clock.now()
-    issued = await world.service.issue(command(metadata={"cohort": 7}))
+    issued = await world.core.checkout.issue(command(metadata={"cohort": 7}))
     t = issued.transaction
     stored = world.repo.stored(t.transaction_id)
     assert stored.created_at == now
@@ -198,7 +242,7 @@ async def test_issue_times_and_urls(world: World) -> None:
 
 
 async def test_issue_expiry_follows_the_configured_minutes(world: World) -> None:
-    service = build_service(world, transaction_expire_minutes=7)
+    service = build_core(world, transaction_expire_minutes=7).checkout
     t = (await service.issue(command())).transaction
     assert world.repo.stored(t.transaction_id).expires_at == world.clock.now() + timedelta(minutes=7)
 
@@ -598,7 +642,7 @@ async def test_a_queue_outage_does_not_fail_the_paid_buyers_redirect(world: Worl
 
 
 async def test_issue_with_a_hosted_checkout_window(world: World) -> None:
-    service = build_service(world, checkout_url="https://mock.example.com/_mock/checkout")
+    service = build_core(world, checkout_url="https://mock.example.com/_mock/checkout").checkout
     issued = await service.issue(
         command(product_type=ProductType.AI_RESUME, product_id="resume_credit_10", amount=RESUME_PRICE)
     )
@@ -610,7 +654,7 @@ async def test_issue_with_a_hosted_checkout_window(world: World) -> None:
     assert query["amount"] == str(RESUME_PRICE)
     assert query["clientKey"] == CLIENT_KEY
     assert (query["successUrl"], query["failUrl"]) == (issued.success_url, issued.fail_url)
-    assert (await world.service.issue(command())).checkout_url is None  # not configured: none
+    assert (await world.core.checkout.issue(command())).checkout_url is None  # not configured: none
 
 
 @pytest.mark.parametrize(
@@ -644,8 +688,12 @@ async def test_pg_payment_that_does_not_match_ours_fails(
 async def test_fail_callback_fails_a_created_transaction(world: World, pg_code: str, our_code: str) -> None:
     t = await issue(world)
     world.gateway.on_find(NO_PAYMENT_AT_PG)
-    url = await world.service.handle_fail_callback(
-        transaction_id=t.transaction_id, order_id=None, code=pg_code, message="사용자가 결제를 취소하였습니다"
+    url = await fail_callback(
+        world,
+        transaction_id=t.transaction_id,
+        order_id=None,
+        code=pg_code,
+        message="사용자가 결제를 취소하였습니다",
     )
     stored = world.repo.stored(t.transaction_id)
     assert stored.status == Status.PAYMENT_FAILED
@@ -661,8 +709,8 @@ async def test_fail_callback_fails_a_created_transaction(world: World, pg_code: 
 async def test_fail_callback_by_order_id(world: World) -> None:
     t = await issue(world)
     world.gateway.on_find(NO_PAYMENT_AT_PG)
-    url = await world.service.handle_fail_callback(
-        transaction_id=None, order_id=t.transaction_id, code="REJECT_CARD_COMPANY", message="refused"
+    url = await fail_callback(
+        world, transaction_id=None, order_id=t.transaction_id, code="REJECT_CARD_COMPANY", message="refused"
     )
     assert status_of(world, t.transaction_id) == Status.PAYMENT_FAILED
     assert fail_page(url)["transactionId"] == t.transaction_id
@@ -672,7 +720,8 @@ async def test_fail_callback_on_a_paid_transaction_changes_nothing(world: World)
     t = await issue(world)
     await success_callback(world, t.transaction_id)
     before, history = world.repo.stored(t.transaction_id), world.repo.stored_history(t.transaction_id)
-    url = await world.service.handle_fail_callback(
+    url = await fail_callback(
+        world,
         transaction_id=t.transaction_id,
         order_id=t.transaction_id,
         code="PAY_PROCESS_CANCELED",
@@ -689,8 +738,12 @@ async def test_fail_callback_while_the_confirm_is_running_changes_nothing(world:
     [held] = world.gateway.on_confirm(done_payment(t.transaction_id, STUDY_PRICE), hold=release)
     paying = asyncio.create_task(success_callback(world, t.transaction_id))
     await asyncio.wait_for(held.entered.wait(), timeout=2)
-    url = await world.service.handle_fail_callback(
-        transaction_id=t.transaction_id, order_id=None, code="PAY_PROCESS_CANCELED", message="back button"
+    url = await fail_callback(
+        world,
+        transaction_id=t.transaction_id,
+        order_id=None,
+        code="PAY_PROCESS_CANCELED",
+        message="back button",
     )
     assert url == success_page(t.transaction_id)  # the PG has the payment: the frontend polls
     assert status_of(world, t.transaction_id) == Status.PAYMENT_PENDING
@@ -700,8 +753,8 @@ async def test_fail_callback_while_the_confirm_is_running_changes_nothing(world:
 
 
 async def test_fail_callback_for_unknown_transaction(world: World) -> None:
-    url = await world.service.handle_fail_callback(
-        transaction_id="TXN_nope_000000", order_id=None, code="PAY_PROCESS_CANCELED", message="x"
+    url = await fail_callback(
+        world, transaction_id="TXN_nope_000000", order_id=None, code="PAY_PROCESS_CANCELED", message="x"
     )
     assert fail_page(url)["code"] == "PAY_008"
 
@@ -728,10 +781,10 @@ async def test_status_for_the_owner(world: World) -> None:
 async def test_status_of_another_users_transaction_is_not_found(world: World) -> None:
     t = await issue(world, user_id="alice")
     with pytest.raises(TransactionNotFound) as caught:
-        await world.service.get_status(user_id="mallory", transaction_id=t.transaction_id, attempt=None)
+        await world.core.queries.get_status(user_id="mallory", transaction_id=t.transaction_id, attempt=None)
     assert (caught.value.code, caught.value.http_status) == ("PAY_008", 404)
     with pytest.raises(TransactionNotFound):
-        await world.service.get_status(user_id="alice", transaction_id="TXN_missing_0001", attempt=None)
+        await world.core.queries.get_status(user_id="alice", transaction_id="TXN_missing_0001", attempt=None)
 
 
 async def test_status_once_paid(world: World) -> None:
@@ -768,7 +821,9 @@ async def test_detail_with_history_in_order(world: World) -> None:
     t = await issue(world)
     world.clock.advance(seconds=10)
     await success_callback(world, t.transaction_id)
-    detail = await world.service.get_detail(user_id="u1", is_admin=False, transaction_id=t.transaction_id)
+    detail = await world.core.queries.get_detail(
+        user_id="u1", is_admin=False, transaction_id=t.transaction_id
+    )
     assert detail.transaction.status == PAID
     assert [h.status for h in detail.history] == [
         Status.CREATED,
@@ -783,11 +838,15 @@ async def test_detail_with_history_in_order(world: World) -> None:
 async def test_detail_of_another_users_transaction(world: World) -> None:
     t = await issue(world, user_id="alice")
     with pytest.raises(TransactionNotFound):
-        await world.service.get_detail(user_id="mallory", is_admin=False, transaction_id=t.transaction_id)
-    detail = await world.service.get_detail(user_id="ops", is_admin=True, transaction_id=t.transaction_id)
+        await world.core.queries.get_detail(
+            user_id="mallory", is_admin=False, transaction_id=t.transaction_id
+        )
+    detail = await world.core.queries.get_detail(
+        user_id="ops", is_admin=True, transaction_id=t.transaction_id
+    )
     assert detail.transaction.user_id == "alice"
     with pytest.raises(TransactionNotFound):
-        await world.service.get_detail(user_id="ops", is_admin=True, transaction_id="TXN_missing_0001")
+        await world.core.queries.get_detail(user_id="ops", is_admin=True, transaction_id="TXN_missing_0001")
 
 
 async def _issue_five(world: World) -> list[str]:
@@ -801,7 +860,7 @@ async def _issue_five(world: World) -> list[str]:
 
 async def test_list_newest_first_and_only_mine(world: World) -> None:
     ids = await _issue_five(world)
-    page = await world.service.list_transactions(user_id="u1", statuses=None, cursor=None, limit=20)
+    page = await world.core.queries.list_transactions(user_id="u1", statuses=None, cursor=None, limit=20)
     assert [t.transaction_id for t in page.items] == ids[::-1]
     assert page.next_cursor is None
 
@@ -810,10 +869,10 @@ async def test_list_filters_by_status(world: World) -> None:
     ids = await _issue_five(world)
     await success_callback(world, ids[1])
     world.gateway.on_find(NO_PAYMENT_AT_PG)
-    await world.service.handle_fail_callback(transaction_id=ids[3], order_id=None, code="X", message="x")
-    paid = await world.service.list_transactions(user_id="u1", statuses=[PAID], cursor=None, limit=20)
+    await fail_callback(world, transaction_id=ids[3], order_id=None, code="X", message="x")
+    paid = await world.core.queries.list_transactions(user_id="u1", statuses=[PAID], cursor=None, limit=20)
     assert [t.transaction_id for t in paid.items] == [ids[1]]
-    settled = await world.service.list_transactions(
+    settled = await world.core.queries.list_transactions(
         user_id="u1", statuses=[PAID, Status.PAYMENT_FAILED], cursor=None, limit=20
     )
     assert [t.transaction_id for t in settled.items] == [ids[3], ids[1]]
@@ -824,7 +883,7 @@ async def test_list_cursor_pagination_across_three_pages(world: World) -> None:
     seen: list[list[str]] = []
     cursor: str | None = None
     for _ in range(3):
-        page = await world.service.list_transactions(user_id="u1", statuses=None, cursor=cursor, limit=2)
+        page = await world.core.queries.list_transactions(user_id="u1", statuses=None, cursor=cursor, limit=2)
         seen.append([t.transaction_id for t in page.items])
         cursor = page.next_cursor
         if cursor is None:
@@ -848,17 +907,17 @@ async def test_expire_stale_moves_only_expired_created(world: World) -> None:
     fresh = await issue(world)
     world.clock.advance(minutes=10)
 
-    assert await world.service.expire_stale() == 2
+    assert await world.core.sweeper.expire_stale() == 2
     for t in (old_a, old_b):
         stored = world.repo.stored(t.transaction_id)
         assert (stored.status, stored.failure_code) == (Status.PAYMENT_FAILED, "PAY_002")
     assert status_of(world, fresh.transaction_id) == Status.CREATED
     assert status_of(world, claimed.transaction_id) == Status.PAYMENT_PENDING
     assert status_of(world, paid.transaction_id) == PAID
-    assert await world.service.expire_stale() == 0  # nothing left to do
+    assert await world.core.sweeper.expire_stale() == 0  # nothing left to do
 
 
 async def test_products_are_the_catalog(world: World) -> None:
-    products = {(p.product_type, p.product_id): p.amount for p in await world.service.list_products()}
+    products = {(p.product_type, p.product_id): p.amount for p in await world.core.queries.list_products()}
     assert products[(ProductType.STUDY, "study_123")] == STUDY_PRICE
     assert products[(ProductType.AI_RESUME, "resume_credit_10")] == RESUME_PRICE

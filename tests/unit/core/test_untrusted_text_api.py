@@ -8,7 +8,6 @@ provisioning queue (FakeQueue) are replaced.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import secrets
 import unicodedata
 from collections.abc import AsyncIterator
@@ -20,10 +19,6 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.core.catalog import StaticProductCatalog
-from app.core.clock import SystemClock
-from app.core.refunds import RefundService
-from app.core.service import CoreConfig, PaymentService
 from app.gateway.models import GatewayErrorKind
 from app.main import Services, build_services, create_app
 from app.migrate import upgrade_database
@@ -60,33 +55,8 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('text_api') / 't.sqlite3'}"
     await asyncio.to_thread(upgrade_database, url)  # alembic runs its own event loop
     settings = load_settings({}, database_url=url, environment="test", frontend_base_url=FRONTEND)
-    built = build_services(settings)
     gateway, queue = FakeGateway(), FakeQueue()
-    catalog = StaticProductCatalog.from_file(settings.product_catalog_path)
-    refunds = RefundService(
-        repository=built.repository,
-        refunds=built.repository,
-        gateway=gateway,
-        catalog=catalog,
-        queue=queue,
-        clock=SystemClock(),
-        window_days=7,
-    )
-    payments = PaymentService(
-        repository=built.repository,
-        gateway=gateway,
-        catalog=catalog,
-        clock=SystemClock(),
-        config=CoreConfig(
-            public_base_url=settings.public_base_url,
-            frontend_base_url=FRONTEND,
-            transaction_expire_minutes=settings.transaction_expire_minutes,
-            client_key=settings.toss_client_key,
-        ),
-        queue=queue,
-        refunds=refunds,
-    )
-    services = dataclasses.replace(built, payments=payments, refunds=refunds, queue=queue)
+    services = build_services(settings, gateway=gateway, queue=queue)
     try:
         async with AsyncTestClient(app=create_app(services=services)) as client:
             yield Api(client, services, gateway)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -31,6 +32,14 @@ def client(fake: FakeDownstream) -> Iterator[httpx.Client]:
 def post(client: httpx.Client, key: str | None, path: str = STUDY) -> httpx.Response:
     headers = {"Idempotency-Key": key} if key else {}
     return client.post(path, json={"paymentId": key}, headers=headers)
+
+
+def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll `condition` until it holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within} s"
+        time.sleep(0.01)
 
 
 def test_repeated_key_answers_the_same_member_and_counts_one_grant(
@@ -69,15 +78,24 @@ def test_refuse_until_ok(fake: FakeDownstream, client: httpx.Client) -> None:
     assert post(client, None).status_code == 400  # a grant needs an Idempotency-Key
 
 
-def test_hold_answers_late_or_at_release(fake: FakeDownstream, client: httpx.Client) -> None:
-    fake.hold(0.3)
-    started = time.monotonic()
-    assert post(client, "slow").status_code == 200
-    assert time.monotonic() - started >= 0.3
-    fake.release()
-    started = time.monotonic()
-    assert post(client, "fast").status_code == 200
-    assert time.monotonic() - started < 0.3
+def test_hold_answers_at_release_and_holds_nothing_after(fake: FakeDownstream, client: httpx.Client) -> None:
+    fake.hold(60)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(post, client, "held")
+        wait_for(lambda: len(fake.arrivals("held")) == 1)
+        assert fake.requests("held") == []  # arrived, not answered
+        assert not held.done()
+        fake.release()
+        assert held.result(timeout=5).status_code == 200
+    assert [r.status for r in fake.requests("held")] == [200]
+    # After release() nothing is held: a 60 s hold would outlast the client's 5 s timeout.
+    assert post(client, "after").status_code == 200
+
+
+def test_a_hold_ends_by_itself_at_its_deadline(fake: FakeDownstream, client: httpx.Client) -> None:
+    fake.hold(0.3)  # far below the client's 5 s timeout: answered without release()
+    assert post(client, "late").status_code == 200
+    assert [r.idempotency_key for r in fake.grants()] == ["late"]
 
 
 def test_down_answers_503_or_refuses_connections(fake: FakeDownstream, client: httpx.Client) -> None:

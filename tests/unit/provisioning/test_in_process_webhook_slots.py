@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from app.core.catalog import StaticProductCatalog
+from app.core.checkout import Checkout
 from app.core.domain import Method, ProductType, Status, Transaction
+from app.core.fulfilment import Fulfilment
+from app.core.ports import TransactionRepository
 from app.core.reconciliation import PaymentReconciler
 from app.core.refunds import RefundService
-from app.core.service import PaymentService
+from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.provisioning.handlers import GrantHandler, GrantRequest, RevokeRequest
 from app.provisioning.jobs import JobDeps
@@ -46,12 +49,12 @@ class HeldWebhooks:
 
 @dataclass
 class OneTransaction:
-    """The slice of PaymentService the grant job uses, for one 45 transaction."""
+    """The slice of the transaction repository and of Fulfilment the grant job uses, for one 45 transaction."""
 
     transaction: Transaction
     completed: list[str] = field(default_factory=list)
 
-    async def get_transaction(self, transaction_id: str) -> Transaction | None:
+    async def get(self, transaction_id: str) -> Transaction | None:
         return self.transaction if transaction_id == self.transaction.transaction_id else None
 
     async def complete_provisioning(self, transaction_id: str, details: dict[str, Any]) -> bool:
@@ -88,7 +91,10 @@ def provision_pending() -> Transaction:
 def job_deps(payments: OneTransaction, webhooks: HeldWebhooks) -> JobDeps:
     handler = cast(GrantHandler, Granting())
     return JobDeps(
-        payments=cast(PaymentService, payments),
+        transactions=cast(TransactionRepository, payments),
+        fulfilment=cast(Fulfilment, payments),
+        checkout=cast(Checkout, None),
+        sweeper=cast(Sweeper, None),
         refunds=cast(RefundService, None),
         catalog=StaticProductCatalog.from_file(),
         reconciler=cast(PaymentReconciler, None),

@@ -14,11 +14,13 @@ import pytest
 from arq import Retry
 
 from app.core.catalog import StaticProductCatalog
+from app.core.checkout import Checkout
 from app.core.domain import Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
-from app.core.ports import RefundRecord
+from app.core.fulfilment import Fulfilment
+from app.core.ports import RefundRecord, TransactionRepository
 from app.core.reconciliation import PaymentReconciler
 from app.core.refunds import RefundOutcomeUnknown, RefundService
-from app.core.service import PaymentService
+from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.provisioning.handlers import (
     GrantHandler,
@@ -40,7 +42,7 @@ CATALOG = StaticProductCatalog.from_file()
 
 @dataclass
 class FakePayments:
-    """The slice of PaymentService the jobs use, with guarded 45→50 / 45→51 like the real one."""
+    """The slice of the transaction repository and of Fulfilment the jobs use, with guarded 45→50 / 45→51 like the real one."""
 
     transactions: dict[str, Transaction] = field(default_factory=dict)
     completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -49,7 +51,7 @@ class FakePayments:
     def add(self, transaction: Transaction) -> None:
         self.transactions[transaction.transaction_id] = transaction
 
-    async def get_transaction(self, transaction_id: str) -> Transaction | None:
+    async def get(self, transaction_id: str) -> Transaction | None:
         await asyncio.sleep(0)
         return self.transactions.get(transaction_id)
 
@@ -181,7 +183,10 @@ def deps(
     refund_retry: float = 0.01,
 ) -> JobDeps:
     return JobDeps(
-        payments=cast(PaymentService, payments),
+        transactions=cast(TransactionRepository, payments),
+        fulfilment=cast(Fulfilment, payments),
+        checkout=cast(Checkout, None),
+        sweeper=cast(Sweeper, None),
         refunds=cast(RefundService, refunds or FakeRefunds()),
         catalog=CATALOG,
         reconciler=cast(PaymentReconciler, None),
@@ -396,7 +401,6 @@ async def test_in_process_queue_retries_after_retry_then_succeeds() -> None:
         TransientGrantError("503"), TransientGrantError("503"), {"downstreamStatus": 200}
     )
     queue = in_process(deps(payments, handler, base=0.01, ceiling=0.02))
-    started = time.monotonic()
     try:
         await queue.enqueue_grant(TID)
         await wait_until(lambda: bool(payments.completed))
@@ -404,7 +408,22 @@ async def test_in_process_queue_retries_after_retry_then_succeeds() -> None:
         await queue.close()
     assert len(handler.calls) == 3
     assert payments.completed == [(TID, {"try": 3, "downstreamStatus": 200})]
-    assert time.monotonic() - started >= 0.01 + 0.02  # the deferrals were honoured
+
+
+async def test_in_process_queue_waits_for_the_deferral_before_the_next_try() -> None:
+    payments = FakePayments()
+    payments.add(pending())
+    handler = ScriptedHandler(TransientGrantError("503"), {"downstreamStatus": 200})
+    queue = in_process(deps(payments, handler, base=60.0, ceiling=60.0))
+    try:
+        await queue.enqueue_grant(TID)
+        await wait_until(lambda: len(handler.calls) >= 1)
+        for _ in range(100):  # a retry that ignored its deferral would run within a few loop turns
+            await asyncio.sleep(0)
+        assert len(handler.calls) == 1  # the second try waits its 60 s
+        assert payments.completed == []
+    finally:
+        await queue.close()
 
 
 async def test_in_process_queue_gives_up_like_arq_and_the_grant_fails() -> None:

@@ -27,7 +27,7 @@ def _reconciler(scale: float) -> PaymentReconciler:
     return PaymentReconciler(
         repository=unused,
         gateway=unused,
-        payments=unused,
+        results=unused,
         clock=unused,
         config=ReconcileConfig(backoff_scale=scale),
     )

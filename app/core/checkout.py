@@ -1,0 +1,355 @@
+"""Checkout: issuing a transaction and the two browser callbacks (success and fail redirects).
+
+Nothing the browser sends is trusted. Callbacks return a CallbackOutcome (which frontend page, and
+why); the HTTP layer turns it into the redirect URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+
+from app.core.domain import (
+    AmountMismatch,
+    Method,
+    ProductNotFound,
+    ProductType,
+    Status,
+    Transaction,
+    Transition,
+    ValidationFailed,
+    new_transaction_id,
+)
+from app.core.payment_results import Deadline, PaymentResults
+from app.core.ports import Clock, PaymentGateway, ProductCatalog, TransactionRepository
+from app.core.printable import printable_text, require_printable
+from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
+
+log = logging.getLogger("app.core")
+
+MAX_METADATA_BYTES = 4096
+# MariaDB refuses JSON nested 32 levels or deeper (its JSON columns are checked by JSON_VALID):
+# buyer metadata gets well under that, so no write can fail on it.
+MAX_METADATA_DEPTH = 16
+MAX_ORDER_NAME_LENGTH = 100
+MAX_PAYMENT_KEY_LENGTH = 200  # Toss's paymentKey is at most 200 characters
+_AMOUNT_PATTERN = re.compile(r"[0-9]{1,12}")  # ASCII digits only, and short enough for int()
+_FAILED_AT_PG = frozenset(
+    {PgPaymentStatus.READY, PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED}
+)
+# failUrl codes that mean the buyer's balance or limit; every other window failure is PAY_003.
+_INSUFFICIENT_FUNDS_CODES = frozenset(
+    {"REJECT_CARD_PAYMENT", "REJECT_ACCOUNT_PAYMENT", "EXCEED_MAX_DAILY_PAYMENT_COUNT", "EXCEED_MAX_AMOUNT"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutConfig:
+    public_base_url: str
+    transaction_expire_minutes: int
+    client_key: str
+    checkout_url: str | None = None  # a hosted payment window (the mock's) for frontends without the SDK
+    provider: str = "TOSS"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueCommand:
+    user_id: str
+    product_type: ProductType
+    product_id: str
+    amount: int
+    order_name: str | None
+    method: Method
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTransaction:
+    transaction: Transaction
+    success_url: str
+    fail_url: str
+    client_key: str
+    checkout_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOutcome:
+    """Where a callback leaves the buyer: the success page (which polls the status, "confirming"
+    until the outcome is known) or the fail page with our code and a message."""
+
+    transaction_id: str | None
+    failed: bool = False
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def success(cls, transaction_id: str) -> CallbackOutcome:
+        return cls(transaction_id)
+
+    @classmethod
+    def fail(cls, transaction_id: str | None, code: str, message: str) -> CallbackOutcome:
+        return cls(transaction_id, failed=True, code=code, message=message)
+
+    @classmethod
+    def of(cls, transaction: Transaction) -> CallbackOutcome:
+        """The page for a transaction as it stands."""
+        if transaction.status == Status.PAYMENT_FAILED:
+            return cls.fail(
+                transaction.transaction_id,
+                transaction.failure_code or "PAY_003",
+                transaction.failure_message or "The payment failed.",
+            )
+        if transaction.status == Status.CREATED:
+            return cls.fail(transaction.transaction_id, "PAY_001", "The payment was not completed.")
+        return cls.success(transaction.transaction_id)
+
+
+class Checkout:
+    def __init__(
+        self,
+        *,
+        repository: TransactionRepository,
+        catalog: ProductCatalog,
+        gateway: PaymentGateway,
+        results: PaymentResults,
+        clock: Clock,
+        config: CheckoutConfig,
+    ) -> None:
+        self._repo = repository
+        self._catalog = catalog
+        self._gateway = gateway
+        self._results = results
+        self._clock = clock
+        self._config = config
+
+    async def issue(self, command: IssueCommand) -> IssuedTransaction:
+        """Create a CREATED transaction priced by the catalog (SPEC §3 POST /api/payments/issue)."""
+        if len(msgspec.json.encode(command.metadata)) > MAX_METADATA_BYTES:
+            raise ValidationFailed(
+                "metadata is larger than 4 KB",
+                details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_BYTES} bytes of JSON"}],
+            )
+        require_printable({"orderName": command.order_name})
+        if _nesting_depth(command.metadata) > MAX_METADATA_DEPTH:
+            raise ValidationFailed(
+                f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep",
+                details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_DEPTH} levels of nesting"}],
+            )
+        product = await self._catalog.get_product(command.product_type, command.product_id)
+        if product is None:
+            raise ProductNotFound(f"No {command.product_type.value} product with id '{command.product_id}'.")
+        if command.amount != product.amount:
+            raise AmountMismatch(
+                f"amount {command.amount} differs from the price of {product.product_id}: {product.amount}",
+                details={"expectedAmount": product.amount},
+            )
+        now = self._clock.now()
+        transaction = Transaction(
+            transaction_id=new_transaction_id(now),
+            user_id=command.user_id,
+            product_type=command.product_type,
+            product_id=command.product_id,
+            order_name=printable_text(command.order_name or product.name, MAX_ORDER_NAME_LENGTH),
+            amount=product.amount,
+            method=command.method,
+            status=Status.CREATED,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(minutes=self._config.transaction_expire_minutes),
+            provider=self._config.provider,
+            metadata=command.metadata,
+        )
+        await self._repo.add(transaction, "issued")
+        log.info(
+            "transaction issued",
+            extra={
+                "transactionId": transaction.transaction_id,
+                "userId": transaction.user_id,
+                "amount": transaction.amount,
+                "productType": transaction.product_type.value,
+            },
+        )
+        base = self._config.public_base_url.rstrip("/")
+        tid = transaction.transaction_id
+        checkout_url = None
+        if self._config.checkout_url:
+            checkout_url = f"{self._config.checkout_url}?" + urlencode(
+                {
+                    "clientKey": self._config.client_key,
+                    "orderId": tid,
+                    "amount": transaction.amount,
+                    "orderName": transaction.order_name,
+                    "method": transaction.method.value,
+                    "successUrl": f"{base}/api/payments/callback/success",
+                    "failUrl": f"{base}/api/payments/callback/fail?transactionId={tid}",
+                }
+            )
+        return IssuedTransaction(
+            transaction=transaction,
+            success_url=f"{base}/api/payments/callback/success",
+            # PAY_PROCESS_CANCELED arrives without orderId, so the failUrl carries our id itself.
+            fail_url=f"{base}/api/payments/callback/fail?transactionId={tid}",
+            client_key=self._config.client_key,
+            checkout_url=checkout_url,
+        )
+
+    # --- browser callbacks ---------------------------------------------------------------------
+
+    async def handle_success_callback(
+        self, *, payment_key: str | None, order_id: str | None, amount: str | None
+    ) -> CallbackOutcome:
+        """Verify S2S and confirm; returns where the browser goes next.
+
+        Nothing the browser sends is trusted: a paymentKey is used only for a confirm (which the PG
+        refuses for another order), stored only once the PG reports it for this order, and a
+        callback never fails a payment the PG says is going on. The PG calls of one callback share
+        a budget (CALLBACK_BUDGET_SECONDS): past it the buyer sees the "confirming" page and
+        reconciliation finishes the job.
+        """
+        deadline = Deadline.after(self._results.callback_budget_seconds)
+        if not order_id or not payment_key:
+            return CallbackOutcome.fail(
+                order_id, "PAY_000", "The payment callback is missing paymentKey or orderId."
+            )
+        if len(payment_key) > MAX_PAYMENT_KEY_LENGTH:
+            # Not a key Toss issues: nothing to confirm, and nothing changes (the real callback may follow).
+            return CallbackOutcome.fail(
+                order_id, "PAY_000", "The payment callback's paymentKey is not valid."
+            )
+        transaction = await self._repo.get(order_id)
+        if transaction is None:
+            return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+        if transaction.status == Status.PAYMENT_PENDING and transaction.va_account_number is None:
+            claimed_for = self._clock.now() - transaction.updated_at
+            if claimed_for < timedelta(seconds=self._results.callback_budget_seconds):
+                # The request that claimed it is still within its budget, confirming: a duplicate
+                # callback (double click, refresh) must never confirm a second time.
+                return CallbackOutcome.of(transaction)
+            # Pending without a known outcome: this may be the buyer's real callback after a forged
+            # one claimed the transaction. The PG knows which payment belongs to this order.
+            await self._results.settle_with_pg(transaction, deadline)
+            return await self._outcome_now(transaction.transaction_id)
+        if transaction.status != Status.CREATED:
+            # Refresh, back button, double delivery: never confirm twice.
+            return CallbackOutcome.of(transaction)
+        now = self._clock.now()
+        if transaction.is_expired(now):
+            await self._results.fail_created(
+                transaction, "PAY_002", "The transaction has expired.", pg_code=None
+            )
+            return await self._outcome_now(transaction.transaction_id)
+        if amount is None or not _AMOUNT_PATTERN.fullmatch(amount) or int(amount) != transaction.amount:
+            # Tampered amount: refuse before the PG's confirm is ever called, and fail the payment
+            # only when the key is the PG's own for this order (not someone else's forged callback).
+            if await self._results.pg_payment_key(transaction, deadline) == payment_key:
+                await self._results.fail_created(
+                    transaction,
+                    "PAY_003",
+                    f"The paid amount ({amount}) does not match the transaction amount ({transaction.amount}).",
+                    pg_code=None,
+                    metadata={"callbackAmount": amount},
+                )
+                return await self._outcome_now(transaction.transaction_id)
+            log.warning(
+                "callback with a wrong amount and a foreign paymentKey ignored",
+                extra={"transactionId": transaction.transaction_id},
+            )
+            return CallbackOutcome.fail(
+                transaction.transaction_id, "PAY_003", "The payment could not be verified."
+            )
+
+        # The callback's paymentKey is not stored: only the PG's own key for this order is.
+        claimed = await self._repo.apply(
+            transaction.transaction_id,
+            Transition.claim_for_confirm(reconcile_at=self._results.first_reconcile(now)),
+            now=now,
+        )
+        if not claimed:
+            return await self._outcome_now(transaction.transaction_id)
+        await self._results.confirm_claimed(transaction, payment_key, deadline)
+        return await self._outcome_now(transaction.transaction_id)
+
+    async def handle_fail_callback(
+        self, *, transaction_id: str | None, order_id: str | None, code: str | None, message: str | None
+    ) -> CallbackOutcome:
+        """The PG's failure redirect: 10→41 with the PG's code; returns where the browser goes next.
+
+        Anyone can open this URL with someone else's transaction id, so the PG is asked first: a
+        payment it reports as authenticated or paid is not failed (a paid one is applied).
+        """
+        tid = transaction_id or order_id
+        if not tid:
+            return CallbackOutcome.fail(None, "PAY_000", "The failure callback names no transaction.")
+        transaction = await self._repo.get(tid)
+        if transaction is None:
+            return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+        # Both come from the browser's URL: printable and bounded before they are stored or echoed.
+        pg_code = printable_text(code or "", 64) or "UNKNOWN"
+        text = printable_text(message or "", 510) or "The payment was not completed."
+        our_code = "PAY_004" if pg_code in _INSUFFICIENT_FUNDS_CODES else "PAY_003"
+        if transaction.status != Status.CREATED:
+            return await self._outcome_now(tid)
+        verdict = await self._pg_view_of_failure(transaction)
+        if verdict == "fail":
+            await self._results.fail_created(transaction, our_code, text, pg_code=pg_code)
+            return await self._outcome_now(tid)
+        if verdict == "paid":
+            return await self._outcome_now(tid)
+        # "going on" or "unknown": nothing changes; the buyer's real redirect or the expiry decides.
+        return CallbackOutcome.fail(tid, our_code, text)
+
+    async def _pg_view_of_failure(self, transaction: Transaction) -> str:
+        """What the PG says of a CREATED transaction whose fail redirect arrived: "fail" (no payment
+        or a failed one), "paid" (applied here), "going on" or "unknown" (PG unreachable)."""
+        tid = transaction.transaction_id
+        try:
+            async with asyncio.timeout(self._results.callback_budget_seconds):
+                payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
+        except TimeoutError:
+            return "unknown"
+        except GatewayError as error:
+            return "fail" if error.kind == GatewayErrorKind.NOT_FOUND else "unknown"
+        if payment.order_id != tid or payment.status in _FAILED_AT_PG:
+            return "fail"
+        if payment.status == PgPaymentStatus.IN_PROGRESS:
+            log.warning(
+                "a fail redirect for a payment the PG reports in progress; ignored",
+                extra={"transactionId": tid},
+            )
+            return "going on"
+        # Paid (or a deposit awaited) at the PG although a fail redirect came: apply the PG's truth.
+        log.warning(
+            "a fail redirect for a payment the PG reports paid; applying the PG", extra={"transactionId": tid}
+        )
+        now = self._clock.now()
+        claim = Transition.claim_reported_payment(
+            pg_status=payment.status.value, reconcile_at=self._results.first_reconcile(now)
+        )
+        if await self._repo.apply(tid, claim, now=now):
+            await self._results.apply_pg_payment(transaction, payment)
+        return "paid"
+
+    async def _outcome_now(self, transaction_id: str) -> CallbackOutcome:
+        transaction = await self._repo.get(transaction_id)
+        if transaction is None:
+            return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+        return CallbackOutcome.of(transaction)
+
+
+def _nesting_depth(value: Any) -> int:
+    """Levels of objects/arrays in a decoded JSON value ({} is 1, {"a": []} is 2); iterative."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest

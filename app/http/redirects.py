@@ -1,0 +1,34 @@
+"""Where the browser goes after a callback: the frontend's success or fail page.
+
+Use cases say *which* page (a CallbackOutcome); this module turns that into a URL, so core knows
+nothing of the frontend's address or its query parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from app.core.checkout import CallbackOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class FrontendPages:
+    """The frontend's pages, for the callback controllers (FRONTEND_BASE_URL)."""
+
+    base_url: str
+
+    def url(self, outcome: CallbackOutcome) -> str:
+        return redirect_url(self.base_url, outcome)
+
+
+def redirect_url(frontend_base_url: str, outcome: CallbackOutcome) -> str:
+    """`{FRONTEND}/payment/success?transactionId=…` (the page polls the status, "confirming" until
+    the outcome is known) or `{FRONTEND}/payment/fail?transactionId=…&code=…&message=…`."""
+    frontend = frontend_base_url.rstrip("/")
+    if not outcome.failed:
+        return f"{frontend}/payment/success?" + urlencode({"transactionId": outcome.transaction_id or ""})
+    query = {"code": outcome.code or "PAY_003", "message": outcome.message or "The payment failed."}
+    if outcome.transaction_id:
+        query = {"transactionId": outcome.transaction_id, **query}
+    return f"{frontend}/payment/fail?" + urlencode(query)
