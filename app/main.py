@@ -13,17 +13,12 @@ from typing import Any
 
 import httpx
 from arq.connections import ArqRedis
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.api import (
@@ -40,7 +35,6 @@ from app.core.auth import Caller, TokenAuthority
 from app.core.catalog import StaticProductCatalog
 from app.core.checkout import Checkout, CheckoutConfig
 from app.core.clock import SystemClock
-from app.core.domain import PaymentError
 from app.core.fulfilment import Fulfilment
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from app.core.payment_results import PaymentResults, ResultsConfig
@@ -49,14 +43,12 @@ from app.core.ports import (
     IdempotencyStore,
     PaymentGateway,
     ProvisioningQueue,
-    ServiceUnavailable,
     StatusChanges,
 )
 from app.core.queries import PaymentQueries
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
 from app.core.refunds import RefundService
 from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
-from app.core.schemas import ErrorBody
 from app.core.status_cache import StatusViewCache
 from app.core.status_changes import LocalStatusChanges, RedisStatusChanges, StatusChangeListener
 from app.core.sweeper import Sweeper
@@ -65,16 +57,16 @@ from app.db import create_engine
 from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
+from app.http.errors import EXCEPTION_HANDLERS
+from app.http.health import health_live, health_ready
 from app.http.redirects import FrontendPages
-from app.metrics import DATABASE_UNAVAILABLE, REDIS_UNAVAILABLE
 from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
-from app.outages import database_unavailable
 from app.provisioning.api import EntitlementController
 from app.provisioning.handlers import build_handlers
 from app.provisioning.jobs import JobDeps
 from app.provisioning.queue import ArqProvisioningQueue, InProcessQueue
-from app.ratelimit import RateLimited, RateLimiter
+from app.ratelimit import RateLimiter
 from app.settings import Settings, load_settings
 from app.web_security import SwaggerPage, schema_page_policy, security_headers
 
@@ -297,116 +289,6 @@ def build_services(
     )
 
 
-# --- errors: one envelope for everything ------------------------------------------------------
-
-
-def _envelope(status_code: int, code: str, message: str, details: Any = None) -> Response[ErrorBody]:
-    return Response(ErrorBody(code=code, message=message, details=details), status_code=status_code)
-
-
-def payment_error_handler(_: Request[Any, Any, Any], exc: PaymentError) -> Response[ErrorBody]:
-    response = _envelope(exc.http_status, exc.code, exc.message, exc.details)
-    if isinstance(exc, (RateLimited, ServiceUnavailable)):
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
-def redis_error_handler(request: Request[Any, Any, Any], exc: RedisError) -> Response[ErrorBody]:
-    """Redis unreachable where no adapter decided otherwise (e.g. queueing a webhook): 503, retry."""
-    REDIS_UNAVAILABLE.labels(component="request").inc()
-    log.warning(
-        "Redis unreachable on %s %s: answered 503",
-        request.method,
-        request.url.path,
-        extra={"error": repr(exc)},
-    )
-    return payment_error_handler(request, ServiceUnavailable())
-
-
-def validation_error_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
-    details = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict):
-            details.append({"field": item.get("key") or item.get("source"), "reason": item.get("message")})
-    message = "The request is malformed."
-    if details and details[0].get("reason"):
-        message = f"{details[0]['field'] or 'body'}: {details[0]['reason']}"
-    return _envelope(400, "PAY_000", message, details or None)
-
-
-_HTTP_CODES = {
-    400: "PAY_000",
-    401: "AUTH_001",
-    403: "AUTH_002",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    413: "PAYLOAD_TOO_LARGE",
-}
-
-
-def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
-    if exc.status_code >= 500:
-        log.error("HTTP %s on %s %s", exc.status_code, request.method, request.url.path, exc_info=exc)
-    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR" if exc.status_code < 500 else "INTERNAL_ERROR")
-    response = _envelope(exc.status_code, code, exc.detail or "HTTP error")
-    for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
-        response.headers[name] = value
-    return response
-
-
-def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    if database_unavailable(exc):  # not a bug: the client may retry once the database is back
-        DATABASE_UNAVAILABLE.labels(component="request").inc()
-        log.warning(
-            "database unreachable on %s %s: answered 503",
-            request.method,
-            request.url.path,
-            extra={"error": repr(exc)},
-        )
-        return payment_error_handler(
-            request, ServiceUnavailable("The database is briefly unreachable. Retry shortly.")
-        )
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _envelope(HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Something went wrong on our side.")
-
-
-# --- health -------------------------------------------------------------------------------------
-
-
-@get("/health/live", tags=["health"], media_type=MediaType.JSON)
-async def health_live() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@get(
-    "/health/ready",
-    tags=["health"],
-    media_type=MediaType.JSON,
-    responses={
-        503: ResponseSpec(
-            data_container=ErrorBody, description="NOT_READY: the database or Redis is unreachable"
-        )
-    },
-)
-async def health_ready(services: Services) -> Response[dict[str, str]]:
-    checks: dict[str, str] = {}
-    try:
-        async with services.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    if services.redis is not None:
-        try:
-            await services.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
-    if all(value == "ok" for value in checks.values()):
-        return Response({"status": "ok", **checks})
-    return _envelope(503, "NOT_READY", "A dependency is unreachable.", checks)  # type: ignore[return-value]
-
-
 # --- the app --------------------------------------------------------------------------------------
 
 
@@ -477,17 +359,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             "idempotency_store": Provide(lambda: built.idempotency, use_cache=True, sync_to_thread=False),
             "token_authority": Provide(lambda: built.tokens, use_cache=True, sync_to_thread=False),
             "engine": Provide(lambda: built.engine, use_cache=True, sync_to_thread=False),
+            "redis_client": Provide(lambda: built.redis, use_cache=True, sync_to_thread=False),
             "webhook_service": Provide(lambda: built.webhooks, use_cache=True, sync_to_thread=False),
             "rate_limiter": Provide(lambda: built.rate_limiter, use_cache=True, sync_to_thread=False),
             "provisioning_queue": Provide(lambda: built.queue, use_cache=True, sync_to_thread=False),
         },
-        exception_handlers={
-            PaymentError: payment_error_handler,
-            ValidationException: validation_error_handler,
-            HTTPException: http_error_handler,
-            RedisError: redis_error_handler,
-            Exception: internal_error_handler,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"status_hot_path": StatusHotPath(tokens=built.tokens, queries=built.queries)}),
         middleware=[request_id_middleware],

@@ -14,6 +14,7 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from app.core.domain import ErrorCode
 from app.core.schemas import ErrorBody
 from app.metrics import render_metrics
 from app.settings import Settings
@@ -29,7 +30,9 @@ def metrics_route(settings: Settings) -> HTTPRouteHandler | None:
     async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
         if token is not None and not presents_token(request.headers.get("authorization"), token):
             return Response(
-                ErrorBody(code="AUTH_001", message="The metrics need the metrics bearer token."),
+                ErrorBody(
+                    code=ErrorCode.UNAUTHENTICATED, message="The metrics need the metrics bearer token."
+                ),
                 status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )

@@ -24,7 +24,7 @@ _FAILED_OPEN = REDIS_UNAVAILABLE.labels(component="rate_limiter")
 
 
 class RateLimited(PaymentError):
-    code, http_status, default_message = "RATE_LIMITED", 429, "Too many requests; retry later."
+    code, default_message = "RATE_LIMITED", "Too many requests; retry later."
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, details={"retryAfterSeconds": retry_after})

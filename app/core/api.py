@@ -18,7 +18,7 @@ from litestar.response import Redirect
 from app.client_address import request_source
 from app.core.auth import Caller, TokenAuthority
 from app.core.checkout import CallbackOutcome, Checkout, IssueCommand
-from app.core.domain import PaymentError, Status, ValidationFailed
+from app.core.domain import ErrorCode, PaymentError, Status, ValidationFailed
 from app.core.idempotency import request_fingerprint
 from app.core.ports import IdempotencyStore, ProvisioningQueue, ServiceUnavailable, StoredResponse
 from app.core.queries import PaymentQueries
@@ -451,7 +451,7 @@ async def _answer_later(
     30 is also reconciled), and the replay acts on the state it finds, so the PG's confirm still
     happens at most once."""
     if transaction_id is None or not _ORDER_ID.fullmatch(transaction_id):
-        return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+        return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
     given = {name: value for name, value in query.items() if value is not None}
     if all(len(value) <= _MAX_REPLAYED_VALUE for value in given.values()):
         try:
@@ -468,7 +468,9 @@ async def _answer_later(
             )
     if kind == "success":
         return CallbackOutcome.success(transaction_id)
-    return CallbackOutcome.fail(transaction_id, "PAY_003", "The payment was not completed.")
+    return CallbackOutcome.fail(
+        transaction_id, ErrorCode.VERIFICATION_FAILED, "The payment was not completed."
+    )
 
 
 class ProductController(Controller):
@@ -511,7 +513,9 @@ class WebhookController(Controller):
         try:
             outcome = await webhook_service.receive(await request.body(), request.headers)
         except PaymentError as error:
-            WEBHOOK_DELIVERIES.labels(outcome="REJECTED" if error.http_status == 401 else "MALFORMED").inc()
+            WEBHOOK_DELIVERIES.labels(
+                outcome="REJECTED" if error.code == ErrorCode.UNAUTHENTICATED else "MALFORMED"
+            ).inc()
             raise
         if outcome in ("QUEUED", "IGNORED"):
             WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()

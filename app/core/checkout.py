@@ -18,6 +18,7 @@ import msgspec
 
 from app.core.domain import (
     AmountMismatch,
+    ErrorCode,
     Method,
     ProductNotFound,
     ProductType,
@@ -103,11 +104,13 @@ class CallbackOutcome:
         if transaction.status == Status.PAYMENT_FAILED:
             return cls.fail(
                 transaction.transaction_id,
-                transaction.failure_code or "PAY_003",
+                transaction.failure_code or ErrorCode.VERIFICATION_FAILED,
                 transaction.failure_message or "The payment failed.",
             )
         if transaction.status == Status.CREATED:
-            return cls.fail(transaction.transaction_id, "PAY_001", "The payment was not completed.")
+            return cls.fail(
+                transaction.transaction_id, ErrorCode.INVALID_STATE, "The payment was not completed."
+            )
         return cls.success(transaction.transaction_id)
 
 
@@ -216,16 +219,16 @@ class Checkout:
         deadline = Deadline.after(self._results.callback_budget_seconds)
         if not order_id or not payment_key:
             return CallbackOutcome.fail(
-                order_id, "PAY_000", "The payment callback is missing paymentKey or orderId."
+                order_id, ErrorCode.MALFORMED, "The payment callback is missing paymentKey or orderId."
             )
         if len(payment_key) > MAX_PAYMENT_KEY_LENGTH:
             # Not a key Toss issues: nothing to confirm, and nothing changes (the real callback may follow).
             return CallbackOutcome.fail(
-                order_id, "PAY_000", "The payment callback's paymentKey is not valid."
+                order_id, ErrorCode.MALFORMED, "The payment callback's paymentKey is not valid."
             )
         transaction = await self._repo.get(order_id)
         if transaction is None:
-            return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
         if transaction.status == Status.PAYMENT_PENDING and transaction.va_account_number is None:
             claimed_for = self._clock.now() - transaction.updated_at
             if claimed_for < timedelta(seconds=self._results.callback_budget_seconds):
@@ -242,7 +245,7 @@ class Checkout:
         now = self._clock.now()
         if transaction.is_expired(now):
             await self._results.fail_created(
-                transaction, "PAY_002", "The transaction has expired.", pg_code=None
+                transaction, ErrorCode.EXPIRED, "The transaction has expired.", pg_code=None
             )
             return await self._outcome_now(transaction.transaction_id)
         if amount is None or not _AMOUNT_PATTERN.fullmatch(amount) or int(amount) != transaction.amount:
@@ -251,7 +254,7 @@ class Checkout:
             if await self._results.pg_payment_key(transaction, deadline) == payment_key:
                 await self._results.fail_created(
                     transaction,
-                    "PAY_003",
+                    ErrorCode.VERIFICATION_FAILED,
                     f"The paid amount ({amount}) does not match the transaction amount ({transaction.amount}).",
                     pg_code=None,
                     metadata={"callbackAmount": amount},
@@ -262,7 +265,9 @@ class Checkout:
                 extra={"transactionId": transaction.transaction_id},
             )
             return CallbackOutcome.fail(
-                transaction.transaction_id, "PAY_003", "The payment could not be verified."
+                transaction.transaction_id,
+                ErrorCode.VERIFICATION_FAILED,
+                "The payment could not be verified.",
             )
 
         # The callback's paymentKey is not stored: only the PG's own key for this order is.
@@ -286,14 +291,20 @@ class Checkout:
         """
         tid = transaction_id or order_id
         if not tid:
-            return CallbackOutcome.fail(None, "PAY_000", "The failure callback names no transaction.")
+            return CallbackOutcome.fail(
+                None, ErrorCode.MALFORMED, "The failure callback names no transaction."
+            )
         transaction = await self._repo.get(tid)
         if transaction is None:
-            return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
         # Both come from the browser's URL: printable and bounded before they are stored or echoed.
         pg_code = printable_text(code or "", 64) or "UNKNOWN"
         text = printable_text(message or "", 510) or "The payment was not completed."
-        our_code = "PAY_004" if pg_code in _INSUFFICIENT_FUNDS_CODES else "PAY_003"
+        our_code = (
+            ErrorCode.INSUFFICIENT_FUNDS
+            if pg_code in _INSUFFICIENT_FUNDS_CODES
+            else ErrorCode.VERIFICATION_FAILED
+        )
         if transaction.status != Status.CREATED:
             return await self._outcome_now(tid)
         verdict = await self._pg_view_of_failure(transaction)
@@ -339,7 +350,7 @@ class Checkout:
     async def _outcome_now(self, transaction_id: str) -> CallbackOutcome:
         transaction = await self._repo.get(transaction_id)
         if transaction is None:
-            return CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
+            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
         return CallbackOutcome.of(transaction)
 
 

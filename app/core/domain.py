@@ -83,14 +83,32 @@ class Method(enum.StrEnum):
     TRANSFER = "TRANSFER"
 
 
-# --- errors: each maps to one code of the SPEC's envelope -------------------------------------
+# --- errors: each is one code of the API's envelope ------------------------------------------------
+
+
+class ErrorCode(enum.StrEnum):
+    """The codes of the API's error envelope, also a failed transaction's `failure.code`.
+    The HTTP layer decides each one's HTTP status (app.http.errors)."""
+
+    MALFORMED = "PAY_000"
+    INVALID_STATE = "PAY_001"
+    EXPIRED = "PAY_002"
+    VERIFICATION_FAILED = "PAY_003"
+    INSUFFICIENT_FUNDS = "PAY_004"
+    PG_ERROR = "PAY_005"
+    PROVISIONING_FAILED = "PAY_006"
+    AMOUNT_MISMATCH = "PAY_007"
+    NOT_FOUND = "PAY_008"
+    IDEMPOTENCY_KEY_REUSED = "PAY_009"
+    IDEMPOTENCY_KEY_IN_PROGRESS = "PAY_010"
+    UNAUTHENTICATED = "AUTH_001"
+    FORBIDDEN = "AUTH_002"
 
 
 class PaymentError(Exception):
-    """A domain error with its PAY_xxx code and HTTP status (SPEC.md §3)."""
+    """An error the caller gets in the envelope: its code, a human message and optional details."""
 
-    code = "PAY_000"
-    http_status = 400
+    code: str = ErrorCode.MALFORMED
     default_message = "The request is malformed."
 
     def __init__(self, message: str | None = None, *, details: Any = None) -> None:
@@ -100,62 +118,42 @@ class PaymentError(Exception):
 
 
 class ValidationFailed(PaymentError):
-    code, http_status, default_message = "PAY_000", 400, "The request is malformed."
+    code, default_message = ErrorCode.MALFORMED, "The request is malformed."
 
 
 class InvalidTransition(PaymentError):
-    code, http_status, default_message = "PAY_001", 409, "The transaction is not in a state that allows this."
-
-
-class TransactionExpired(PaymentError):
-    code, http_status, default_message = "PAY_002", 400, "The transaction has expired."
-
-
-class VerificationFailed(PaymentError):
-    code, http_status, default_message = "PAY_003", 400, "Payment verification failed."
-
-
-class InsufficientFunds(PaymentError):
-    code, http_status, default_message = "PAY_004", 402, "Insufficient balance or card limit."
-
-
-class PgCommunicationError(PaymentError):
-    code, http_status, default_message = "PAY_005", 502, "Could not reach the payment provider."
-
-
-class ProvisioningFailed(PaymentError):
-    code, http_status, default_message = "PAY_006", 500, "Provisioning failed."
+    code, default_message = ErrorCode.INVALID_STATE, "The transaction is not in a state that allows this."
 
 
 class AmountMismatch(PaymentError):
-    code, http_status, default_message = "PAY_007", 400, "The amount differs from the product's price."
+    code, default_message = ErrorCode.AMOUNT_MISMATCH, "The amount differs from the product's price."
 
 
 class TransactionNotFound(PaymentError):
-    code, http_status, default_message = "PAY_008", 404, "No such transaction."
+    code, default_message = ErrorCode.NOT_FOUND, "No such transaction."
 
 
 class ProductNotFound(PaymentError):
-    # SPEC: unknown product → 404 with a clear message; PAY_008 is the "no such thing" code.
-    code, http_status, default_message = "PAY_008", 404, "No such product."
+    # Unknown product → 404 with a clear message; PAY_008 is the "no such thing" code.
+    code, default_message = ErrorCode.NOT_FOUND, "No such product."
 
 
 class IdempotencyKeyReused(PaymentError):
-    code, http_status = "PAY_009", 422
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
     default_message = "This Idempotency-Key was used with a different request."
 
 
 class IdempotencyKeyInProgress(PaymentError):
-    code, http_status = "PAY_010", 409
+    code = ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS
     default_message = "A request with this Idempotency-Key is still in progress; retry later."
 
 
 class Unauthenticated(PaymentError):
-    code, http_status, default_message = "AUTH_001", 401, "Missing, invalid or expired bearer token."
+    code, default_message = ErrorCode.UNAUTHENTICATED, "Missing, invalid or expired bearer token."
 
 
 class Forbidden(PaymentError):
-    code, http_status, default_message = "AUTH_002", 403, "You are not allowed to do this."
+    code, default_message = ErrorCode.FORBIDDEN, "You are not allowed to do this."
 
 
 # --- the transaction ---------------------------------------------------------------------------
@@ -359,7 +357,7 @@ class Transition:
             Status.CREATED,
             Status.PAYMENT_FAILED,
             "expired before payment",
-            TransitionChange(failure_code="PAY_002", failure_message="The transaction has expired."),
+            TransitionChange(failure_code=ErrorCode.EXPIRED, failure_message="The transaction has expired."),
         )
 
     # 40 → 45, 45 → 50, 45 → 51
@@ -377,8 +375,10 @@ class Transition:
             Status.PROVISION_PENDING,
             Status.PROVISION_FAILED,
             f"grant failed for good: {reason}",
-            TransitionChange(failure_code="PAY_006", failure_message=f"Provisioning failed: {reason}"),
-            {"code": "PAY_006", "reason": reason[:200]},
+            TransitionChange(
+                failure_code=ErrorCode.PROVISIONING_FAILED, failure_message=f"Provisioning failed: {reason}"
+            ),
+            {"code": ErrorCode.PROVISIONING_FAILED.value, "reason": reason[:200]},
         )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core.domain import Status, Transaction, TransactionNotFound, Transition, TransitionChange
+from app.core.domain import ErrorCode, Status, Transaction, TransactionNotFound, Transition, TransitionChange
 from app.core.ports import Clock, PaymentGateway, TransactionRepository
 from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
 
@@ -26,15 +26,33 @@ log = logging.getLogger("app.core")
 
 # What a PG error means for the buyer, as the SPEC's codes.
 _ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[str, str]] = {
-    GatewayErrorKind.DECLINED: ("PAY_003", "The payment was declined."),
-    GatewayErrorKind.INSUFFICIENT_FUNDS: ("PAY_004", "Insufficient balance or card limit."),
-    GatewayErrorKind.PROVIDER_ERROR: ("PAY_005", "The payment provider could not process the payment."),
-    GatewayErrorKind.SESSION_EXPIRED: ("PAY_002", "The payment session expired before it was confirmed."),
-    GatewayErrorKind.NOT_FOUND: ("PAY_003", "The payment provider does not know this payment."),
-    GatewayErrorKind.INVALID_REQUEST: ("PAY_003", "The payment provider refused the confirmation."),
-    GatewayErrorKind.MISCONFIGURED: ("PAY_005", "The payment provider refused our credentials."),
-    GatewayErrorKind.NOT_CANCELABLE: ("PAY_003", "The payment provider refused the request."),
-    GatewayErrorKind.ALREADY_CANCELED: ("PAY_003", "The payment was already cancelled."),
+    GatewayErrorKind.DECLINED: (ErrorCode.VERIFICATION_FAILED, "The payment was declined."),
+    GatewayErrorKind.INSUFFICIENT_FUNDS: (
+        ErrorCode.INSUFFICIENT_FUNDS,
+        "Insufficient balance or card limit.",
+    ),
+    GatewayErrorKind.PROVIDER_ERROR: (
+        ErrorCode.PG_ERROR,
+        "The payment provider could not process the payment.",
+    ),
+    GatewayErrorKind.SESSION_EXPIRED: (
+        ErrorCode.EXPIRED,
+        "The payment session expired before it was confirmed.",
+    ),
+    GatewayErrorKind.NOT_FOUND: (
+        ErrorCode.VERIFICATION_FAILED,
+        "The payment provider does not know this payment.",
+    ),
+    GatewayErrorKind.INVALID_REQUEST: (
+        ErrorCode.VERIFICATION_FAILED,
+        "The payment provider refused the confirmation.",
+    ),
+    GatewayErrorKind.MISCONFIGURED: (ErrorCode.PG_ERROR, "The payment provider refused our credentials."),
+    GatewayErrorKind.NOT_CANCELABLE: (
+        ErrorCode.VERIFICATION_FAILED,
+        "The payment provider refused the request.",
+    ),
+    GatewayErrorKind.ALREADY_CANCELED: (ErrorCode.VERIFICATION_FAILED, "The payment was already cancelled."),
 }
 # Confirm errors that a paymentKey of another order (a forged callback) also produces.
 _KEY_MAY_BELONG_ELSEWHERE = frozenset(
@@ -189,7 +207,7 @@ class PaymentResults:
                 extra={"transactionId": tid, "pgOrderId": payment.order_id, "pgAmount": payment.total_amount},
             )
             changed = await self.fail_pending(
-                tid, "PAY_003", "The PG's payment does not match the transaction.", None
+                tid, ErrorCode.VERIFICATION_FAILED, "The PG's payment does not match the transaction.", None
             )
         elif payment.status == PgPaymentStatus.DONE:
             changed = await self._repo.apply(
@@ -213,7 +231,11 @@ class PaymentResults:
             changed = await self._apply_waiting_for_deposit(transaction, payment, now)
         elif payment.status in (PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED):
             failure = payment.failure
-            code = "PAY_002" if payment.status == PgPaymentStatus.EXPIRED else "PAY_003"
+            code = (
+                ErrorCode.EXPIRED
+                if payment.status == PgPaymentStatus.EXPIRED
+                else ErrorCode.VERIFICATION_FAILED
+            )
             changed = await self.fail_pending(
                 tid,
                 code,
@@ -241,7 +263,7 @@ class PaymentResults:
         if va.expired or now >= va.due_date:
             # Toss sends nothing when the due date passes: whoever notices fails it.
             return await self.fail_pending(
-                tid, "PAY_002", "The virtual account expired before the deposit.", None
+                tid, ErrorCode.EXPIRED, "The virtual account expired before the deposit.", None
             )
         recheck_at = min(va.due_date, now + timedelta(seconds=self._config.virtual_account_recheck_seconds))
         # Written once: the callback and both of Toss's WAITING_FOR_DEPOSIT webhooks may race here.
@@ -301,14 +323,16 @@ class PaymentResults:
 
     async def fail_created_by_pg(self, transaction: Transaction, pg_status: str) -> bool:
         """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED)."""
-        code = "PAY_002" if pg_status == "EXPIRED" else "PAY_003"
+        code = ErrorCode.EXPIRED if pg_status == "EXPIRED" else ErrorCode.VERIFICATION_FAILED
         return await self.fail_created(
             transaction, code, f"The payment provider reports {pg_status}.", pg_code=pg_status
         )
 
     async def fail_with_gateway_error(self, transaction_id: str, error: GatewayError) -> bool:
         """30 → 41 for a PG answer that means "not approved", with the SPEC's code."""
-        code, message = _ERROR_KIND_TO_CODE.get(error.kind, ("PAY_003", "The payment failed."))
+        code, message = _ERROR_KIND_TO_CODE.get(
+            error.kind, (ErrorCode.VERIFICATION_FAILED, "The payment failed.")
+        )
         return await self.fail_pending(transaction_id, code, error.message or message, error.pg_code)
 
     async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:

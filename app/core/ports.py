@@ -329,7 +329,7 @@ class ServiceUnavailable(PaymentError):
     """An adapter's backing service (Redis) cannot be reached; nothing was done: retry after
     `retry_after` s. Not a SPEC code: 503 SERVICE_UNAVAILABLE with Retry-After."""
 
-    code, http_status = "SERVICE_UNAVAILABLE", 503
+    code = "SERVICE_UNAVAILABLE"
     default_message = "The service is briefly unavailable; nothing was done. Retry shortly."
 
     def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:

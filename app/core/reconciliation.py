@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from app.core.domain import Status
+from app.core.domain import ErrorCode, Status
 from app.core.payment_results import PaymentResults, confirm_idempotency_key
 from app.core.ports import Clock, PaymentGateway, TransactionRepository
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
@@ -79,7 +79,7 @@ class PaymentReconciler:
                 # (a forged callback may have claimed it before the buyer even opened the window).
                 await self._results.fail_pending(
                     transaction_id,
-                    "PAY_003",
+                    ErrorCode.VERIFICATION_FAILED,
                     "The payment provider has no record of this payment.",
                     error.pg_code,
                 )
@@ -126,7 +126,7 @@ class PaymentReconciler:
             )
             await self._results.fail_pending(
                 transaction_id,
-                "PAY_005",
+                ErrorCode.PG_ERROR,
                 "The payment could not be verified with the payment provider; it needs review.",
                 "UNRESOLVED_NEEDS_REVIEW",
             )

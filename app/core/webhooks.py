@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from app.core.domain import PaymentError, Status, ValidationFailed
+from app.core.domain import ErrorCode, PaymentError, Status, ValidationFailed
 from app.core.payment_results import PaymentResults
 from app.core.ports import (
     Clock,
@@ -44,7 +44,7 @@ class WebhookNotSettled(Exception):
 
 
 class WebhookRejected(PaymentError):
-    code, http_status, default_message = "AUTH_001", 401, "The webhook's signature or secret is not valid."
+    code, default_message = ErrorCode.UNAUTHENTICATED, "The webhook's signature or secret is not valid."
 
 
 @dataclass(frozen=True, slots=True)

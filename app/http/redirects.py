@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from app.core.checkout import CallbackOutcome
+from app.core.domain import ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,10 @@ def redirect_url(frontend_base_url: str, outcome: CallbackOutcome) -> str:
     frontend = frontend_base_url.rstrip("/")
     if not outcome.failed:
         return f"{frontend}/payment/success?" + urlencode({"transactionId": outcome.transaction_id or ""})
-    query = {"code": outcome.code or "PAY_003", "message": outcome.message or "The payment failed."}
+    query = {
+        "code": outcome.code or ErrorCode.VERIFICATION_FAILED,
+        "message": outcome.message or "The payment failed.",
+    }
     if outcome.transaction_id:
         query = {"transactionId": outcome.transaction_id, **query}
     return f"{frontend}/payment/fail?" + urlencode(query)

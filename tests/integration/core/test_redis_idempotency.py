@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from app.core.domain import IdempotencyKeyInProgress, IdempotencyKeyReused
 from app.core.idempotency import RedisIdempotencyStore, request_fingerprint
 from app.core.ports import StoredResponse
+from app.http.errors import http_status_of
 
 DAY = 24 * 3600
 
@@ -72,7 +73,7 @@ async def test_finished_key_with_a_different_body_is_pay_009(store: RedisIdempot
     with pytest.raises(IdempotencyKeyReused) as caught:
         await store.begin("u:POST:/issue", "key-1", FP_B)
 
-    assert (caught.value.code, caught.value.http_status) == ("PAY_009", 422)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_009", 422)
 
 
 async def test_key_still_in_progress_is_pay_010(store: RedisIdempotencyStore) -> None:
@@ -81,7 +82,7 @@ async def test_key_still_in_progress_is_pay_010(store: RedisIdempotencyStore) ->
     with pytest.raises(IdempotencyKeyInProgress) as caught:
         await store.begin("u:POST:/issue", "key-1", FP_A)
 
-    assert (caught.value.code, caught.value.http_status) == ("PAY_010", 409)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_010", 409)
 
 
 async def test_in_progress_key_with_a_different_body_is_pay_009(store: RedisIdempotencyStore) -> None:

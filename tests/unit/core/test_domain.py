@@ -18,6 +18,7 @@ from app.core.domain import (
     new_transaction_id,
     retry_after_ms,
 )
+from app.http.errors import HTTP_STATUS, http_status_of
 
 S = Status
 # SPEC §2, written out again on purpose: the test must not read the table it checks.
@@ -82,11 +83,6 @@ def test_refunded_and_failed_are_terminal() -> None:
 SPEC_ERRORS: dict[str, tuple[str, int]] = {
     "ValidationFailed": ("PAY_000", 400),
     "InvalidTransition": ("PAY_001", 409),
-    "TransactionExpired": ("PAY_002", 400),
-    "VerificationFailed": ("PAY_003", 400),
-    "InsufficientFunds": ("PAY_004", 402),
-    "PgCommunicationError": ("PAY_005", 502),
-    "ProvisioningFailed": ("PAY_006", 500),
     "AmountMismatch": ("PAY_007", 400),
     "TransactionNotFound": ("PAY_008", 404),
     "ProductNotFound": ("PAY_008", 404),
@@ -94,6 +90,15 @@ SPEC_ERRORS: dict[str, tuple[str, int]] = {
     "IdempotencyKeyInProgress": ("PAY_010", 409),
     "Unauthenticated": ("AUTH_001", 401),
     "Forbidden": ("AUTH_002", 403),
+}
+# Codes no exception carries: they describe a failed transaction (`failure.code`), with the HTTP
+# status they would have as an error.
+FAILURE_CODES: dict[str, int] = {
+    "PAY_002": 400,
+    "PAY_003": 400,
+    "PAY_004": 402,
+    "PAY_005": 502,
+    "PAY_006": 500,
 }
 
 
@@ -115,7 +120,7 @@ def test_every_payment_error_is_one_of_the_specs_codes() -> None:
 def test_error_code_and_http_status(name: str, expected: tuple[str, int]) -> None:
     error_class: type[PaymentError] = getattr(domain, name)
     error = error_class()
-    assert (error.code, error.http_status) == expected
+    assert (error.code, http_status_of(error)) == expected
     assert error.message  # a default human message
     assert str(error) == error.message
 
@@ -126,9 +131,12 @@ def test_error_carries_message_and_details() -> None:
     assert error.details == {"expectedAmount": 50000}
 
 
-def test_every_spec_code_has_an_error_class() -> None:
-    codes = {code for code, _ in SPEC_ERRORS.values()}
+def test_every_spec_code_is_named_and_has_an_http_status() -> None:
+    codes = {code for code, _ in SPEC_ERRORS.values()} | set(FAILURE_CODES)
     assert codes == {f"PAY_{n:03d}" for n in range(11)} | {"AUTH_001", "AUTH_002"}
+    assert {c.value for c in domain.ErrorCode} == codes
+    for code, status in FAILURE_CODES.items():
+        assert HTTP_STATUS[domain.ErrorCode(code)] == status
 
 
 # --- transaction ids ------------------------------------------------------------------------------

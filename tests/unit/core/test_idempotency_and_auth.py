@@ -12,6 +12,7 @@ from app.core.domain import IdempotencyKeyInProgress, IdempotencyKeyReused, Unau
 from app.core.idempotency import InMemoryIdempotencyStore, request_fingerprint
 from app.core.ports import StoredResponse
 from app.core.repository import decode_cursor, encode_cursor
+from app.http.errors import http_status_of
 from app.settings import Settings, SettingsError, load_settings
 
 SECRET = "unit-test-secret-" + "0123456789abcdef" * 4  # long enough for HS256 and HS512
@@ -40,7 +41,7 @@ async def test_finished_key_with_another_request_is_refused() -> None:
     await store.finish("u1", "k1", "fp", CREATED)
     with pytest.raises(IdempotencyKeyReused) as caught:
         await store.begin("u1", "k1", "other-fp")
-    assert (caught.value.code, caught.value.http_status) == ("PAY_009", 422)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_009", 422)
     assert await store.begin("u1", "k1", "fp") == CREATED  # the refusal did not overwrite anything
 
 
@@ -49,7 +50,7 @@ async def test_key_in_progress() -> None:
     await store.begin("u1", "k1", "fp")
     with pytest.raises(IdempotencyKeyInProgress) as caught:
         await store.begin("u1", "k1", "fp")
-    assert (caught.value.code, caught.value.http_status) == ("PAY_010", 409)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_010", 409)
     with pytest.raises(IdempotencyKeyReused):  # a different request is PAY_009 even while running
         await store.begin("u1", "k1", "other-fp")
 
@@ -155,7 +156,7 @@ def test_expired_token() -> None:
     tokens = TokenAuthority(SECRET)
     with pytest.raises(Unauthenticated) as caught:
         tokens.verify(_bearer(tokens.mint("u1", ttl_seconds=-1)))
-    assert (caught.value.code, caught.value.http_status) == ("AUTH_001", 401)
+    assert (caught.value.code, http_status_of(caught.value)) == ("AUTH_001", 401)
     assert "expired" in caught.value.message
 
 
@@ -199,7 +200,7 @@ def _claims_token(claims: dict[str, object], secret: str = SECRET, algorithm: st
 def test_invalid_credentials_are_unauthenticated(header: str | None) -> None:
     with pytest.raises(Unauthenticated) as caught:
         TokenAuthority(SECRET).verify(header)
-    assert (caught.value.code, caught.value.http_status) == ("AUTH_001", 401)
+    assert (caught.value.code, http_status_of(caught.value)) == ("AUTH_001", 401)
     assert caught.value.message
 
 

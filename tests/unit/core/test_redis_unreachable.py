@@ -26,6 +26,7 @@ from sqlalchemy import select
 from app.core.idempotency import RedisIdempotencyStore
 from app.core.ports import ServiceUnavailable
 from app.db import webhook_events
+from app.http.errors import http_status_of
 from app.main import Services, build_services, create_app
 from app.migrate import upgrade_database
 from app.ratelimit import RateLimited, RateLimiter
@@ -195,5 +196,5 @@ async def test_the_idempotency_store_says_unavailable() -> None:
             await store.begin("alice:POST:/api/payments/issue", "key-1", "fingerprint")
     finally:
         await redis.aclose()
-    assert (raised.value.code, raised.value.http_status) == ("SERVICE_UNAVAILABLE", 503)
+    assert (raised.value.code, http_status_of(raised.value)) == ("SERVICE_UNAVAILABLE", 503)
     assert raised.value.retry_after >= 1

@@ -31,6 +31,7 @@ from app.core.refunds import RefundService
 from app.core.schemas import StatusResponse, status_response
 from app.core.sweeper import Sweeper
 from app.gateway.models import GatewayErrorKind, PaymentMethod, PgPaymentStatus
+from app.http.errors import http_status_of
 from app.http.redirects import redirect_url
 from tests.unit.core.fakes import (
     APPROVED_AT,
@@ -259,7 +260,7 @@ async def test_each_issue_is_a_new_transaction(world: World) -> None:
 async def test_issue_unknown_product(world: World, product_type: ProductType, product_id: str) -> None:
     with pytest.raises(ProductNotFound) as caught:
         await issue(world, product_type=product_type, product_id=product_id)
-    assert (caught.value.code, caught.value.http_status) == ("PAY_008", 404)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_008", 404)
     assert world.repo.count() == 0
 
 
@@ -267,7 +268,7 @@ async def test_issue_unknown_product(world: World, product_type: ProductType, pr
 async def test_issue_amount_differs_from_the_price(world: World, amount: int) -> None:
     with pytest.raises(AmountMismatch) as caught:
         await issue(world, amount=amount)
-    assert (caught.value.code, caught.value.http_status) == ("PAY_007", 400)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_007", 400)
     assert caught.value.details == {"expectedAmount": STUDY_PRICE}
     assert world.repo.count() == 0
 
@@ -278,7 +279,7 @@ async def test_issue_metadata_limit_is_4_kb_of_json(world: World) -> None:
     await issue(world, metadata=at_limit)
     with pytest.raises(ValidationFailed) as caught:
         await issue(world, metadata={"k": "x" * (4096 - 7)})
-    assert (caught.value.code, caught.value.http_status) == ("PAY_000", 400)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_000", 400)
     assert "metadata" in str(caught.value.details)
     assert world.repo.count() == 1
 
@@ -782,7 +783,7 @@ async def test_status_of_another_users_transaction_is_not_found(world: World) ->
     t = await issue(world, user_id="alice")
     with pytest.raises(TransactionNotFound) as caught:
         await world.core.queries.get_status(user_id="mallory", transaction_id=t.transaction_id, attempt=None)
-    assert (caught.value.code, caught.value.http_status) == ("PAY_008", 404)
+    assert (caught.value.code, http_status_of(caught.value)) == ("PAY_008", 404)
     with pytest.raises(TransactionNotFound):
         await world.core.queries.get_status(user_id="alice", transaction_id="TXN_missing_0001", attempt=None)
 

@@ -24,6 +24,7 @@ from app.core.refund_policy import (
     decide_refund_amount,
     study_refundable_amount,
 )
+from app.http.errors import http_status_of
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 KST = timezone(timedelta(hours=9))
@@ -84,7 +85,7 @@ def decide_study(
 
 
 def assert_error(error: PaymentError, code: str, http_status: int) -> None:
-    assert (error.code, error.http_status) == (code, http_status)
+    assert (error.code, http_status_of(error)) == (code, http_status)
 
 
 # --- owners: full refunds within the window ---------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from app.core.domain import ValidationFailed
 from app.core.webhooks import TossNotice, parse_toss_webhook, signature_is_valid
+from app.http.errors import http_status_of
 
 ORDER_ID = "TXN_20260301_abcdef0123456789"
 PAYMENT_KEY = "tviva20260301123456abcDE"
@@ -170,7 +171,7 @@ def test_bodies_that_are_not_a_json_object_are_refused(raw: bytes, why: str) -> 
     with pytest.raises(ValidationFailed) as caught:
         parse_toss_webhook(raw)
     assert caught.value.code == "PAY_000", why
-    assert caught.value.http_status == 400
+    assert http_status_of(caught.value) == 400
 
 
 @pytest.mark.parametrize(
