@@ -54,7 +54,6 @@ from app.core.status_changes import LocalStatusChanges, RedisStatusChanges, Stat
 from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.db import create_engine
-from app.demo import DemoController
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
 from app.http.errors import EXCEPTION_HANDLERS
@@ -343,6 +342,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if (metrics := metrics_route(settings)) is not None:  # METRICS_TOKEN / METRICS_PORT
         route_handlers.append(metrics)
     if not settings.is_production:
+        from app.demo import DemoController  # development pages: never imported in production
+
         route_handlers.append(DemoController)
     frontend_pages = FrontendPages(settings.frontend_base_url)
     swagger = SwaggerPage()

@@ -120,15 +120,7 @@ print("app.demo" in sys.modules)
 @pytest.mark.parametrize(
     ("environment", "imports_demo"),
     [
-        pytest.param(
-            "production",
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="app/main.py still imports app.demo at the top (issue 12 item 8): once it imports "
-                "DemoController inside `if not settings.is_production:`, drop this marker",
-            ),
-        ),
+        ("production", False),
         ("development", True),
     ],
 )
