@@ -48,14 +48,18 @@ from app.core.ports import (
 from app.core.queries import PaymentQueries
 from app.core.reconciliation import PaymentReconciler, ReconcileConfig
 from app.core.refunds import RefundService
-from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
-from app.core.status_cache import StatusViewCache
+from app.core.sql.refunds import SqlRefundRepository
+from app.core.sql.status_reader import MySqlStatusReader, SqlStatusReader
+from app.core.sql.transactions import SqlTransactionRepository
+from app.core.sql.webhook_events import SqlWebhookEventRepository
+from app.core.status_cache import CachedStatusReader, StatusViewCache
 from app.core.status_changes import LocalStatusChanges, RedisStatusChanges, StatusChangeListener
 from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.db import create_engine
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
+from app.gateway.toss_webhooks import TossWebhooks
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.health import health_live, health_ready
 from app.http.redirects import FrontendPages
@@ -143,7 +147,7 @@ def build_services(
         retry_delay=settings.toss_retry_delay_seconds,
     )
     if gateway is None:
-        gateway = GatewayService([toss])
+        gateway = GatewayService([toss], webhooks=[TossWebhooks(settings.toss_webhook_secret)])
     # With Redis, several processes may write: the cache is trusted only while this process is
     # subscribed to the status-change bus (the API's lifespan starts the listener; workers never
     # do, so theirs keeps final views only). Without Redis there is one process, always coherent.
@@ -151,9 +155,9 @@ def build_services(
     status_changes: StatusChanges = (
         RedisStatusChanges(redis, status_cache) if redis is not None else LocalStatusChanges(status_cache)
     )
-    repository = SqlTransactionRepository(
-        engine, status_reader, status_cache=status_cache, status_changes=status_changes
-    )
+    # Polls read through this process's cache; the repositories announce each committed write.
+    status_views = CachedStatusReader(status_reader or SqlStatusReader(engine), status_cache)
+    repository = SqlTransactionRepository(engine, status_views, status_changes=status_changes)
     idempotency: IdempotencyStore
     if redis is not None:
         idempotency = RedisIdempotencyStore(redis, ttl_seconds=settings.idempotency_ttl_seconds)
@@ -178,7 +182,7 @@ def build_services(
     clock = clock or SystemClock()
     refunds = RefundService(
         repository=repository,
-        refunds=repository,
+        refunds=SqlRefundRepository(engine, status_changes=status_changes),
         gateway=gateway,
         catalog=catalog,
         queue=queue,
@@ -208,6 +212,7 @@ def build_services(
             public_base_url=settings.public_base_url,
             transaction_expire_minutes=settings.transaction_expire_minutes,
             client_key=settings.toss_client_key,
+            provider=TossClient.name,
             checkout_url=checkout_url,
         ),
     )
@@ -221,7 +226,6 @@ def build_services(
         gateway=gateway,
         queue=queue,
         clock=clock,
-        signing_secret=settings.toss_webhook_secret,
     )
     reconciler = PaymentReconciler(
         repository=repository,

@@ -1,4 +1,6 @@
-"""Prometheus series of the service. Adapters record; Core's domain and use cases stay unaware.
+"""Prometheus series of the service. The use cases record the business series (transactions,
+payments, refunds, webhook deliveries) once their guarded write won; adapters record their own
+(PG calls, the status cache, the status-change bus); the domain stays unaware.
 
 With several processes (`payments serve --workers N`, workers on the same host) set
 PROMETHEUS_MULTIPROC_DIR to a shared empty folder; `/metrics` then aggregates every process.

@@ -41,6 +41,7 @@ from app.core.schemas import (
 )
 from app.core.webhooks import WebhookService
 from app.gateway.models import RefundAccount
+from app.gateway.toss_webhooks import TossWebhooks
 from app.http.redirects import FrontendPages
 from app.metrics import DATABASE_UNAVAILABLE, STATUS_POLLS, WEBHOOK_DELIVERIES
 from app.outages import database_unavailable
@@ -511,7 +512,9 @@ class WebhookController(Controller):
             WEBHOOK_DELIVERIES.labels(outcome="RATE_LIMITED").inc()
             raise
         try:
-            outcome = await webhook_service.receive(await request.body(), request.headers)
+            outcome = await webhook_service.receive(
+                TossWebhooks.provider, await request.body(), request.headers
+            )
         except PaymentError as error:
             WEBHOOK_DELIVERIES.labels(
                 outcome="REJECTED" if error.code == ErrorCode.UNAUTHENTICATED else "MALFORMED"

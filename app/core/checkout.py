@@ -28,10 +28,11 @@ from app.core.domain import (
     ValidationFailed,
     new_transaction_id,
 )
-from app.core.payment_results import Deadline, PaymentResults
+from app.core.payment_results import Deadline, PaymentResults, window_failure_code
 from app.core.ports import Clock, PaymentGateway, ProductCatalog, TransactionRepository
 from app.core.printable import printable_text, require_printable
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
+from app.metrics import TRANSACTIONS_CREATED
 
 log = logging.getLogger("app.core")
 
@@ -45,10 +46,6 @@ _AMOUNT_PATTERN = re.compile(r"[0-9]{1,12}")  # ASCII digits only, and short eno
 _FAILED_AT_PG = frozenset(
     {PgPaymentStatus.READY, PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED}
 )
-# failUrl codes that mean the buyer's balance or limit; every other window failure is PAY_003.
-_INSUFFICIENT_FUNDS_CODES = frozenset(
-    {"REJECT_CARD_PAYMENT", "REJECT_ACCOUNT_PAYMENT", "EXCEED_MAX_DAILY_PAYMENT_COUNT", "EXCEED_MAX_AMOUNT"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +53,8 @@ class CheckoutConfig:
     public_base_url: str
     transaction_expire_minutes: int
     client_key: str
+    provider: str  # the PG new transactions are paid with (a gateway provider's name)
     checkout_url: str | None = None  # a hosted payment window (the mock's) for frontends without the SDK
-    provider: str = "TOSS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +167,7 @@ class Checkout:
             metadata=command.metadata,
         )
         await self._repo.add(transaction, "issued")
+        TRANSACTIONS_CREATED.labels(product_type=transaction.product_type.value).inc()
         log.info(
             "transaction issued",
             extra={
@@ -300,11 +298,8 @@ class Checkout:
         # Both come from the browser's URL: printable and bounded before they are stored or echoed.
         pg_code = printable_text(code or "", 64) or "UNKNOWN"
         text = printable_text(message or "", 510) or "The payment was not completed."
-        our_code = (
-            ErrorCode.INSUFFICIENT_FUNDS
-            if pg_code in _INSUFFICIENT_FUNDS_CODES
-            else ErrorCode.VERIFICATION_FAILED
-        )
+        kind = self._gateway.window_failure_kind(provider=transaction.provider, code=pg_code)
+        our_code = window_failure_code(kind)
         if transaction.status != Status.CREATED:
             return await self._outcome_now(tid)
         verdict = await self._pg_view_of_failure(transaction)

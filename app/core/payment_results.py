@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.core.domain import ErrorCode, Status, Transaction, TransactionNotFound, Transition, TransitionChange
+from app.core.payment_metrics import count_payment_outcome
 from app.core.ports import Clock, PaymentGateway, TransactionRepository
 from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPaymentStatus
 
@@ -58,6 +59,17 @@ _ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[str, str]] = {
 _KEY_MAY_BELONG_ELSEWHERE = frozenset(
     {GatewayErrorKind.NOT_FOUND, GatewayErrorKind.SESSION_EXPIRED, GatewayErrorKind.INVALID_REQUEST}
 )
+
+
+def window_failure_code(kind: GatewayErrorKind) -> ErrorCode:
+    """A failure in the payment window (the fail redirect): the buyer's balance or limit is PAY_004,
+    anything else PAY_003."""
+    return (
+        ErrorCode.INSUFFICIENT_FUNDS
+        if kind == GatewayErrorKind.INSUFFICIENT_FUNDS
+        else ErrorCode.VERIFICATION_FAILED
+    )
+
 
 OnPaid = Callable[[str], Awaitable[bool]]
 
@@ -210,21 +222,19 @@ class PaymentResults:
                 tid, ErrorCode.VERIFICATION_FAILED, "The PG's payment does not match the transaction.", None
             )
         elif payment.status == PgPaymentStatus.DONE:
-            changed = await self._repo.apply(
-                tid,
-                Transition.mark_paid(
-                    payment_key=payment.payment_key,
-                    pg_method=payment.method.value if payment.method else None,
-                    completed_at=payment.approved_at or now,
-                    history={
-                        "pgStatus": payment.status.value,
-                        "paymentKey": payment.payment_key,
-                        "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
-                    },
-                ),
-                now=now,
+            paid = Transition.mark_paid(
+                payment_key=payment.payment_key,
+                pg_method=payment.method.value if payment.method else None,
+                completed_at=payment.approved_at or now,
+                history={
+                    "pgStatus": payment.status.value,
+                    "paymentKey": payment.payment_key,
+                    "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
+                },
             )
+            changed = await self._repo.apply(tid, paid, now=now)
             if changed:
+                count_payment_outcome(paid)
                 log.info("payment succeeded", extra={"transactionId": tid, "amount": transaction.amount})
                 await self._on_paid(tid)
         elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
@@ -319,7 +329,10 @@ class PaymentResults:
         failure = Transition.fail(
             Status.CREATED, code=code, message=message, pg_code=pg_code, history=metadata
         )
-        return await self._repo.apply(transaction.transaction_id, failure, now=self._clock.now())
+        failed = await self._repo.apply(transaction.transaction_id, failure, now=self._clock.now())
+        if failed:
+            count_payment_outcome(failure)
+        return failed
 
     async def fail_created_by_pg(self, transaction: Transaction, pg_status: str) -> bool:
         """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED)."""
@@ -338,7 +351,10 @@ class PaymentResults:
     async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
         """30 → 41 (guarded)."""
         failure = Transition.fail(Status.PAYMENT_PENDING, code=code, message=message, pg_code=pg_code)
-        return await self._repo.apply(transaction_id, failure, now=self._clock.now())
+        failed = await self._repo.apply(transaction_id, failure, now=self._clock.now())
+        if failed:
+            count_payment_outcome(failure)
+        return failed
 
     def first_reconcile(self, now: datetime) -> datetime:
         """When the reconciler first asks the PG about a claimed (30) transaction."""

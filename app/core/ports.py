@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from app.core.domain import (
@@ -24,7 +24,7 @@ from app.core.domain import (
     Transition,
     TransitionChange,
 )
-from app.gateway.models import PaymentInfo, RefundAccount, RefundResult
+from app.gateway.models import GatewayErrorKind, PaymentInfo, RefundAccount, RefundResult, WebhookNotice
 
 
 class Clock(Protocol):
@@ -84,17 +84,22 @@ class TransactionPage:
     next_cursor: str | None
 
 
-class TransactionRepository(Protocol):
+class StatusReader(Protocol):
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        """The polling endpoint's columns in one indexed read, or None."""
+        ...
+
+
+class TransactionRepository(StatusReader, Protocol):
+    """Transactions and their history. Its status read is the StatusReader it was built with
+    (in production the cached one: app.core.status_cache.CachedStatusReader)."""
+
     async def add(self, transaction: Transaction, message: str) -> None:
         """Insert a new transaction and its first history row, atomically."""
         ...
 
     async def get(self, transaction_id: str) -> Transaction | None:
         """The transaction, or None."""
-        ...
-
-    async def get_status_view(self, transaction_id: str) -> StatusView | None:
-        """The polling endpoint's columns in one indexed read."""
         ...
 
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
@@ -263,9 +268,10 @@ class RefundRepository(Protocol):
 
     async def refuse_refund(
         self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
-    ) -> None:
+    ) -> bool:
         """The PG refused the cancel for good: the refund is REFUSED (its amount free again) and
-        needs a human."""
+        needs a human. Guarded by the refund being REQUESTED; returns False, changing nothing,
+        otherwise."""
         ...
 
     async def record_pg_refund(
@@ -310,6 +316,18 @@ class PaymentGateway(Protocol):
     ) -> PaymentInfo: ...
 
     async def get_payment(self, *, provider: str, payment_key: str) -> PaymentInfo: ...
+
+    def read_webhook(self, *, provider: str, raw: bytes, headers: Mapping[str, str]) -> WebhookNotice:
+        """A webhook delivery as a neutral notice; raises WebhookRefused when malformed or forged."""
+        ...
+
+    def confirm_window(self, provider: str) -> timedelta:
+        """How long an authenticated payment stays confirmable at the PG."""
+        ...
+
+    def window_failure_kind(self, *, provider: str, code: str) -> GatewayErrorKind:
+        """What the code of the payment window's fail redirect means."""
+        ...
 
     async def find_payment(self, *, provider: str, order_id: str) -> PaymentInfo: ...
 

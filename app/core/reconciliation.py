@@ -21,8 +21,6 @@ from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 log = logging.getLogger("app.core.reconciliation")
 
 BACKOFF_SECONDS: tuple[float, ...] = (10, 30, 60, 300, 900, 3600)
-# Toss keeps an authenticated (IN_PROGRESS) session for 10 minutes; after that it is EXPIRED.
-TOSS_CONFIRM_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,8 @@ class PaymentReconciler:
             payment = await self._gateway.find_payment(provider=transaction.provider, order_id=transaction_id)
         except GatewayError as error:
             if error.kind == GatewayErrorKind.NOT_FOUND and now > max(
-                transaction.updated_at + TOSS_CONFIRM_WINDOW, transaction.expires_at
+                transaction.updated_at + self._gateway.confirm_window(transaction.provider),
+                transaction.expires_at,
             ):
                 # The PG never heard of it, its session would have expired by now, and so has ours
                 # (a forged callback may have claimed it before the buyer even opened the window).

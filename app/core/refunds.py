@@ -181,6 +181,7 @@ class RefundService:
         )
         if not started:
             raise InvalidTransition("The transaction changed while refunding; nothing was done.")
+        REFUNDS.labels(stage="requested").inc()
         log.info(
             "refund requested",
             extra={
@@ -247,12 +248,13 @@ class RefundService:
                 "virtual-account refund needs the buyer's bank account",
                 extra={"transactionId": transaction.transaction_id, "refundId": refund_id},
             )
-            await self._refunds.refuse_refund(
+            if await self._refunds.refuse_refund(
                 refund,
                 pg_error_code="REFUND_ACCOUNT_REQUIRED",
                 message="refund needs the buyer's bank account (virtual account); needs review",
                 now=self._clock.now(),
-            )
+            ):
+                REFUNDS.labels(stage="refused").inc()
             return RefundStatus.REFUSED.value
         whole_payment = refund.amount == transaction.amount
         try:
@@ -275,20 +277,22 @@ class RefundService:
                     "pgCode": error.pg_code,
                 },
             )
-            await self._refunds.refuse_refund(
+            if await self._refunds.refuse_refund(
                 refund,
                 pg_error_code=error.pg_code,
                 message=f"PG refused the cancel: {error.message}",
                 now=self._clock.now(),
-            )
+            ):
+                REFUNDS.labels(stage="refused").inc()
             return RefundStatus.REFUSED.value
-        await self._refunds.complete_refund(
+        if await self._refunds.complete_refund(
             refund,
             pg_transaction_key=None if result.already_canceled else result.transaction_key,
             message=f"{refund.amount} KRW refunded by the payment provider"
             + (" (already cancelled)" if result.already_canceled else ""),
             now=self._clock.now(),
-        )
+        ):
+            REFUNDS.labels(stage="refunded").inc()
         log.info(
             "refund completed",
             extra={
@@ -353,6 +357,7 @@ class RefundService:
             ):
                 recorded += 1
                 PG_SIDE_CANCELS.inc()
+                REFUNDS.labels(stage="pg_side").inc()
                 log.warning(
                     "payment cancelled at the PG, not by us",
                     extra={

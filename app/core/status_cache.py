@@ -21,6 +21,10 @@ arrived:
    Redis after its commit). `ttl_seconds=0` turns the cache off for non-final views.
 
 Final views (41, 95) never change: they are kept without expiry, coherent or not.
+
+`CachedStatusReader` is the status read through the cache, a decorator of the database's reader:
+it keeps rule 2 (and counts hits and misses); the writers keep rule 1 by announcing after their
+commit (`app.core.sql`), the listener keeps rule 3 (`app.core.status_changes`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ import time
 from collections.abc import Callable
 
 from app.core.domain import FINAL_STATUSES
-from app.core.ports import StatusView
+from app.core.ports import StatusReader, StatusView
+from app.metrics import STATUS_CACHE
+
+_CACHE_HITS = STATUS_CACHE.labels(result="hit")
+_CACHE_MISSES = STATUS_CACHE.labels(result="miss")
 
 
 class StatusViewCache:
@@ -96,3 +104,24 @@ class StatusViewCache:
         self._invalidations += 1
         self._coherent = coherent
         self._views.clear()
+
+
+class CachedStatusReader:
+    """A StatusReader that answers from this process's cache while it may, and reads through
+    `reader` (the database) otherwise."""
+
+    def __init__(self, reader: StatusReader, cache: StatusViewCache) -> None:
+        self._reader = reader
+        self._cache = cache
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        cached = self._cache.get(transaction_id)
+        if cached is not None:
+            _CACHE_HITS.inc()
+            return cached
+        _CACHE_MISSES.inc()
+        ticket = self._cache.ticket()  # before the read: a write announced during it voids the ticket
+        view = await self._reader.get_status_view(transaction_id)
+        if view is not None:
+            self._cache.put(view, ticket)
+        return view

@@ -32,6 +32,13 @@ def status_channel(redis: Redis) -> str:
     return f"payments:status-changed:db{db}"
 
 
+class UncachedStatusChanges:
+    """No process caches status views (a repository built without a bus: tests, scripts)."""
+
+    async def announce(self, transaction_id: str) -> None:
+        return None
+
+
 class LocalStatusChanges:
     """One process holds every cache that could be stale: drop the view here, nothing more."""
 

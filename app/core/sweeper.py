@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from app.core.domain import Status, Transition
 from app.core.fulfilment import Fulfilment
+from app.core.payment_metrics import count_payment_outcome
 from app.core.ports import Clock, TransactionRepository
 from app.core.refunds import RefundService
 
@@ -33,8 +34,10 @@ class Sweeper:
         """CREATED transactions past expiresAt → 41 PAY_002. Returns how many expired."""
         now = self._clock.now()
         expired = 0
+        expiry = Transition.expire()
         for tid in await self._repo.find_expired_created(now, limit):
-            if await self._repo.apply(tid, Transition.expire(), now=now):
+            if await self._repo.apply(tid, expiry, now=now):
+                count_payment_outcome(expiry)
                 expired += 1
         return expired
 

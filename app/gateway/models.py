@@ -130,3 +130,31 @@ class RefundResult:
     canceled_amount: int
     transaction_key: str | None
     already_canceled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookNotice:
+    """What one webhook delivery claims, in neutral terms. Never trusted beyond "which payment to
+    look at": the payment itself is re-fetched from the PG."""
+
+    provider: str
+    transmission_id: str  # the PG's id of this delivery (retries repeat it), or a digest of the body
+    event_type: str
+    order_id: str | None
+    payment_key: str | None
+    status: str | None
+    secret: str | None  # a virtual account's secret, when the PG sends one
+    retried_count: int
+
+
+class WebhookRefused(Exception):
+    """A delivery that is malformed (`forged` False) or that cannot be from the PG (`forged` True)."""
+
+    def __init__(
+        self, message: str, *, forged: bool = False, field: str | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.forged = forged
+        self.field = field  # the part of the delivery at fault, and why, when it is one part
+        self.reason = reason

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Final, Protocol
 
 from app.gateway.models import (
@@ -19,6 +20,8 @@ from app.gateway.models import (
     PgPaymentStatus,
     RefundAccount,
     RefundResult,
+    WebhookNotice,
+    WebhookRefused,
 )
 from app.metrics import PG_REQUEST_SECONDS
 
@@ -35,6 +38,15 @@ class PaymentProvider(Protocol):
     @property
     def name(self) -> str:
         """The provider's registry name, e.g. "TOSS"."""
+        ...
+
+    @property
+    def confirm_window(self) -> timedelta:
+        """How long an authenticated payment stays confirmable at this PG."""
+        ...
+
+    def window_failure_kind(self, code: str) -> GatewayErrorKind:
+        """What the code of the payment window's fail redirect means."""
         ...
 
     async def confirm(
@@ -64,15 +76,38 @@ class PaymentProvider(Protocol):
         ...
 
 
+class WebhookReader(Protocol):
+    """One PG's webhook deliveries, read into neutral notices (refused with WebhookRefused)."""
+
+    provider: str
+
+    def read(self, raw: bytes, headers: Mapping[str, str]) -> WebhookNotice: ...
+
+
 class GatewayService:
     """Confirms, looks up and refunds payments through the named provider, results normalized."""
 
-    def __init__(self, providers: Iterable[PaymentProvider]) -> None:
+    def __init__(self, providers: Iterable[PaymentProvider], webhooks: Iterable[WebhookReader] = ()) -> None:
         self._providers: dict[str, PaymentProvider] = {}
         for provider in providers:
             if provider.name in self._providers:
                 raise ValueError(f"two payment providers are named {provider.name!r}")
             self._providers[provider.name] = provider
+        self._webhooks = {reader.provider: reader for reader in webhooks}
+
+    def read_webhook(self, *, provider: str, raw: bytes, headers: Mapping[str, str]) -> WebhookNotice:
+        """A delivery of `provider`'s webhooks as a neutral notice; WebhookRefused when malformed
+        or forged."""
+        reader = self._webhooks.get(provider)
+        if reader is None:
+            raise WebhookRefused(f"No webhooks are read for {provider!r}.")
+        return reader.read(raw, headers)
+
+    def confirm_window(self, provider: str) -> timedelta:
+        return self._provider(provider).confirm_window
+
+    def window_failure_kind(self, *, provider: str, code: str) -> GatewayErrorKind:
+        return self._provider(provider).window_failure_kind(code)
 
     @property
     def provider_names(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from app.gateway.error_codes import kind_for_http_status, kind_for_toss_error
+from app.gateway.error_codes import TOSS_ERROR_KINDS, kind_for_http_status, kind_for_toss_error
 from app.gateway.models import (
     GatewayError,
     GatewayErrorKind,
@@ -120,6 +120,8 @@ class TossClient:
     """
 
     name = "TOSS"
+    # An authenticated (IN_PROGRESS) payment can be confirmed for 10 minutes, then Toss expires it.
+    confirm_window = timedelta(minutes=10)
 
     def __init__(
         self,
@@ -150,6 +152,12 @@ class TossClient:
 
     def __repr__(self) -> str:
         return f"TossClient(base_url={self._base_url!r})"  # never the secret key
+
+    @staticmethod
+    def window_failure_kind(code: str) -> GatewayErrorKind:
+        """What the code of Toss's fail redirect (the payment window's failUrl) means; a code we do
+        not know is a plain decline."""
+        return TOSS_ERROR_KINDS.get(code, GatewayErrorKind.DECLINED)
 
     async def confirm(
         self, *, payment_key: str, order_id: str, amount: int, idempotency_key: str

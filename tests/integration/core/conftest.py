@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import Method, ProductType, Status, Transaction, new_transaction_id
-from app.core.repository import SqlTransactionRepository
+from app.core.sql.transactions import SqlTransactionRepository
 
 TransactionFactory = Callable[..., Transaction]
 

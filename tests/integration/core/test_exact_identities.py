@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import ProductType, RefundStatus, Status, Transaction, Transition, TransitionChange
 from app.core.ports import RefundRecord, WebhookEvent
-from app.core.repository import MySqlStatusReader, SqlTransactionRepository, SqlWebhookEventRepository
+from app.core.sql.status_reader import MySqlStatusReader
+from app.core.sql.transactions import SqlTransactionRepository
+from app.core.sql.webhook_events import SqlWebhookEventRepository
 from app.db import ExactString, metadata, refunds, transaction_history
 from app.main import Services, build_services, create_app
 from app.migrate import alembic_config, upgrade_database

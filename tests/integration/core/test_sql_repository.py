@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.domain import ForbiddenTransition, Status, Transaction, Transition, TransitionChange
-from app.core.repository import SqlTransactionRepository
+from app.core.sql.transactions import SqlTransactionRepository
 from app.db import transaction_history
 
 NewTransaction = Callable[..., Transaction]

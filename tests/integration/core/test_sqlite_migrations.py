@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.core.domain import Status, Transaction, Transition
-from app.core.repository import SqlTransactionRepository
+from app.core.sql.transactions import SqlTransactionRepository
 from app.db import create_engine
 from app.migrate import upgrade_database
 from app.settings import load_settings

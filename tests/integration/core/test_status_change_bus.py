@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import Status, Transition
 from app.core.ports import StatusView
-from app.core.repository import MySqlStatusReader, SqlTransactionRepository
+from app.core.sql.status_reader import MySqlStatusReader
+from app.core.sql.transactions import SqlTransactionRepository
 from app.core.status_cache import StatusViewCache
 from app.core.status_changes import RedisStatusChanges, StatusChangeListener, status_channel
 from tests.integration.core.conftest import make_transaction

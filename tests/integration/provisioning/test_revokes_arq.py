@@ -156,7 +156,7 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
             {"eventType": "PAYMENT_STATUS_CHANGED", "data": {"orderId": tid, "status": status}}
         ).encode()
         outcome = await services.webhooks.receive(
-            raw, {"tosspayments-webhook-transmission-id": f"wh-console-{tid}-{n}"}
+            "TOSS", raw, {"tosspayments-webhook-transmission-id": f"wh-console-{tid}-{n}"}
         )
         assert outcome == "QUEUED"
         await run_worker(services)
@@ -193,6 +193,8 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
     raw = json.dumps(
         {"eventType": "PAYMENT_STATUS_CHANGED", "data": {"orderId": tid, "status": "CANCELED"}}
     ).encode()
-    await services.webhooks.receive(raw, {"tosspayments-webhook-transmission-id": f"wh-console-{tid}-3"})
+    await services.webhooks.receive(
+        "TOSS", raw, {"tosspayments-webhook-transmission-id": f"wh-console-{tid}-3"}
+    )
     await run_worker(services)
     assert len(await services.repository.list_refunds(tid)) == 2

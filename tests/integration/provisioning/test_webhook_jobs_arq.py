@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from app.core.ports import WebhookEvent
-from app.core.repository import SqlWebhookEventRepository
+from app.core.sql.webhook_events import SqlWebhookEventRepository
 from app.db import webhook_events
 from app.main import Services
 from app.provisioning.queue import webhook_job_id

@@ -18,7 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import Method, ProductType, Status, Transaction, new_transaction_id
-from app.core.repository import SqlTransactionRepository, SqlWebhookEventRepository
+from app.core.sql.transactions import SqlTransactionRepository
+from app.core.sql.webhook_events import SqlWebhookEventRepository
 
 MARIADB_ADMIN_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306")
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.domain import Status, Transition
 from app.core.ports import WebhookEvent
-from app.core.repository import SqlTransactionRepository, SqlWebhookEventRepository
+from app.core.sql.transactions import SqlTransactionRepository
+from app.core.sql.webhook_events import SqlWebhookEventRepository
 from app.db import transactions as tx_table
 from app.db import webhook_events as webhook_table
 

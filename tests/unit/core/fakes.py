@@ -29,7 +29,7 @@ from app.core.domain import (
     can_transition,
 )
 from app.core.ports import RefundRecord, StatusView, TransactionPage
-from app.core.repository import decode_cursor, encode_cursor
+from app.core.sql.transactions import decode_cursor, encode_cursor
 from app.gateway.models import (
     GatewayError,
     GatewayErrorKind,
@@ -40,7 +40,10 @@ from app.gateway.models import (
     RefundAccount,
     RefundResult,
     VirtualAccount,
+    WebhookNotice,
 )
+from app.gateway.toss import TossClient
+from app.gateway.toss_webhooks import TossWebhooks
 
 # --- clock ---------------------------------------------------------------------------------------
 
@@ -369,11 +372,11 @@ class InMemoryTransactionRepository:
 
     async def refuse_refund(
         self, refund: RefundRecord, *, pg_error_code: str, message: str, now: datetime
-    ) -> None:
+    ) -> bool:
         await asyncio.sleep(0)
         current = self._refunds.get(refund.refund_id)
         if current is None or current.status != RefundStatus.REQUESTED:
-            return
+            return False
         self._refunds[refund.refund_id] = dataclasses.replace(
             current, status=RefundStatus.REFUSED, pg_error_code=pg_error_code[:64]
         )
@@ -387,6 +390,7 @@ class InMemoryTransactionRepository:
                 created_at=now,
             )
         )
+        return True
 
     async def record_pg_refund(
         self, refund: RefundRecord, *, expected: Status, message: str, now: datetime
@@ -579,6 +583,15 @@ class FakeGateway:
         )
         outcome = await self._answer(call, default=_confirm_done)
         return _as_payment(outcome, call)
+
+    def read_webhook(self, *, provider: str, raw: bytes, headers: Mapping[str, str]) -> WebhookNotice:
+        return TossWebhooks().read(raw, headers)  # the real reader: parsing involves no PG call
+
+    def confirm_window(self, provider: str) -> timedelta:
+        return TossClient.confirm_window
+
+    def window_failure_kind(self, *, provider: str, code: str) -> GatewayErrorKind:
+        return TossClient.window_failure_kind(code)
 
     async def get_payment(self, *, provider: str, payment_key: str) -> PaymentInfo:
         call = GatewayCall("get_payment", {"provider": provider, "payment_key": payment_key})

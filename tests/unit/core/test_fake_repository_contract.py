@@ -1,7 +1,8 @@
-"""The in-memory fake and the SQL adapter answer the same way (SQLite here; MariaDB in integration/).
+"""The in-memory fake and the SQL adapters answer the same way (SQLite here; MariaDB in integration/).
 
 Service tests are only worth what their fake is worth: every assertion below runs against both
-InMemoryTransactionRepository and SqlTransactionRepository.
+InMemoryTransactionRepository and SqlTransactionRepository (with SqlRefundRepository for the
+refund writes, which the fake keeps in the same object).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from app.core.domain import (
     TransitionChange,
 )
 from app.core.ports import RefundRecord
-from app.core.repository import SqlTransactionRepository, encode_cursor
+from app.core.sql.refunds import SqlRefundRepository
+from app.core.sql.transactions import SqlTransactionRepository, encode_cursor
 from app.db import create_engine
 from app.migrate import upgrade_database
 from app.settings import load_settings
@@ -35,6 +37,7 @@ from tests.unit.core.fakes import InMemoryTransactionRepository
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 Repo = InMemoryTransactionRepository | SqlTransactionRepository
+Refunds = InMemoryTransactionRepository | SqlRefundRepository
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,12 @@ def repo(request: pytest.FixtureRequest, engine: AsyncEngine) -> Repo:
     if request.param == "memory":
         return InMemoryTransactionRepository()
     return SqlTransactionRepository(engine)  # one shared file: each test uses its own users and ids
+
+
+@pytest.fixture
+def refunds(repo: Repo, engine: AsyncEngine) -> Refunds:
+    """The refund writes on the same rows as `repo`: the fake itself, or the SQL refund adapter."""
+    return repo if isinstance(repo, InMemoryTransactionRepository) else SqlRefundRepository(engine)
 
 
 def new_transaction(user_id: str, *, created_at: datetime = T0, **fields: Any) -> Transaction:
@@ -255,24 +264,24 @@ def _refund(t: Transaction, amount: int, **fields: Any) -> RefundRecord:
     return RefundRecord(**values)
 
 
-async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo: Repo, user: str) -> None:
+async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo: Repo, refunds: Refunds, user: str) -> None:
     t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
     await repo.add(t, "granted")
     first = _refund(t, 20000, revoke_status=RevokeStatus.PENDING)
     # The guard is the status and the amount: a wrong status or an amount that does not fit misses.
-    assert not await repo.start_refund(
+    assert not await refunds.start_refund(
         first, expected=Status.PAYMENT_SUCCESS, closes=False, message="r", now=T0
     )
-    assert not await repo.start_refund(
+    assert not await refunds.start_refund(
         first, expected=Status.PROVISION_SUCCESS, closes=True, message="r", now=T0
     )
     too_much = _refund(t, 50001)
-    assert not await repo.start_refund(
+    assert not await refunds.start_refund(
         too_much, expected=Status.PROVISION_SUCCESS, closes=False, message="r", now=T0
     )
-    assert await repo.get_refund(first.refund_id) is None
+    assert await refunds.get_refund(first.refund_id) is None
 
-    assert await repo.start_refund(
+    assert await refunds.start_refund(
         first, expected=Status.PROVISION_SUCCESS, closes=False, message="partial", now=T0
     )
     stored = await repo.get(t.transaction_id)
@@ -283,14 +292,14 @@ async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo
         0,
     )
     assert stored.refundable_amount == 30000
-    assert await repo.get_refund(first.refund_id) == first
+    assert await refunds.get_refund(first.refund_id) == first
 
     # The rest closes it: 50 → 90 at once, so nothing more can be asked for.
     rest = _refund(t, 30000, revoke_status=RevokeStatus.PENDING)
-    assert not await repo.start_refund(
+    assert not await refunds.start_refund(
         rest, expected=Status.PROVISION_SUCCESS, closes=False, message="r", now=T0
     )
-    assert await repo.start_refund(
+    assert await refunds.start_refund(
         rest, expected=Status.PROVISION_SUCCESS, closes=True, message="rest", now=T0
     )
     stored = await repo.get(t.transaction_id)
@@ -300,24 +309,24 @@ async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo
         50000,
         0,
     )
-    assert [r.refund_id for r in await repo.list_refunds(t.transaction_id)] == [
+    assert [r.refund_id for r in await refunds.list_refunds(t.transaction_id)] == [
         first.refund_id,
         rest.refund_id,
     ]
-    assert set(await repo.find_open_refunds(T0, 10)) >= {first.refund_id, rest.refund_id}
+    assert set(await refunds.find_open_refunds(T0, 10)) >= {first.refund_id, rest.refund_id}
 
     # Revokes are guarded by PENDING; a failed one parks a REQUESTED refund for review.
-    assert await repo.finish_revoke(first, revoked=True, detail="ok", message="revoked", now=T0)
-    assert not await repo.finish_revoke(first, revoked=False, detail="late", message="x", now=T0)
-    assert await repo.finish_revoke(rest, revoked=False, detail="503", message="failed", now=T0)
-    parked = await repo.get_refund(rest.refund_id)
+    assert await refunds.finish_revoke(first, revoked=True, detail="ok", message="revoked", now=T0)
+    assert not await refunds.finish_revoke(first, revoked=False, detail="late", message="x", now=T0)
+    assert await refunds.finish_revoke(rest, revoked=False, detail="503", message="failed", now=T0)
+    parked = await refunds.get_refund(rest.refund_id)
     assert parked is not None
     assert (parked.status, parked.revoke_status) == (RefundStatus.NEEDS_REVIEW, RevokeStatus.FAILED)
 
     done_at = T0 + timedelta(minutes=1)
-    assert await repo.complete_refund(first, pg_transaction_key="ptk1", message="refunded", now=done_at)
-    assert not await repo.complete_refund(first, pg_transaction_key="ptk1", message="again", now=done_at)
-    record = await repo.get_refund(first.refund_id)
+    assert await refunds.complete_refund(first, pg_transaction_key="ptk1", message="refunded", now=done_at)
+    assert not await refunds.complete_refund(first, pg_transaction_key="ptk1", message="again", now=done_at)
+    record = await refunds.get_refund(first.refund_id)
     assert record is not None
     assert (record.status, record.pg_transaction_key, record.completed_at) == (
         RefundStatus.DONE,
@@ -327,15 +336,15 @@ async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo
     stored = await repo.get(t.transaction_id)
     assert stored is not None
     assert (stored.status, stored.refunded_amount) == (Status.REFUND_REQUESTED, 20000)
-    assert first.refund_id not in await repo.find_open_refunds(done_at, 10)
+    assert first.refund_id not in await refunds.find_open_refunds(done_at, 10)
 
 
-async def test_the_refund_that_returns_the_last_won_moves_90_to_95(repo: Repo, user: str) -> None:
+async def test_the_refund_that_returns_the_last_won_moves_90_to_95(repo: Repo, refunds: Refunds, user: str) -> None:
     t = new_transaction(user, status=Status.PAYMENT_SUCCESS, payment_key="pk_r")
     await repo.add(t, "paid")
     whole = _refund(t, 50000)
-    assert await repo.start_refund(whole, expected=Status.PAYMENT_SUCCESS, closes=True, message="all", now=T0)
-    assert await repo.complete_refund(whole, pg_transaction_key="ptk", message="refunded", now=T0)
+    assert await refunds.start_refund(whole, expected=Status.PAYMENT_SUCCESS, closes=True, message="all", now=T0)
+    assert await refunds.complete_refund(whole, pg_transaction_key="ptk", message="refunded", now=T0)
     stored = await repo.get(t.transaction_id)
     assert stored is not None
     assert (stored.status, stored.refunded_amount) == (Status.REFUNDED, 50000)
@@ -346,30 +355,30 @@ async def test_the_refund_that_returns_the_last_won_moves_90_to_95(repo: Repo, u
     ]
 
 
-async def test_a_refused_refund_frees_its_amount(repo: Repo, user: str) -> None:
+async def test_a_refused_refund_frees_its_amount(repo: Repo, refunds: Refunds, user: str) -> None:
     t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
     await repo.add(t, "granted")
     part = _refund(t, 10000)
-    assert await repo.start_refund(part, expected=Status.PROVISION_SUCCESS, closes=False, message="p", now=T0)
-    await repo.refuse_refund(part, pg_error_code="NOT_CANCELABLE_PAYMENT", message="refused", now=T0)
-    await repo.refuse_refund(part, pg_error_code="AGAIN", message="refused twice", now=T0)
+    assert await refunds.start_refund(part, expected=Status.PROVISION_SUCCESS, closes=False, message="p", now=T0)
+    assert await refunds.refuse_refund(part, pg_error_code="NOT_CANCELABLE_PAYMENT", message="refused", now=T0)
+    assert not await refunds.refuse_refund(part, pg_error_code="AGAIN", message="refused twice", now=T0)
     stored = await repo.get(t.transaction_id)
     assert stored is not None
     assert (stored.refund_reserved_amount, stored.refundable_amount) == (0, 50000)
-    record = await repo.get_refund(part.refund_id)
+    record = await refunds.get_refund(part.refund_id)
     assert record is not None
     assert (record.status, record.pg_error_code) == (RefundStatus.REFUSED, "NOT_CANCELABLE_PAYMENT")
 
 
 async def test_a_pg_side_cancel_is_recorded_once_and_closes_when_nothing_is_left(
-    repo: Repo, user: str
+    repo: Repo, refunds: Refunds, user: str
 ) -> None:
     t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
     await repo.add(t, "granted")
     console = _refund(t, 15000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_1")
-    assert await repo.record_pg_refund(console, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    assert await refunds.record_pg_refund(console, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
     same_key = _refund(t, 15000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_1")
-    assert not await repo.record_pg_refund(same_key, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    assert not await refunds.record_pg_refund(same_key, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
     stored = await repo.get(t.transaction_id)
     assert stored is not None
     assert (stored.status, stored.refunded_amount, stored.refund_reserved_amount) == (
@@ -378,7 +387,7 @@ async def test_a_pg_side_cancel_is_recorded_once_and_closes_when_nothing_is_left
         15000,
     )
     rest = _refund(t, 35000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_2")
-    assert await repo.record_pg_refund(rest, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    assert await refunds.record_pg_refund(rest, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
     stored = await repo.get(t.transaction_id)
     assert stored is not None
     assert (stored.status, stored.refunded_amount) == (Status.REFUNDED, 50000)

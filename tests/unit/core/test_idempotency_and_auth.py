@@ -11,7 +11,7 @@ from app.core.auth import Caller, TokenAuthority
 from app.core.domain import IdempotencyKeyInProgress, IdempotencyKeyReused, Unauthenticated
 from app.core.idempotency import InMemoryIdempotencyStore, request_fingerprint
 from app.core.ports import StoredResponse
-from app.core.repository import decode_cursor, encode_cursor
+from app.core.sql.transactions import decode_cursor, encode_cursor
 from app.http.errors import http_status_of
 from app.settings import Settings, SettingsError, load_settings
 

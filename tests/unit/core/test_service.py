@@ -109,6 +109,7 @@ def build_core(world: World, **config: Any) -> Core:
                 "public_base_url": PUBLIC + "/",
                 "transaction_expire_minutes": 30,
                 "client_key": CLIENT_KEY,
+                "provider": "TOSS",
                 **config,
             }
         ),

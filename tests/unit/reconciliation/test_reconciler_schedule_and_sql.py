@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import Select
 
 from app.core.reconciliation import BACKOFF_SECONDS, PaymentReconciler, ReconcileConfig
-from app.core.repository import SqlTransactionRepository
+from app.core.sql.transactions import SqlTransactionRepository
 
 # --- next_delay -----------------------------------------------------------------------------------
 

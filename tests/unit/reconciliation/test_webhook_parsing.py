@@ -1,4 +1,5 @@
-"""`parse_toss_webhook` (both documented shapes, malformed bodies) and `signature_is_valid`."""
+"""Reading Toss deliveries: `parse_toss_webhook` (both documented shapes), malformed bodies refused as
+PAY_000 by Core, and `signature_is_valid`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 
 from app.core.domain import ValidationFailed
-from app.core.webhooks import TossNotice, parse_toss_webhook, signature_is_valid
+from app.core.webhooks import read_notice
+from app.gateway.service import GatewayService
+from app.gateway.toss_webhooks import TossNotice, TossWebhooks, parse_toss_webhook, signature_is_valid
 from app.http.errors import http_status_of
 
 ORDER_ID = "TXN_20260301_abcdef0123456789"
@@ -154,6 +157,11 @@ def test_a_very_long_event_type_is_cut_to_its_column() -> None:
 # --- malformed deliveries are PAY_000 -------------------------------------------------------------
 
 
+def read(raw: bytes) -> None:
+    """What Core does with a delivery: the gateway reads it, a refusal becomes the API's error."""
+    read_notice(GatewayService([], webhooks=[TossWebhooks()]), "TOSS", raw, {})
+
+
 @pytest.mark.parametrize(
     ("raw", "why"),
     [
@@ -169,7 +177,7 @@ def test_a_very_long_event_type_is_cut_to_its_column() -> None:
 )
 def test_bodies_that_are_not_a_json_object_are_refused(raw: bytes, why: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        parse_toss_webhook(raw)
+        read(raw)
     assert caught.value.code == "PAY_000", why
     assert http_status_of(caught.value) == 400
 
@@ -187,7 +195,7 @@ def test_bodies_that_are_not_a_json_object_are_refused(raw: bytes, why: str) -> 
 )
 def test_payment_status_changed_without_data_order_id_is_refused(body: dict[str, Any], why: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        parse_toss_webhook(_raw(body))
+        read(_raw(body))
     assert caught.value.code == "PAY_000", why
     assert caught.value.details == [{"field": "data.orderId"}]
 
@@ -206,14 +214,14 @@ def test_payment_status_changed_without_data_order_id_is_refused(body: dict[str,
 )
 def test_deposit_callback_without_order_id_or_status_is_refused(body: dict[str, Any], why: str) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        parse_toss_webhook(_raw(body))
+        read(_raw(body))
     assert caught.value.code == "PAY_000", why
 
 
 @pytest.mark.parametrize("event_type", [5, True, ["PAYMENT_STATUS_CHANGED"], {"a": 1}])
 def test_an_event_type_that_is_not_a_string_is_refused(event_type: Any) -> None:
     with pytest.raises(ValidationFailed):
-        parse_toss_webhook(_raw({"eventType": event_type, "orderId": ORDER_ID, "status": "DONE"}))
+        read(_raw({"eventType": event_type, "orderId": ORDER_ID, "status": "DONE"}))
 
 
 # --- X-Toss-Signature -----------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The status poll's read: one indexed SELECT of the columns a StatusView needs.
+
+Two StatusReaders run the same statement: `SqlStatusReader` through the SQLAlchemy engine
+(SQLite, tests), `MySqlStatusReader` on a plain asyncmy pool of its own (production). Caching
+is not theirs: `app.core.status_cache.CachedStatusReader` wraps either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, overload
+
+import asyncmy
+from sqlalchemy import bindparam, make_url, select
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.domain import Method, Status
+from app.core.ports import StatusView
+from app.db import transactions as tx_table
+
+_STATUS_COLUMNS = (
+    tx_table.c.transaction_id,
+    tx_table.c.user_id,
+    tx_table.c.status,
+    tx_table.c.amount,
+    tx_table.c.method,
+    tx_table.c.updated_at,
+    tx_table.c.completed_at,
+    tx_table.c.failure_code,
+    tx_table.c.failure_message,
+    tx_table.c.va_bank_code,
+    tx_table.c.va_account_number,
+    tx_table.c.va_due_date,
+    tx_table.c.refunded_amount,
+    tx_table.c.refund_reserved_amount,
+)
+# Built once: SQLAlchemy caches its compiled form, so a poll costs one round trip and no compiling.
+_STATUS_QUERY = select(*_STATUS_COLUMNS).where(tx_table.c.transaction_id == bindparam("transaction_id"))
+
+
+@overload
+def _as_utc(moment: datetime) -> datetime: ...
+@overload
+def _as_utc(moment: None) -> None: ...
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """The raw reader gets naive UTC datetimes; the SQLAlchemy type already made them aware."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _to_view(row: Sequence[Any]) -> StatusView:
+    return StatusView(
+        transaction_id=row[0],
+        user_id=row[1],
+        status=Status(row[2]),
+        amount=int(row[3]),
+        method=Method(row[4]),
+        updated_at=_as_utc(row[5]),
+        completed_at=_as_utc(row[6]),
+        failure_code=row[7],
+        failure_message=row[8],
+        va_bank_code=row[9],
+        va_account_number=row[10],
+        va_due_date=_as_utc(row[11]),
+        refunded_amount=int(row[12]),
+        refund_reserved_amount=int(row[13]),
+    )
+
+
+class SqlStatusReader:
+    """The status read through the SQLAlchemy engine (SQLite, or MySQL without a pool of its own)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_STATUS_QUERY, {"transaction_id": transaction_id})).first()
+        return None if row is None else _to_view(row)
+
+
+class MySqlStatusReader:
+    """The status poll's one SELECT on a plain asyncmy pool (autocommit): one round trip, and
+    none of SQLAlchemy's per-call work, which costs more CPU than the query itself on this path.
+    The SQL is the SQLAlchemy statement compiled once, so the two paths cannot drift apart.
+    """
+
+    SQL = str(_STATUS_QUERY.compile(dialect=mysql_dialect.dialect()))
+
+    def __init__(self, database_url: str, *, pool_size: int, recycle_seconds: int) -> None:
+        url = make_url(database_url)
+        self._connect_args: dict[str, Any] = {
+            "host": url.host or "127.0.0.1",
+            "port": url.port or 3306,
+            "user": url.username or "root",
+            "password": url.password or "",
+            "db": url.database,
+            "autocommit": True,
+            "charset": "utf8mb4",
+        }
+        self._pool_size = pool_size
+        self._recycle = recycle_seconds
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        row = await self.fetch(transaction_id)
+        return None if row is None else _to_view(row)
+
+    async def fetch(self, transaction_id: str) -> Sequence[Any] | None:
+        """The raw row of the status columns, or None."""
+        pool = self._pool or await self._open()
+        async with pool.acquire() as conn, conn.cursor() as cursor:
+            await cursor.execute(self.SQL, (transaction_id,))
+            row: Sequence[Any] | None = await cursor.fetchone()
+            return row
+
+    async def _open(self) -> Any:
+        async with self._opening:  # the pool binds to the running event loop: open it lazily, once
+            if self._pool is None:
+                self._pool = await asyncmy.create_pool(
+                    minsize=1, maxsize=self._pool_size, pool_recycle=self._recycle, **self._connect_args
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
