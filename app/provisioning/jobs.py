@@ -65,6 +65,17 @@ class JobDeps:
     sweep_batch_size: int
 
 
+def job_tries(provisioning_max_tries: int) -> dict[str, int]:
+    """How many tries each job gets, the same under arq and in-process (keyed by function name)."""
+    return {
+        "provision_grant": provisioning_max_tries + 2,  # our own rule turns the last try into 51
+        "refund_payment": 1000,  # the PG cancel is retried until the PG answers
+        "process_webhook": 20,
+        # Waits grow to PROVISIONING_RETRY_MAX_SECONDS; 60 tries outlast Toss's 10 minutes.
+        "replay_callback": 60,
+    }
+
+
 def grant_retry_delay(job_try: int, base: float, ceiling: float) -> float:
     """Growing waits between grant attempts: base, 2·base, 4·base, … up to the ceiling."""
     return float(min(base * 2 ** (job_try - 1), ceiling))

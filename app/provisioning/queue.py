@@ -19,6 +19,7 @@ from app.provisioning.jobs import (
     REFUND_JOB,
     WEBHOOK_JOB,
     WEBHOOK_QUEUE,
+    JobDeps,
     process_webhook,
     provision_grant,
     refund_payment,
@@ -74,7 +75,8 @@ class ArqProvisioningQueue:
 
 
 class InProcessQueue:
-    """Runs the same job functions as asyncio tasks, with arq's Retry semantics.
+    """Runs the same job functions as asyncio tasks, with arq's Retry semantics and the same number
+    of tries per job (`job_tries`).
 
     For the embedded default (REDIS_URL unset): one process, nothing survives a restart — the
     sweeper re-queues whatever a restart lost, exactly as with arq. At most `webhook_max_jobs`
@@ -83,18 +85,22 @@ class InProcessQueue:
 
     def __init__(
         self,
-        ctx: dict[str, Any],
         *,
-        max_tries: int,
+        tries: Mapping[str, int],
         sweep_interval_seconds: float,
         webhook_max_jobs: int = 5,
     ) -> None:
-        self.ctx = ctx
-        self._max_tries = max_tries
+        self._ctx: dict[str, Any] = {}
+        self._tries = tries
         self._sweep_interval = sweep_interval_seconds
         self._webhook_slots = asyncio.Semaphore(webhook_max_jobs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+
+    def run_jobs_with(self, deps: JobDeps) -> None:
+        """What the jobs need; given by the composition root once it has built them (the use cases
+        it builds need this queue first)."""
+        self._ctx = {"deps": deps}
 
     async def enqueue_grant(self, transaction_id: str) -> None:
         self._enqueue(grant_job_id(transaction_id), provision_grant, transaction_id)
@@ -123,11 +129,12 @@ class InProcessQueue:
     ) -> None:
         try:
             job_try = 1
-            while job_try <= self._max_tries + 1:
+            max_tries = self._tries.get(function.__name__, 1)
+            while job_try <= max_tries:
                 try:
                     # A slot is held per attempt, not while waiting for a retry.
                     async with slots or contextlib.nullcontext():
-                        await function({**self.ctx, "job_id": job_id, "job_try": job_try}, *args)
+                        await function({**self._ctx, "job_id": job_id, "job_try": job_try}, *args)
                     return
                 except Retry as retry:
                     await asyncio.sleep((retry.defer_score or 0) / 1000)
@@ -145,7 +152,7 @@ class InProcessQueue:
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                await sweep(self.ctx)
+                await sweep(self._ctx)
             except Exception:
                 log.exception("sweep failed")
             await asyncio.sleep(self._sweep_interval)

@@ -3,12 +3,13 @@
 `payments worker` runs two arq Workers on one event loop, over one set of Services (one Redis
 pool per worker, one DB engine, one HTTP client per process):
 
-- `WorkerSettings`: grants, refunds and the sweeper on arq's default queue, 20 jobs at once;
-- `WebhookWorkerSettings`: webhook processing on a queue of its own, WEBHOOK_MAX_JOBS at once.
+- `grant_worker_settings`: grants, refunds and the sweeper on arq's default queue, 20 jobs at once;
+- `webhook_worker_settings`: webhook processing on a queue of its own, WEBHOOK_MAX_JOBS at once.
   Anyone can post a webhook (Toss does not sign them), so a flood of deliveries may fill these
   slots, never the ones grants and refunds run in.
 
-`arq app.provisioning.worker.WorkerSettings` (or `...WebhookWorkerSettings`) runs one of them alone.
+Settings are read when the worker starts (`run_worker_process`), never at import; the worker
+builds Payment Core (app.bootstrap) and nothing of the HTTP side.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from arq.connections import RedisSettings
-from arq.cron import CronJob, cron
+from arq.cron import cron
 from arq.worker import Function, Worker, create_worker, func
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -32,30 +33,32 @@ from redis.exceptions import TimeoutError as RedisTimeout
 
 from app.provisioning.jobs import (
     WEBHOOK_QUEUE,
+    job_tries,
     process_webhook,
     provision_grant,
     refund_payment,
     replay_callback,
     sweep,
 )
-from app.settings import load_settings
+from app.settings import Settings, load_settings
 
-_settings = load_settings()
 log = logging.getLogger("app.provisioning")
 T = TypeVar("T")
 REDIS_OUTAGE_SECONDS = 60.0  # how long the worker waits for Redis before it gives up and exits
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    from app.main import build_services
+    """Build Payment Core once for the process (ctx["settings"] was read at start)."""
+    from app.bootstrap import build_core
 
-    services = build_services(_settings)
-    ctx["services"] = services
-    ctx["deps"] = services.job_deps
-    if _settings.worker_metrics_port:
+    settings: Settings = ctx["settings"]
+    core = build_core(settings)
+    ctx["services"] = core
+    ctx["deps"] = core.job_deps
+    if settings.worker_metrics_port:
         from app.metrics import serve_metrics
 
-        serve_metrics(_settings.worker_metrics_port)
+        serve_metrics(settings.worker_metrics_port)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -96,98 +99,92 @@ class RideOutRedisOutages(Retry):
                 await asyncio.sleep(min(1.0, 0.05 * 2**failures))
 
 
-def _redis_settings() -> RedisSettings:
-    if not _settings.redis_url:
+def _redis_settings(settings: Settings) -> RedisSettings:
+    if not settings.redis_url:
         raise SystemExit(
             "REDIS_URL is not set: the arq worker needs Redis (the embedded default runs jobs in-process)"
         )
     return dataclasses.replace(
-        RedisSettings.from_dsn(_settings.redis_url),
+        RedisSettings.from_dsn(settings.redis_url),
         retry=RideOutRedisOutages(REDIS_OUTAGE_SECONDS),
         retry_on_error=[RedisConnectionError, RedisTimeout, OSError],
     )
 
 
-def _webhook_function() -> Function:
-    return func(
-        process_webhook, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=20
-    )
-
-
-class WorkerSettings:
+def _functions(settings: Settings, *jobs: Callable[..., Any]) -> list[Function]:
     # keep_result=0: a finished job frees its deterministic id at once, so it can be queued again.
-    functions: ClassVar[list[Function]] = [
+    tries = job_tries(settings.provisioning_max_tries)
+    return [
         func(
-            provision_grant,
+            job,
             keep_result=0,
-            timeout=_settings.provisioning_job_timeout_seconds,
-            max_tries=_settings.provisioning_max_tries + 2,  # our own rule turns the last try into 51
-        ),
-        func(
-            refund_payment, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=1000
-        ),
-        # Webhook jobs are queued on WEBHOOK_QUEUE; this runs those an older API queued here.
-        _webhook_function(),
-    ]
-    cron_jobs: ClassVar[list[CronJob]] = [
-        cron(
-            sweep,
-            second=set(range(0, 60, _settings.sweep_interval_seconds)),
-            run_at_startup=True,
-            unique=True,
-            # arq keeps every in-progress marker for the largest timeout of all functions + 10 s:
-            # a longer cron timeout would delay the recovery of a crashed worker's grant.
-            timeout=_settings.provisioning_job_timeout_seconds,
-            keep_result=0,
+            timeout=settings.provisioning_job_timeout_seconds,
+            max_tries=tries[job.__name__],
         )
+        for job in jobs
     ]
-    on_startup = startup
-    on_shutdown = shutdown
-    redis_settings = _redis_settings() if _settings.redis_url else RedisSettings()
-    # A crashed worker's job is picked up again after job_timeout + 10 s: keep it tight.
-    job_timeout = _settings.provisioning_job_timeout_seconds
-    keep_result = 0
-    max_jobs = 20
-    poll_delay = 0.1
-    health_check_interval = 10
-    allow_abort_jobs = False
 
 
-class WebhookWorkerSettings:
-    queue_name = WEBHOOK_QUEUE
-    functions: ClassVar[list[Function]] = [
-        _webhook_function(),
-        # Browser callbacks that met an unreachable database, replayed once it is back (they come
-        # from anyone, like webhooks). Waits grow to PROVISIONING_RETRY_MAX_SECONDS; 60 tries
-        # outlast Toss's 10 minutes for a confirm.
-        func(
-            replay_callback, keep_result=0, timeout=_settings.provisioning_job_timeout_seconds, max_tries=60
-        ),
-    ]
-    on_startup = startup
-    on_shutdown = shutdown
-    redis_settings = WorkerSettings.redis_settings
-    job_timeout = _settings.provisioning_job_timeout_seconds
-    keep_result = 0
-    max_jobs = _settings.webhook_max_jobs
-    poll_delay = 0.1
-    health_check_interval = 10
-    allow_abort_jobs = False
+def _common(settings: Settings) -> dict[str, Any]:
+    return {
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": _redis_settings(settings),
+        # A crashed worker's job is picked up again after job_timeout + 10 s: keep it tight.
+        "job_timeout": settings.provisioning_job_timeout_seconds,
+        "keep_result": 0,
+        "poll_delay": 0.1,
+        "health_check_interval": 10,
+        "allow_abort_jobs": False,
+    }
+
+
+def grant_worker_settings(settings: Settings) -> dict[str, Any]:
+    """Grants, refunds and the sweeper on arq's default queue, 20 at once (arq Worker arguments)."""
+    return {
+        **_common(settings),
+        # Webhook jobs are queued on WEBHOOK_QUEUE; this also runs those an older API queued here.
+        "functions": _functions(settings, provision_grant, refund_payment, process_webhook),
+        "cron_jobs": [
+            cron(
+                sweep,
+                second=set(range(0, 60, settings.sweep_interval_seconds)),
+                run_at_startup=True,
+                unique=True,
+                # arq keeps every in-progress marker for the largest timeout of all functions + 10 s:
+                # a longer cron timeout would delay the recovery of a crashed worker's grant.
+                timeout=settings.provisioning_job_timeout_seconds,
+                keep_result=0,
+            )
+        ],
+        "max_jobs": 20,
+    }
+
+
+def webhook_worker_settings(settings: Settings) -> dict[str, Any]:
+    """Webhook processing and replayed browser callbacks (both come from anyone) on a queue of
+    their own, WEBHOOK_MAX_JOBS at once."""
+    return {
+        **_common(settings),
+        "queue_name": WEBHOOK_QUEUE,
+        "functions": _functions(settings, process_webhook, replay_callback),
+        "max_jobs": settings.webhook_max_jobs,
+    }
 
 
 def run_worker_process(*, burst: bool = False) -> None:
     """`payments worker`: both workers until SIGINT/SIGTERM (with `burst`, until both queues are empty)."""
-    asyncio.run(_run_both(burst=burst))
+    asyncio.run(_run_both(load_settings(), burst=burst))
 
 
-async def _run_both(*, burst: bool) -> None:
-    ctx: dict[str, Any] = {}
+async def _run_both(settings: Settings, *, burst: bool) -> None:
+    ctx: dict[str, Any] = {"settings": settings}
     await startup(ctx)  # once for both: they share the Services, and neither closes them alone
     try:
         # Each worker gets a ctx of its own (arq writes its Redis pool into it).
         workers = [
-            create_worker(settings, burst=burst, ctx=dict(ctx), on_startup=None, on_shutdown=None)  # type: ignore[arg-type]
-            for settings in (WorkerSettings, WebhookWorkerSettings)
+            create_worker(arq_settings, burst=burst, ctx=dict(ctx), on_startup=None, on_shutdown=None)
+            for arq_settings in (grant_worker_settings(settings), webhook_worker_settings(settings))
         ]
         # Each Worker installed its own SIGINT/SIGTERM handler, the last replacing the first: one
         # handler stops both (arq's handle_sig cancels a worker's jobs, which arq runs again later).

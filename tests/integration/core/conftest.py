@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import Method, ProductType, Status, Transaction, new_transaction_id
+from app.core.sql.refunds import SqlRefundRepository
 from app.core.sql.transactions import SqlTransactionRepository
 
 TransactionFactory = Callable[..., Transaction]
@@ -26,6 +27,11 @@ async def engine(mysql_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def repository(engine: AsyncEngine) -> SqlTransactionRepository:
     return SqlTransactionRepository(engine)
+
+
+@pytest.fixture
+def refund_records(engine: AsyncEngine) -> SqlRefundRepository:
+    return SqlRefundRepository(engine)
 
 
 def unique_user() -> str:

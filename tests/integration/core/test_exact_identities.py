@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import ProductType, RefundStatus, Status, Transaction, Transition, TransitionChange
 from app.core.ports import RefundRecord, WebhookEvent
+from app.core.sql.refunds import SqlRefundRepository
 from app.core.sql.status_reader import MySqlStatusReader
 from app.core.sql.transactions import SqlTransactionRepository
 from app.core.sql.webhook_events import SqlWebhookEventRepository
@@ -184,6 +185,7 @@ async def test_a_lookalike_transaction_id_finds_nothing(
     # The production poll path reads through its own asyncmy pool: check that one too.
     reader = MySqlStatusReader(mysql_url, pool_size=2, recycle_seconds=60)
     repository = SqlTransactionRepository(engine, reader)
+    refund_records = SqlRefundRepository(engine)
     try:
         transaction = new_transaction()
         await repository.add(transaction, "issued")
@@ -207,8 +209,8 @@ async def test_a_lookalike_transaction_id_finds_nothing(
         assert await repository.get(other) is None
         assert await repository.get_status_view(other) is None
         assert await repository.history(other) == []
-        assert await repository.list_refunds(other) == []
-        assert await repository.get_refund(lookalike(refund_id)) is None
+        assert await refund_records.list_refunds(other) == []
+        assert await refund_records.get_refund(lookalike(refund_id)) is None
         assert not await repository.apply(
             other,
             Transition(
@@ -276,7 +278,7 @@ async def test_webhook_deliveries_whose_ids_differ_only_in_case_are_both_recorde
 
 
 async def test_a_pg_cancel_key_that_differs_only_in_case_is_another_cancel(
-    repository: SqlTransactionRepository, new_transaction: NewTransaction
+    repository: SqlTransactionRepository, refund_records: SqlRefundRepository, new_transaction: NewTransaction
 ) -> None:
     """Toss's transaction keys are case-sensitive: two cancels must never collide as "recorded"."""
     transaction = new_transaction(status=Status.PAYMENT_SUCCESS, amount=10_000)
@@ -297,13 +299,13 @@ async def test_a_pg_cancel_key_that_differs_only_in_case_is_another_cancel(
             completed_at=now,
         )
 
-    assert await repository.record_pg_refund(
+    assert await refund_records.record_pg_refund(
         cancel(key), expected=Status.PAYMENT_SUCCESS, message="a", now=now
     )
-    assert await repository.record_pg_refund(
+    assert await refund_records.record_pg_refund(
         cancel(key.swapcase()), expected=Status.PAYMENT_SUCCESS, message="b", now=now
     )
-    assert len(await repository.list_refunds(transaction.transaction_id)) == 2
+    assert len(await refund_records.list_refunds(transaction.transaction_id)) == 2
 
 
 # --- over HTTP: the list endpoints with a lookalike token --------------------------------------------

@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.domain import Status, Transition
 from app.core.ports import StatusView
-from app.core.sql.status_reader import MySqlStatusReader
+from app.core.sql.status_reader import MySqlStatusReader, SqlStatusReader
 from app.core.sql.transactions import SqlTransactionRepository
-from app.core.status_cache import StatusViewCache
+from app.core.status_cache import CachedStatusReader, StatusViewCache
 from app.core.status_changes import RedisStatusChanges, StatusChangeListener, status_channel
 from tests.integration.core.conftest import make_transaction
 from tests.support.servers import free_port
@@ -349,15 +349,19 @@ async def test_polls_in_one_process_never_go_stale_while_another_writes(
 ) -> None:
     cache_a = StatusViewCache(ttl_seconds=60, coherent=True)
     repo_a = SqlTransactionRepository(
-        engine, status_cache=cache_a, status_changes=RedisStatusChanges(clients(), cache_a)
+        engine,
+        CachedStatusReader(SqlStatusReader(engine), cache_a),
+        status_changes=RedisStatusChanges(clients(), cache_a),
     )
     # ttl 60: a view stored from a read that raced a write would stay for the whole test.
     cache_b = RecordingCache(ttl_seconds=60, coherent=False)
     repo_b = SqlTransactionRepository(
-        engine_b, reader_b, status_cache=cache_b, status_changes=RedisStatusChanges(clients(), cache_b)
+        engine_b,
+        CachedStatusReader(reader_b, cache_b),
+        status_changes=RedisStatusChanges(clients(), cache_b),
     )
     await start_listener(listeners, clients(), cache_b)
-    reference = SqlTransactionRepository(engine)  # caches nothing that is not final
+    reference = SqlTransactionRepository(engine)  # caches nothing: reads the database
 
     log = RaceLog()
     all_tids: list[str] = []

@@ -20,7 +20,8 @@ from app.core.domain import Method, ProductType, Status, Transaction
 from app.core.ports import RefundRecord
 from app.db import entitlements, transaction_history, transactions
 from app.main import Services
-from app.provisioning.worker import WebhookWorkerSettings, WorkerSettings
+from app.provisioning.jobs import WEBHOOK_QUEUE
+from app.provisioning.worker import grant_worker_settings, webhook_worker_settings
 
 SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"
 TOSS_AUTH = {"Authorization": "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode()}
@@ -92,7 +93,7 @@ def new_worker(services: Services, **kwargs: Any) -> Worker:
     """A burst arq worker with the production function definitions over our Services."""
     assert services.redis is not None
     return Worker(
-        functions=WorkerSettings.functions,
+        functions=grant_worker_settings(services.settings)["functions"],
         redis_pool=services.redis,
         burst=True,
         poll_delay=0.01,
@@ -108,9 +109,9 @@ def new_webhook_worker(services: Services, **kwargs: Any) -> Worker:
     """A burst arq worker of the webhook queue, with the production definitions (its own slots)."""
     assert services.redis is not None
     return Worker(
-        functions=WebhookWorkerSettings.functions,
-        queue_name=WebhookWorkerSettings.queue_name,
-        max_jobs=WebhookWorkerSettings.max_jobs,
+        functions=webhook_worker_settings(services.settings)["functions"],
+        queue_name=WEBHOOK_QUEUE,
+        max_jobs=services.settings.webhook_max_jobs,
         redis_pool=services.redis,
         burst=True,
         poll_delay=0.01,
@@ -132,7 +133,7 @@ async def run_worker(services: Services, within: float = WORKER_TIMEOUT) -> Work
     while True:
         await asyncio.wait_for(worker.main(), deadline - asyncio.get_running_loop().time())
         assert worker.jobs_failed == 0, f"{worker.jobs_failed} job(s) failed"
-        if not await services.redis.zcard(WebhookWorkerSettings.queue_name):
+        if not await services.redis.zcard(WEBHOOK_QUEUE):
             return first
         webhooks = new_webhook_worker(services)
         await asyncio.wait_for(webhooks.main(), deadline - asyncio.get_running_loop().time())
@@ -194,7 +195,7 @@ async def age(services: Services, transaction_id: str, seconds: float) -> None:
 
 async def refund_of(services: Services, transaction_id: str) -> RefundRecord:
     """The transaction's one refund (fails the test when it has none or several)."""
-    refunds = await services.repository.list_refunds(transaction_id)
+    refunds = await services.refunds.list_refunds(transaction_id)
     assert len(refunds) == 1, refunds
     return refunds[0]
 

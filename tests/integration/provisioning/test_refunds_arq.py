@@ -77,7 +77,7 @@ async def test_owner_refund_cancels_at_the_pg_once(
     assert requested.status == Status.REFUND_REQUESTED
     assert requested.refunded_amount == 0
     assert services.redis is not None
-    [queued] = await services.repository.list_refunds(tid)
+    [queued] = await services.refunds.list_refunds(tid)
     assert await services.redis.exists(f"arq:job:{refund_job_id(queued.refund_id)}") == 1
     await run_worker(services)
     final = await services.queries.get_transaction(tid)
@@ -153,7 +153,7 @@ async def test_several_partial_refunds_keep_the_status_until_the_last_one(
     final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount, final.refundable_amount) == (Status.REFUNDED, 50_000, 0)
-    refunds = await services.repository.list_refunds(tid)
+    refunds = await services.refunds.list_refunds(tid)
     assert [(r.amount, r.status, r.actor) for r in refunds] == [
         (12_000, RefundStatus.DONE, "ops-admin"),
         (8_000, RefundStatus.DONE, "ops-admin"),
@@ -190,7 +190,7 @@ async def test_twenty_parallel_refunds_never_exceed_what_was_paid(
     assert all(isinstance(r, PaymentError) for r in refused), refused
     stored = await services.queries.get_transaction(tid)
     assert stored is not None
-    rows = await services.repository.list_refunds(tid)
+    rows = await services.refunds.list_refunds(tid)
     assert len(rows) == len(accepted) == 16, (len(accepted), [str(r) for r in refused])
     assert stored.refund_reserved_amount == 48_000
     await run_worker(services)
@@ -216,7 +216,7 @@ async def test_a_refused_policy_changes_nothing(
 
     assert await status_of(services, tid) == Status.PROVISION_SUCCESS
     assert await history_codes(services, tid) == before
-    assert await services.repository.list_refunds(tid) == []
+    assert await services.refunds.list_refunds(tid) == []
     assert services.redis is not None
     assert [j for j in await services.redis.zrange("arq:queue", 0, -1) if j.startswith(b"refund:")] == []
     assert await cancels(toss, tid) == []
@@ -352,7 +352,7 @@ async def test_two_concurrent_refund_requests_start_one_refund(
     await run_worker(services)
     assert await status_of(services, tid) == Status.REFUNDED
     assert len(await cancels(toss, tid)) == 1
-    assert len(await services.repository.list_refunds(tid)) == 1
+    assert len(await services.refunds.list_refunds(tid)) == 1
 
 
 async def test_a_failed_grant_whose_refund_did_not_start_is_refunded_by_the_sweeper(

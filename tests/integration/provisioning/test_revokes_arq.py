@@ -165,7 +165,7 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
     after_partial = await services.queries.get_transaction(tid)
     assert after_partial is not None
     assert (after_partial.status, after_partial.refunded_amount) == (Status.PROVISION_SUCCESS, 3_000)
-    [partial] = await services.repository.list_refunds(tid)
+    [partial] = await services.refunds.list_refunds(tid)
     assert (partial.actor, partial.status, partial.revoke_status, partial.amount) == (
         "pg",
         RefundStatus.DONE,
@@ -178,7 +178,7 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
     final = await services.queries.get_transaction(tid)
     assert final is not None
     assert (final.status, final.refunded_amount) == (Status.REFUNDED, 9_900)
-    refunds = await services.repository.list_refunds(tid)
+    refunds = await services.refunds.list_refunds(tid)
     assert [(r.amount, r.actor) for r in refunds] == [(3_000, "pg"), (6_900, "pg")]
     pg = await pg_payment(toss, tid)
     assert {c["transactionKey"] for c in pg["cancels"]} == {r.pg_transaction_key for r in refunds}
@@ -197,4 +197,4 @@ async def test_a_cancel_in_the_pg_console_is_recorded_revoked_and_closes_the_tra
         "TOSS", raw, {"tosspayments-webhook-transmission-id": f"wh-console-{tid}-3"}
     )
     await run_worker(services)
-    assert len(await services.repository.list_refunds(tid)) == 2
+    assert len(await services.refunds.list_refunds(tid)) == 2

@@ -13,8 +13,8 @@ from app.core.ports import WebhookEvent
 from app.core.sql.webhook_events import SqlWebhookEventRepository
 from app.db import webhook_events
 from app.main import Services
+from app.provisioning.jobs import WEBHOOK_QUEUE
 from app.provisioning.queue import webhook_job_id
-from app.provisioning.worker import WebhookWorkerSettings
 
 from .conftest import ServicesFactory
 from .helpers import WORKER_TIMEOUT, new_webhook_worker, new_worker
@@ -61,7 +61,7 @@ async def test_webhook_jobs_are_queued_once_on_their_own_queue_and_run_only_by_w
     # Deterministic id: queueing the same delivery again (a retried delivery) is a no-op.
     await services.queue.enqueue_webhook(event_id)
     await services.queue.enqueue_webhook(event_id)
-    webhook_queue = WebhookWorkerSettings.queue_name
+    webhook_queue = WEBHOOK_QUEUE
     assert webhook_queue != GRANTS_QUEUE
     assert await services.redis.zrange(webhook_queue, 0, -1) == [webhook_job_id(event_id).encode()]
     assert await services.redis.zcard(GRANTS_QUEUE) == 0

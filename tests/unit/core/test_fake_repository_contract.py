@@ -264,7 +264,9 @@ def _refund(t: Transaction, amount: int, **fields: Any) -> RefundRecord:
     return RefundRecord(**values)
 
 
-async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo: Repo, refunds: Refunds, user: str) -> None:
+async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(
+    repo: Repo, refunds: Refunds, user: str
+) -> None:
     t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
     await repo.add(t, "granted")
     first = _refund(t, 20000, revoke_status=RevokeStatus.PENDING)
@@ -339,11 +341,15 @@ async def test_partial_refunds_reserve_the_balance_and_only_the_last_closes(repo
     assert first.refund_id not in await refunds.find_open_refunds(done_at, 10)
 
 
-async def test_the_refund_that_returns_the_last_won_moves_90_to_95(repo: Repo, refunds: Refunds, user: str) -> None:
+async def test_the_refund_that_returns_the_last_won_moves_90_to_95(
+    repo: Repo, refunds: Refunds, user: str
+) -> None:
     t = new_transaction(user, status=Status.PAYMENT_SUCCESS, payment_key="pk_r")
     await repo.add(t, "paid")
     whole = _refund(t, 50000)
-    assert await refunds.start_refund(whole, expected=Status.PAYMENT_SUCCESS, closes=True, message="all", now=T0)
+    assert await refunds.start_refund(
+        whole, expected=Status.PAYMENT_SUCCESS, closes=True, message="all", now=T0
+    )
     assert await refunds.complete_refund(whole, pg_transaction_key="ptk", message="refunded", now=T0)
     stored = await repo.get(t.transaction_id)
     assert stored is not None
@@ -359,8 +365,12 @@ async def test_a_refused_refund_frees_its_amount(repo: Repo, refunds: Refunds, u
     t = new_transaction(user, status=Status.PROVISION_SUCCESS, payment_key="pk_r")
     await repo.add(t, "granted")
     part = _refund(t, 10000)
-    assert await refunds.start_refund(part, expected=Status.PROVISION_SUCCESS, closes=False, message="p", now=T0)
-    assert await refunds.refuse_refund(part, pg_error_code="NOT_CANCELABLE_PAYMENT", message="refused", now=T0)
+    assert await refunds.start_refund(
+        part, expected=Status.PROVISION_SUCCESS, closes=False, message="p", now=T0
+    )
+    assert await refunds.refuse_refund(
+        part, pg_error_code="NOT_CANCELABLE_PAYMENT", message="refused", now=T0
+    )
     assert not await refunds.refuse_refund(part, pg_error_code="AGAIN", message="refused twice", now=T0)
     stored = await repo.get(t.transaction_id)
     assert stored is not None
@@ -378,7 +388,9 @@ async def test_a_pg_side_cancel_is_recorded_once_and_closes_when_nothing_is_left
     console = _refund(t, 15000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_1")
     assert await refunds.record_pg_refund(console, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
     same_key = _refund(t, 15000, actor="pg", status=RefundStatus.DONE, pg_transaction_key=f"tk_{user}_1")
-    assert not await refunds.record_pg_refund(same_key, expected=Status.PROVISION_SUCCESS, message="pg", now=T0)
+    assert not await refunds.record_pg_refund(
+        same_key, expected=Status.PROVISION_SUCCESS, message="pg", now=T0
+    )
     stored = await repo.get(t.transaction_id)
     assert stored is not None
     assert (stored.status, stored.refunded_amount, stored.refund_reserved_amount) == (

@@ -1,14 +1,16 @@
-"""StatusViewCache (rules 1-4 of app/core/status_cache.py) on a fake monotonic clock."""
+"""StatusViewCache (rules 1-4 of app/core/status_cache.py) on a fake monotonic clock, and the
+status read through it (CachedStatusReader)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.core.domain import FINAL_STATUSES, Status
 from app.core.ports import StatusView
-from app.core.status_cache import StatusViewCache
+from app.core.status_cache import CachedStatusReader, StatusViewCache
 from app.core.status_changes import LocalStatusChanges
 from tests.support.views import status_view
 
@@ -348,3 +350,95 @@ async def test_local_status_changes_announce_invalidates(clock: FakeMonotonic) -
     assert cache.get("TXN_2") is not None
     assert cache.put(dataclasses.replace(view("TXN_1"), status=Status.PAYMENT_PENDING), ticket) is False
     assert cache.coherent is True  # a local announcement does not touch coherence
+
+
+# --- CachedStatusReader: the status read through the cache --------------------------------------
+
+
+class CountingReader:
+    """The database's status read: what each transaction holds now, and how often it was asked."""
+
+    def __init__(self, *views: StatusView) -> None:
+        self.rows = {v.transaction_id: v for v in views}
+        self.reads = 0
+        self.during_read: list[StatusView] = []  # writes that commit (and are announced) mid-read
+        self.cache: StatusViewCache | None = None
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        self.reads += 1
+        row = self.rows.get(transaction_id)
+        for newer in self.during_read:
+            self.rows[newer.transaction_id] = newer
+            assert self.cache is not None
+            self.cache.invalidate(newer.transaction_id)
+        self.during_read.clear()
+        return row
+
+
+def polls(result: str) -> float:
+    return REGISTRY.get_sample_value("payments_status_cache_total", {"result": result}) or 0.0
+
+
+async def test_a_miss_reads_through_and_the_next_poll_is_a_hit(clock: FakeMonotonic) -> None:
+    database = CountingReader(view("TXN_1", Status.PAYMENT_PENDING))
+    reader = CachedStatusReader(database, make_cache(clock))
+    hits, misses = polls("hit"), polls("miss")
+
+    first = await reader.get_status_view("TXN_1")
+    second = await reader.get_status_view("TXN_1")
+
+    assert first is not None and first.status == Status.PAYMENT_PENDING
+    assert second is first
+    assert database.reads == 1
+    assert (polls("hit") - hits, polls("miss") - misses) == (1, 1)
+
+
+async def test_a_view_read_while_a_write_was_announced_is_not_kept(clock: FakeMonotonic) -> None:
+    # Rule 2: the ticket is taken before the read, so the row read before the write is not stored.
+    cache = make_cache(clock, ttl=60)
+    database = CountingReader(view("TXN_1", Status.PAYMENT_PENDING))
+    database.cache = cache
+    database.during_read.append(view("TXN_1", Status.PAYMENT_SUCCESS))
+    reader = CachedStatusReader(database, cache)
+
+    raced = await reader.get_status_view("TXN_1")
+    after = await reader.get_status_view("TXN_1")
+
+    assert raced is not None and raced.status == Status.PAYMENT_PENDING  # what the database held then
+    assert after is not None and after.status == Status.PAYMENT_SUCCESS  # not the raced row, kept
+    assert database.reads == 2
+
+
+async def test_an_unknown_transaction_is_never_cached(clock: FakeMonotonic) -> None:
+    database = CountingReader()
+    reader = CachedStatusReader(database, make_cache(clock))
+
+    assert await reader.get_status_view("TXN_missing") is None
+    assert await reader.get_status_view("TXN_missing") is None
+    assert database.reads == 2
+
+
+async def test_while_incoherent_only_final_views_are_served_from_the_cache(clock: FakeMonotonic) -> None:
+    # Rule 3 through the reader: a pending view is read every time, a failed one once.
+    database = CountingReader(view("TXN_1", Status.PAYMENT_PENDING), view("TXN_2", Status.PAYMENT_FAILED))
+    reader = CachedStatusReader(database, make_cache(clock, coherent=False))
+
+    for _ in range(2):
+        await reader.get_status_view("TXN_1")
+        await reader.get_status_view("TXN_2")
+
+    assert database.reads == 3
+
+
+async def test_an_expired_view_is_read_again(clock: FakeMonotonic) -> None:
+    # Rule 4 through the reader.
+    database = CountingReader(view("TXN_1", Status.PAYMENT_PENDING))
+    reader = CachedStatusReader(database, make_cache(clock, ttl=5))
+
+    await reader.get_status_view("TXN_1")
+    clock.advance(4.9)
+    await reader.get_status_view("TXN_1")
+    assert database.reads == 1
+    clock.advance(0.1)
+    await reader.get_status_view("TXN_1")
+    assert database.reads == 2

@@ -19,7 +19,7 @@ from app.core.refunds import RefundService
 from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.provisioning.handlers import GrantHandler, GrantRequest, RevokeRequest
-from app.provisioning.jobs import JobDeps
+from app.provisioning.jobs import JobDeps, job_tries
 from app.provisioning.queue import InProcessQueue
 
 TID = "TXN_20250314_slotsslotsslots"
@@ -119,12 +119,8 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
 
 async def test_in_process_webhook_jobs_run_at_most_their_slots_at_once_and_a_grant_is_not_held() -> None:
     payments, webhooks = OneTransaction(provision_pending()), HeldWebhooks()
-    queue = InProcessQueue(
-        {"deps": job_deps(payments, webhooks)},
-        max_tries=3,
-        sweep_interval_seconds=60,
-        webhook_max_jobs=SLOTS,
-    )
+    queue = InProcessQueue(tries=job_tries(3), sweep_interval_seconds=60, webhook_max_jobs=SLOTS)
+    queue.run_jobs_with(job_deps(payments, webhooks))
     try:
         for event_id in range(1, DELIVERIES + 1):
             await queue.enqueue_webhook(event_id)

@@ -29,7 +29,7 @@ from app.provisioning.handlers import (
     RevokeRequest,
     TransientGrantError,
 )
-from app.provisioning.jobs import JobDeps, grant_retry_delay, provision_grant, refund_payment
+from app.provisioning.jobs import JobDeps, grant_retry_delay, job_tries, provision_grant, refund_payment
 from app.provisioning.queue import InProcessQueue, grant_job_id, refund_job_id
 
 TID = "TXN_20250314_jobsjobsjobs"
@@ -391,7 +391,10 @@ async def test_refund_job_for_an_unknown_refund_is_skipped() -> None:
 
 
 def in_process(job_deps: JobDeps, *, max_tries: int = 4) -> InProcessQueue:
-    return InProcessQueue({"deps": job_deps}, max_tries=max_tries, sweep_interval_seconds=60)
+    """The in-process queue with the same tries per job as the arq worker."""
+    queue = InProcessQueue(tries=job_tries(max_tries), sweep_interval_seconds=60)
+    queue.run_jobs_with(job_deps)
+    return queue
 
 
 async def test_in_process_queue_retries_after_retry_then_succeeds() -> None:

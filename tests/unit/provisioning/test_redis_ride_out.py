@@ -69,8 +69,8 @@ async def test_other_redis_errors_are_not_retried() -> None:
     assert tries == 1
 
 
-def test_the_worker_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker, "_settings", load_settings({"REDIS_URL": "redis://127.0.0.1:6390/3"}))
-    settings = worker._redis_settings()
-    assert isinstance(settings.retry, RideOutRedisOutages)
-    assert (settings.port, settings.database) == (6390, 3)
+def test_the_worker_uses_it() -> None:
+    for arq_settings in (worker.grant_worker_settings, worker.webhook_worker_settings):
+        settings = arq_settings(load_settings({"REDIS_URL": "redis://127.0.0.1:6390/3"}))["redis_settings"]
+        assert isinstance(settings.retry, RideOutRedisOutages)
+        assert (settings.port, settings.database) == (6390, 3)
