@@ -19,16 +19,6 @@ from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.bootstrap import Core, build_core
-from app.core.api import (
-    CLOSED_REQUEST_BODIES,
-    CallbackController,
-    PaymentController,
-    PaymentsRequest,
-    ProductController,
-    StatusHotPath,
-    WebhookController,
-    document_links,
-)
 from app.core.auth import Caller, TokenAuthority
 from app.core.idempotency import InMemoryIdempotencyStore, RedisIdempotencyStore
 from app.core.ports import (
@@ -38,9 +28,15 @@ from app.core.ports import (
     ProvisioningQueue,
 )
 from app.core.status_changes import StatusChangeListener
+from app.http.callbacks import CallbackController
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.health import health_live, health_ready
+from app.http.openapi import CLOSED_REQUEST_BODIES, document_links
+from app.http.payments import PaymentController, StatusHotPath
+from app.http.products import ProductController
 from app.http.redirects import FrontendPages
+from app.http.requests import PaymentsRequest
+from app.http.webhooks import WebhookController
 from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
 from app.provisioning.api import EntitlementController

@@ -1,1 +1,3 @@
-"""The HTTP layer's shared pieces (controllers still live beside their use cases in app/core/api.py)."""
+"""The HTTP layer: Litestar controllers (thin: parse → call a use case → serialize), the error
+envelope, request-body decoding and the OpenAPI document's extras. It imports core; core never
+imports it."""

@@ -8,8 +8,8 @@ import msgspec
 from litestar import Controller, get
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.api import BEARER, error_responses
 from app.core.auth import Caller
+from app.http.openapi import BEARER, error_responses
 from app.provisioning.handlers import list_entitlements
 
 

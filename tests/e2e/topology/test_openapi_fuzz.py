@@ -20,7 +20,7 @@ import httpx
 import pytest
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
-from app.core.api import OPENAPI_LINKS
+from app.http.openapi import OPENAPI_LINKS
 from tests.support.servers import RunningServer
 from tests.support.stack import Stack
 

@@ -37,7 +37,7 @@ from app.migrate import alembic_config, upgrade_database
 from app.provisioning.handlers import GrantRequest, LedgerGrantHandler, list_entitlements
 from app.settings import load_settings
 from tests.conftest import MARIADB_ADMIN_URL, _create_database, _drop_database
-from tests.unit.core.fakes import FakeQueue
+from tests.support.fakes import FakeQueue
 
 NewTransaction = Callable[..., Transaction]
 EXACT_COLLATION = "utf8mb4_nopad_bin"

@@ -30,7 +30,7 @@ from app.gateway.models import GatewayErrorKind
 from app.main import Services, build_services, create_app
 from app.migrate import upgrade_database
 from app.settings import load_settings
-from tests.unit.core.fakes import FakeGateway, FakeQueue, gateway_error, in_progress_payment
+from tests.support.fakes import FakeGateway, FakeQueue, gateway_error, in_progress_payment
 
 NO_PAYMENT_AT_PG = gateway_error(
     GatewayErrorKind.NOT_FOUND, "NOT_FOUND_PAYMENT", "no such payment", http_status=404

@@ -33,7 +33,7 @@ from app.core.sql.transactions import SqlTransactionRepository, encode_cursor
 from app.db import create_engine
 from app.migrate import upgrade_database
 from app.settings import load_settings
-from tests.unit.core.fakes import InMemoryTransactionRepository
+from tests.support.fakes import InMemoryTransactionRepository
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 Repo = InMemoryTransactionRepository | SqlTransactionRepository

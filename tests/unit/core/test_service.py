@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.core.catalog import StaticProductCatalog
-from app.core.checkout import CallbackOutcome, Checkout, CheckoutConfig, IssueCommand
+from app.core.checkout import CallbackOutcome, Checkout, IssueCommand
 from app.core.domain import (
     AmountMismatch,
     Method,
@@ -24,21 +22,13 @@ from app.core.domain import (
     TransactionNotFound,
     ValidationFailed,
 )
-from app.core.fulfilment import Fulfilment
-from app.core.payment_results import PaymentResults, ResultsConfig
-from app.core.queries import PaymentQueries
-from app.core.refunds import RefundService
 from app.core.schemas import StatusResponse, status_response
-from app.core.sweeper import Sweeper
 from app.gateway.models import GatewayErrorKind, PaymentMethod, PgPaymentStatus
 from app.http.errors import http_status_of
 from app.http.redirects import redirect_url
-from tests.unit.core.fakes import (
+from tests.support.core import CLIENT_KEY, PUBLIC, CoreOverFakes, build_test_core
+from tests.support.fakes import (
     APPROVED_AT,
-    FakeClock,
-    FakeGateway,
-    FakeQueue,
-    InMemoryTransactionRepository,
     aborted_payment,
     done_payment,
     gateway_error,
@@ -46,9 +36,7 @@ from tests.unit.core.fakes import (
     waiting_for_deposit_payment,
 )
 
-PUBLIC = "https://pay.example.com"
 FRONTEND = "https://shop.example.com"
-CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
 STUDY_PRICE = 50000
 RESUME_PRICE = 9900
 KEY_MAY_BELONG_ELSEWHERE = (GatewayErrorKind.SESSION_EXPIRED, GatewayErrorKind.INVALID_REQUEST)
@@ -59,75 +47,19 @@ NO_PAYMENT_AT_PG = gateway_error(
 PAID = Status.PROVISION_PENDING
 
 
-@dataclass(frozen=True, slots=True)
-class Core:
-    """Payment Core's use cases, wired like app/main.py does (the fake repository also keeps refunds)."""
-
-    checkout: Checkout
-    results: PaymentResults
-    fulfilment: Fulfilment
-    queries: PaymentQueries
-    sweeper: Sweeper
-
-
-@dataclass
-class World:
-    repo: InMemoryTransactionRepository
-    gateway: FakeGateway
-    clock: FakeClock
-    queue: FakeQueue
-    core: Core
-
-
-def build_core(world: World, **config: Any) -> Core:
-    catalog = StaticProductCatalog.from_file()
-    refunds = RefundService(
-        repository=world.repo,
-        refunds=world.repo,
-        gateway=world.gateway,
-        catalog=catalog,
-        queue=world.queue,
-        clock=world.clock,
-        window_days=7,
-    )
-    fulfilment = Fulfilment(repository=world.repo, queue=world.queue, refunds=refunds, clock=world.clock)
-    results = PaymentResults(
-        repository=world.repo,
-        gateway=world.gateway,
-        clock=world.clock,
-        config=ResultsConfig(),
-        on_paid=fulfilment.start_provisioning,
-    )
-    checkout = Checkout(
-        repository=world.repo,
-        catalog=catalog,
-        gateway=world.gateway,
-        results=results,
-        clock=world.clock,
-        config=CheckoutConfig(
-            **{
-                "public_base_url": PUBLIC + "/",
-                "transaction_expire_minutes": 30,
-                "client_key": CLIENT_KEY,
-                "provider": "TOSS",
-                **config,
-            }
-        ),
-    )
-    return Core(
-        checkout=checkout,
-        results=results,
-        fulfilment=fulfilment,
-        queries=PaymentQueries(repository=world.repo, catalog=catalog, clock=world.clock),
-        sweeper=Sweeper(repository=world.repo, fulfilment=fulfilment, refunds=refunds, clock=world.clock),
-    )
+World = CoreOverFakes
 
 
 @pytest.fixture
 def world() -> World:
-    w = World(InMemoryTransactionRepository(), FakeGateway(), FakeClock(), FakeQueue(), None)  # type: ignore[arg-type]
-    w.core = build_core(w)
-    return w
+    return build_test_core()
+
+
+def with_checkout_config(world: World, **config: Any) -> Checkout:
+    """Another Checkout over the same fakes, with other settings."""
+    return build_test_core(
+        CoreOverFakes(world.repo, world.gateway, world.clock, world.queue), **config
+    ).checkout
 
 
 def page(outcome: CallbackOutcome) -> str:
@@ -136,7 +68,7 @@ def page(outcome: CallbackOutcome) -> str:
 
 
 async def fail_callback(world: World, **params: str | None) -> str:
-    return page(await world.core.checkout.handle_fail_callback(**params))  # type: ignore[arg-type]
+    return page(await world.checkout.handle_fail_callback(**params))  # type: ignore[arg-type]
 
 
 def command(
@@ -161,16 +93,14 @@ def command(
 
 
 async def issue(world: World, **kwargs: Any) -> Transaction:
-    return (await world.core.checkout.issue(command(**kwargs))).transaction
+    return (await world.checkout.issue(command(**kwargs))).transaction
 
 
 async def success_callback(
     world: World, tid: str | None, amount: str | None = str(STUDY_PRICE), payment_key: str | None = "pk_1"
 ) -> str:
     return page(
-        await world.core.checkout.handle_success_callback(
-            payment_key=payment_key, order_id=tid, amount=amount
-        )
+        await world.checkout.handle_success_callback(payment_key=payment_key, order_id=tid, amount=amount)
     )
 
 
@@ -192,7 +122,7 @@ def status_of(world: World, tid: str) -> Status:
 async def wire_status(
     world: World, tid: str, user_id: str = "u1", attempt: int | None = None
 ) -> StatusResponse:
-    report = await world.core.queries.get_status(user_id=user_id, transaction_id=tid, attempt=attempt)
+    report = await world.queries.get_status(user_id=user_id, transaction_id=tid, attempt=attempt)
     return status_response(report.view, report.message, report.retry_after_ms)
 
 
@@ -209,7 +139,7 @@ async def wire_status(
 async def test_issue_prices_from_the_catalog(
     world: World, product_type: ProductType, product_id: str, price: int
 ) -> None:
-    issued = await world.core.checkout.issue(
+    issued = await world.checkout.issue(
         command(product_type=product_type, product_id=product_id, amount=price)
     )
     t = issued.transaction
@@ -229,7 +159,7 @@ async def test_issue_uses_the_catalog_name_unless_an_order_name_is_given(world: 
 
 async def test_issue_times_and_urls(world: World) -> None:
     now = world.clock.now()
-    issued = await world.core.checkout.issue(command(metadata={"cohort": 7}))
+    issued = await world.checkout.issue(command(metadata={"cohort": 7}))
     t = issued.transaction
     stored = world.repo.stored(t.transaction_id)
     assert stored.created_at == now
@@ -244,7 +174,7 @@ async def test_issue_times_and_urls(world: World) -> None:
 
 
 async def test_issue_expiry_follows_the_configured_minutes(world: World) -> None:
-    service = build_core(world, transaction_expire_minutes=7).checkout
+    service = with_checkout_config(world, transaction_expire_minutes=7)
     t = (await service.issue(command())).transaction
     assert world.repo.stored(t.transaction_id).expires_at == world.clock.now() + timedelta(minutes=7)
 
@@ -644,7 +574,7 @@ async def test_a_queue_outage_does_not_fail_the_paid_buyers_redirect(world: Worl
 
 
 async def test_issue_with_a_hosted_checkout_window(world: World) -> None:
-    service = build_core(world, checkout_url="https://mock.example.com/_mock/checkout").checkout
+    service = with_checkout_config(world, checkout_url="https://mock.example.com/_mock/checkout")
     issued = await service.issue(
         command(product_type=ProductType.AI_RESUME, product_id="resume_credit_10", amount=RESUME_PRICE)
     )
@@ -656,7 +586,7 @@ async def test_issue_with_a_hosted_checkout_window(world: World) -> None:
     assert query["amount"] == str(RESUME_PRICE)
     assert query["clientKey"] == CLIENT_KEY
     assert (query["successUrl"], query["failUrl"]) == (issued.success_url, issued.fail_url)
-    assert (await world.core.checkout.issue(command())).checkout_url is None  # not configured: none
+    assert (await world.checkout.issue(command())).checkout_url is None  # not configured: none
 
 
 @pytest.mark.parametrize(
@@ -783,10 +713,10 @@ async def test_status_for_the_owner(world: World) -> None:
 async def test_status_of_another_users_transaction_is_not_found(world: World) -> None:
     t = await issue(world, user_id="alice")
     with pytest.raises(TransactionNotFound) as caught:
-        await world.core.queries.get_status(user_id="mallory", transaction_id=t.transaction_id, attempt=None)
+        await world.queries.get_status(user_id="mallory", transaction_id=t.transaction_id, attempt=None)
     assert (caught.value.code, http_status_of(caught.value)) == ("PAY_008", 404)
     with pytest.raises(TransactionNotFound):
-        await world.core.queries.get_status(user_id="alice", transaction_id="TXN_missing_0001", attempt=None)
+        await world.queries.get_status(user_id="alice", transaction_id="TXN_missing_0001", attempt=None)
 
 
 async def test_status_once_paid(world: World) -> None:
@@ -823,9 +753,7 @@ async def test_detail_with_history_in_order(world: World) -> None:
     t = await issue(world)
     world.clock.advance(seconds=10)
     await success_callback(world, t.transaction_id)
-    detail = await world.core.queries.get_detail(
-        user_id="u1", is_admin=False, transaction_id=t.transaction_id
-    )
+    detail = await world.queries.get_detail(user_id="u1", is_admin=False, transaction_id=t.transaction_id)
     assert detail.transaction.status == PAID
     assert [h.status for h in detail.history] == [
         Status.CREATED,
@@ -840,15 +768,11 @@ async def test_detail_with_history_in_order(world: World) -> None:
 async def test_detail_of_another_users_transaction(world: World) -> None:
     t = await issue(world, user_id="alice")
     with pytest.raises(TransactionNotFound):
-        await world.core.queries.get_detail(
-            user_id="mallory", is_admin=False, transaction_id=t.transaction_id
-        )
-    detail = await world.core.queries.get_detail(
-        user_id="ops", is_admin=True, transaction_id=t.transaction_id
-    )
+        await world.queries.get_detail(user_id="mallory", is_admin=False, transaction_id=t.transaction_id)
+    detail = await world.queries.get_detail(user_id="ops", is_admin=True, transaction_id=t.transaction_id)
     assert detail.transaction.user_id == "alice"
     with pytest.raises(TransactionNotFound):
-        await world.core.queries.get_detail(user_id="ops", is_admin=True, transaction_id="TXN_missing_0001")
+        await world.queries.get_detail(user_id="ops", is_admin=True, transaction_id="TXN_missing_0001")
 
 
 async def _issue_five(world: World) -> list[str]:
@@ -862,7 +786,7 @@ async def _issue_five(world: World) -> list[str]:
 
 async def test_list_newest_first_and_only_mine(world: World) -> None:
     ids = await _issue_five(world)
-    page = await world.core.queries.list_transactions(user_id="u1", statuses=None, cursor=None, limit=20)
+    page = await world.queries.list_transactions(user_id="u1", statuses=None, cursor=None, limit=20)
     assert [t.transaction_id for t in page.items] == ids[::-1]
     assert page.next_cursor is None
 
@@ -872,9 +796,9 @@ async def test_list_filters_by_status(world: World) -> None:
     await success_callback(world, ids[1])
     world.gateway.on_find(NO_PAYMENT_AT_PG)
     await fail_callback(world, transaction_id=ids[3], order_id=None, code="X", message="x")
-    paid = await world.core.queries.list_transactions(user_id="u1", statuses=[PAID], cursor=None, limit=20)
+    paid = await world.queries.list_transactions(user_id="u1", statuses=[PAID], cursor=None, limit=20)
     assert [t.transaction_id for t in paid.items] == [ids[1]]
-    settled = await world.core.queries.list_transactions(
+    settled = await world.queries.list_transactions(
         user_id="u1", statuses=[PAID, Status.PAYMENT_FAILED], cursor=None, limit=20
     )
     assert [t.transaction_id for t in settled.items] == [ids[3], ids[1]]
@@ -885,7 +809,7 @@ async def test_list_cursor_pagination_across_three_pages(world: World) -> None:
     seen: list[list[str]] = []
     cursor: str | None = None
     for _ in range(3):
-        page = await world.core.queries.list_transactions(user_id="u1", statuses=None, cursor=cursor, limit=2)
+        page = await world.queries.list_transactions(user_id="u1", statuses=None, cursor=cursor, limit=2)
         seen.append([t.transaction_id for t in page.items])
         cursor = page.next_cursor
         if cursor is None:
@@ -909,17 +833,17 @@ async def test_expire_stale_moves_only_expired_created(world: World) -> None:
     fresh = await issue(world)
     world.clock.advance(minutes=10)
 
-    assert await world.core.sweeper.expire_stale() == 2
+    assert await world.sweeper.expire_stale() == 2
     for t in (old_a, old_b):
         stored = world.repo.stored(t.transaction_id)
         assert (stored.status, stored.failure_code) == (Status.PAYMENT_FAILED, "PAY_002")
     assert status_of(world, fresh.transaction_id) == Status.CREATED
     assert status_of(world, claimed.transaction_id) == Status.PAYMENT_PENDING
     assert status_of(world, paid.transaction_id) == PAID
-    assert await world.core.sweeper.expire_stale() == 0  # nothing left to do
+    assert await world.sweeper.expire_stale() == 0  # nothing left to do
 
 
 async def test_products_are_the_catalog(world: World) -> None:
-    products = {(p.product_type, p.product_id): p.amount for p in await world.core.queries.list_products()}
+    products = {(p.product_type, p.product_id): p.amount for p in await world.queries.list_products()}
     assert products[(ProductType.STUDY, "study_123")] == STUDY_PRICE
     assert products[(ProductType.AI_RESUME, "resume_credit_10")] == RESUME_PRICE

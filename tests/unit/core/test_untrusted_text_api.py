@@ -23,7 +23,7 @@ from app.gateway.models import GatewayErrorKind
 from app.main import Services, build_services, create_app
 from app.migrate import upgrade_database
 from app.settings import load_settings
-from tests.unit.core.fakes import FakeGateway, FakeQueue, gateway_error, in_progress_payment
+from tests.support.fakes import FakeGateway, FakeQueue, gateway_error, in_progress_payment
 
 FRONTEND = "https://shop.example.com"
 STUDY = {"productType": "STUDY", "productId": "study_123", "amount": 50000}

@@ -12,8 +12,6 @@ from typing import Any, cast
 from app.core.catalog import StaticProductCatalog
 from app.core.checkout import Checkout
 from app.core.domain import Method, ProductType, Status, Transaction
-from app.core.fulfilment import Fulfilment
-from app.core.ports import TransactionRepository
 from app.core.reconciliation import PaymentReconciler
 from app.core.refunds import RefundService
 from app.core.sweeper import Sweeper
@@ -21,6 +19,7 @@ from app.core.webhooks import WebhookService
 from app.provisioning.handlers import GrantHandler, GrantRequest, RevokeRequest
 from app.provisioning.jobs import JobDeps, job_tries
 from app.provisioning.queue import InProcessQueue
+from tests.support.core import CoreOverFakes, build_test_core
 
 TID = "TXN_20250314_slotsslotsslots"
 SLOTS = 2
@@ -45,22 +44,6 @@ class HeldWebhooks:
             self.running -= 1
         self.processed.append(event_id)
         return "NO_CHANGE"
-
-
-@dataclass
-class OneTransaction:
-    """The slice of the transaction repository and of Fulfilment the grant job uses, for one 45 transaction."""
-
-    transaction: Transaction
-    completed: list[str] = field(default_factory=list)
-
-    async def get(self, transaction_id: str) -> Transaction | None:
-        return self.transaction if transaction_id == self.transaction.transaction_id else None
-
-    async def complete_provisioning(self, transaction_id: str, details: dict[str, Any]) -> bool:
-        self.transaction.status = Status.PROVISION_SUCCESS
-        self.completed.append(transaction_id)
-        return True
 
 
 class Granting:
@@ -88,11 +71,11 @@ def provision_pending() -> Transaction:
     )
 
 
-def job_deps(payments: OneTransaction, webhooks: HeldWebhooks) -> JobDeps:
+def job_deps(core: CoreOverFakes, webhooks: HeldWebhooks) -> JobDeps:
     handler = cast(GrantHandler, Granting())
     return JobDeps(
-        transactions=cast(TransactionRepository, payments),
-        fulfilment=cast(Fulfilment, payments),
+        transactions=core.repo,
+        fulfilment=core.fulfilment,
         checkout=cast(Checkout, None),
         sweeper=cast(Sweeper, None),
         refunds=cast(RefundService, None),
@@ -118,9 +101,10 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
 
 
 async def test_in_process_webhook_jobs_run_at_most_their_slots_at_once_and_a_grant_is_not_held() -> None:
-    payments, webhooks = OneTransaction(provision_pending()), HeldWebhooks()
+    core, webhooks = build_test_core(), HeldWebhooks()
+    await core.repo.add(provision_pending(), "seeded")
     queue = InProcessQueue(tries=job_tries(3), sweep_interval_seconds=60, webhook_max_jobs=SLOTS)
-    queue.run_jobs_with(job_deps(payments, webhooks))
+    queue.run_jobs_with(job_deps(core, webhooks))
     try:
         for event_id in range(1, DELIVERIES + 1):
             await queue.enqueue_webhook(event_id)
@@ -129,8 +113,7 @@ async def test_in_process_webhook_jobs_run_at_most_their_slots_at_once_and_a_gra
         assert (webhooks.running, webhooks.peak) == (SLOTS, SLOTS)
 
         await queue.enqueue_grant(TID)  # every webhook slot is held: the grant runs anyway
-        await wait_until(lambda: payments.completed == [TID])
-        assert payments.transaction.status == Status.PROVISION_SUCCESS
+        await wait_until(lambda: core.repo.stored(TID).status == Status.PROVISION_SUCCESS)
 
         webhooks.gate.set()
         await wait_until(lambda: len(webhooks.processed) == DELIVERIES)

@@ -16,8 +16,7 @@ from arq import Retry
 from app.core.catalog import StaticProductCatalog
 from app.core.checkout import Checkout
 from app.core.domain import Method, ProductType, RefundStatus, RevokeStatus, Status, Transaction
-from app.core.fulfilment import Fulfilment
-from app.core.ports import RefundRecord, TransactionRepository
+from app.core.ports import RefundRecord
 from app.core.reconciliation import PaymentReconciler
 from app.core.refunds import RefundOutcomeUnknown, RefundService
 from app.core.sweeper import Sweeper
@@ -31,6 +30,7 @@ from app.provisioning.handlers import (
 )
 from app.provisioning.jobs import JobDeps, grant_retry_delay, job_tries, provision_grant, refund_payment
 from app.provisioning.queue import InProcessQueue, grant_job_id, refund_job_id
+from tests.support.core import build_test_core
 
 TID = "TXN_20250314_jobsjobsjobs"
 RID = "RF_20250315_jobsjobsjobs"
@@ -40,38 +40,34 @@ CATALOG = StaticProductCatalog.from_file()
 # --- fakes ----------------------------------------------------------------------------------------
 
 
-@dataclass
 class FakePayments:
-    """The slice of the transaction repository and of Fulfilment the jobs use, with guarded 45→50 / 45→51 like the real one."""
+    """The real Fulfilment over the in-memory repository (the guarded 45→50 / 45→51 are the real
+    ones), with what happened to each transaction read back from its history."""
 
-    transactions: dict[str, Transaction] = field(default_factory=dict)
-    completed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.core = build_test_core()
 
-    def add(self, transaction: Transaction) -> None:
-        self.transactions[transaction.transaction_id] = transaction
+    async def add(self, transaction: Transaction) -> None:
+        await self.core.repo.add(transaction, "seeded")
 
-    async def get(self, transaction_id: str) -> Transaction | None:
-        await asyncio.sleep(0)
-        return self.transactions.get(transaction_id)
+    def status(self, transaction_id: str) -> Status:
+        return self.core.repo.stored(transaction_id).status
 
-    async def complete_provisioning(self, transaction_id: str, details: dict[str, Any]) -> bool:
-        await asyncio.sleep(0)
-        transaction = self.transactions[transaction_id]
-        if transaction.status != Status.PROVISION_PENDING:
-            return False
-        transaction.status = Status.PROVISION_SUCCESS
-        self.completed.append((transaction_id, details))
-        return True
+    def _ended(self, status: Status) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (tid, h.metadata)
+            for tid in self.core.repo.ids()
+            for h in self.core.repo.stored_history(tid)
+            if h.status == status
+        ]
 
-    async def fail_provisioning(self, transaction_id: str, reason: str) -> bool:
-        await asyncio.sleep(0)
-        transaction = self.transactions[transaction_id]
-        if transaction.status != Status.PROVISION_PENDING:
-            return False
-        transaction.status = Status.PROVISION_FAILED
-        self.failed.append((transaction_id, reason))
-        return True
+    @property
+    def completed(self) -> list[tuple[str, dict[str, Any]]]:
+        return self._ended(Status.PROVISION_SUCCESS)
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return [(tid, notes["reason"]) for tid, notes in self._ended(Status.PROVISION_FAILED)]
 
 
 @dataclass
@@ -183,8 +179,8 @@ def deps(
     refund_retry: float = 0.01,
 ) -> JobDeps:
     return JobDeps(
-        transactions=cast(TransactionRepository, payments),
-        fulfilment=cast(Fulfilment, payments),
+        transactions=payments.core.repo,
+        fulfilment=payments.core.fulfilment,
         checkout=cast(Checkout, None),
         sweeper=cast(Sweeper, None),
         refunds=cast(RefundService, refunds or FakeRefunds()),
@@ -234,23 +230,26 @@ def test_grant_retry_delay_is_capped_and_a_float() -> None:
 
 async def test_grant_success_reports_50_with_the_try_and_details() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     handler = ScriptedHandler({"downstreamStatus": 200})
     assert await provision_grant(ctx_for(deps(payments, handler), job_try=2), TID) == "granted"
-    assert payments.transactions[TID].status == Status.PROVISION_SUCCESS
+    assert payments.status(TID) == Status.PROVISION_SUCCESS
     assert payments.completed == [(TID, {"try": 2, "downstreamStatus": 200})]
     product = await CATALOG.get_product(ProductType.STUDY, "study_123")
     assert product is not None
-    assert handler.calls == [GrantRequest.of(payments.transactions[TID], product)]
+    assert handler.calls == [GrantRequest.of(payments.core.repo.stored(TID), product)]
     # What is granted is the catalog's study, whatever the buyer put in metadata.
-    assert (handler.calls[0].study_id, payments.transactions[TID].metadata["studyId"]) == ("study_123", "s-1")
+    assert (handler.calls[0].study_id, payments.core.repo.stored(TID).metadata["studyId"]) == (
+        "study_123",
+        "s-1",
+    )
 
 
 async def test_a_product_no_longer_in_the_catalog_fails_the_grant() -> None:
     payments = FakePayments()
     gone = pending()
     gone.product_id = "study_withdrawn"
-    payments.add(gone)
+    await payments.add(gone)
     handler = ScriptedHandler()
     assert await provision_grant(ctx_for(deps(payments, handler)), TID) == "failed: refused"
     assert handler.calls == []
@@ -260,11 +259,11 @@ async def test_a_product_no_longer_in_the_catalog_fails_the_grant() -> None:
 @pytest.mark.parametrize("status", [s for s in Status if s != Status.PROVISION_PENDING])
 async def test_grant_skips_anything_not_pending_without_calling_the_handler(status: Status) -> None:
     payments = FakePayments()
-    payments.add(pending(status=status))
+    await payments.add(pending(status=status))
     handler = ScriptedHandler()
     assert await provision_grant(ctx_for(deps(payments, handler)), TID) == "skipped: not pending"
     assert handler.calls == []
-    assert payments.transactions[TID].status == status
+    assert payments.status(TID) == status
 
 
 async def test_grant_of_an_unknown_transaction_is_skipped() -> None:
@@ -276,22 +275,23 @@ async def test_grant_of_an_unknown_transaction_is_skipped() -> None:
 async def test_transient_error_before_the_last_try_raises_retry_with_the_growing_delay() -> None:
     for job_try, expected_ms in [(1, 10), (2, 20), (3, 40)]:
         payments = FakePayments()
-        payments.add(pending())
+        await payments.add(pending())
         handler = ScriptedHandler(TransientGrantError("503"))
         with pytest.raises(Retry) as caught:
             await provision_grant(ctx_for(deps(payments, handler, ceiling=1.0), job_try=job_try), TID)
         assert caught.value.defer_score == expected_ms
-        assert payments.transactions[TID].status == Status.PROVISION_PENDING
+        assert payments.status(TID) == Status.PROVISION_PENDING
         assert payments.failed == []
 
 
 async def test_transient_error_on_the_last_try_fails_the_grant() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     handler = ScriptedHandler(TransientGrantError("503 again"))
     result = await provision_grant(ctx_for(deps(payments, handler, max_tries=4), job_try=4), TID)
     assert result == "failed: retries exhausted"
-    assert payments.transactions[TID].status == Status.PROVISION_FAILED
+    # 51, then at once the automatic refund (the real Fulfilment): 90.
+    assert payments.status(TID) == Status.REFUND_REQUESTED
     assert payments.failed[0][0] == TID
     assert "gave up after 4 tries" in payments.failed[0][1]
     assert "503 again" in payments.failed[0][1]
@@ -299,7 +299,7 @@ async def test_transient_error_on_the_last_try_fails_the_grant() -> None:
 
 async def test_permanent_error_fails_the_grant_at_once() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     handler = ScriptedHandler(PermanentGrantError("400 study is full"))
     result = await provision_grant(ctx_for(deps(payments, handler), job_try=1), TID)
     assert result == "failed: refused"
@@ -308,7 +308,7 @@ async def test_permanent_error_fails_the_grant_at_once() -> None:
 
 async def test_two_concurrent_runs_report_50_once() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     gate = asyncio.Event()
     handler = ScriptedHandler(gate=gate)
     job_deps = deps(payments, handler)
@@ -331,7 +331,7 @@ async def test_refund_job_without_anything_to_revoke_goes_to_the_pg() -> None:
 
 async def test_refund_job_takes_the_grant_back_before_the_money_goes() -> None:
     payments = FakePayments()
-    payments.add(pending(status=Status.REFUND_REQUESTED))
+    await payments.add(pending(status=Status.REFUND_REQUESTED))
     refunds = FakeRefunds(a_refund(RevokeStatus.PENDING))
     handler = ScriptedHandler({"downstreamStatus": 200})
     assert await refund_payment(ctx_for(deps(payments, handler, refunds=refunds)), RID) == "DONE"
@@ -343,7 +343,7 @@ async def test_refund_job_takes_the_grant_back_before_the_money_goes() -> None:
 
 async def test_a_revoke_that_may_work_later_is_retried_and_no_money_moves() -> None:
     payments = FakePayments()
-    payments.add(pending(status=Status.REFUND_REQUESTED))
+    await payments.add(pending(status=Status.REFUND_REQUESTED))
     refunds = FakeRefunds(a_refund(RevokeStatus.PENDING))
     handler = ScriptedHandler(TransientGrantError("study service 503"))
     with pytest.raises(Retry):
@@ -362,7 +362,7 @@ async def test_a_revoke_that_fails_for_good_waits_for_a_human_and_no_money_moves
     error: Exception, job_try: int, outcome: str
 ) -> None:
     payments = FakePayments()
-    payments.add(pending(status=Status.REFUND_REQUESTED))
+    await payments.add(pending(status=Status.REFUND_REQUESTED))
     refunds = FakeRefunds(a_refund(RevokeStatus.PENDING))
     handler = ScriptedHandler(error)
     job = deps(payments, handler, refunds=refunds, max_tries=4)
@@ -399,7 +399,7 @@ def in_process(job_deps: JobDeps, *, max_tries: int = 4) -> InProcessQueue:
 
 async def test_in_process_queue_retries_after_retry_then_succeeds() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     handler = ScriptedHandler(
         TransientGrantError("503"), TransientGrantError("503"), {"downstreamStatus": 200}
     )
@@ -415,7 +415,7 @@ async def test_in_process_queue_retries_after_retry_then_succeeds() -> None:
 
 async def test_in_process_queue_waits_for_the_deferral_before_the_next_try() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     handler = ScriptedHandler(TransientGrantError("503"), {"downstreamStatus": 200})
     queue = in_process(deps(payments, handler, base=60.0, ceiling=60.0))
     try:
@@ -431,7 +431,7 @@ async def test_in_process_queue_waits_for_the_deferral_before_the_next_try() -> 
 
 async def test_in_process_queue_gives_up_like_arq_and_the_grant_fails() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     handler = ScriptedHandler(*[TransientGrantError("down") for _ in range(10)])
     queue = in_process(deps(payments, handler, max_tries=3), max_tries=3)
     try:
@@ -440,12 +440,13 @@ async def test_in_process_queue_gives_up_like_arq_and_the_grant_fails() -> None:
     finally:
         await queue.close()
     assert len(handler.calls) == 3
-    assert payments.transactions[TID].status == Status.PROVISION_FAILED
+    # 51, then at once the automatic refund (the real Fulfilment): 90.
+    assert payments.status(TID) == Status.REFUND_REQUESTED
 
 
 async def test_in_process_queue_deduplicates_a_job_id_while_it_runs() -> None:
     payments = FakePayments()
-    payments.add(pending())
+    await payments.add(pending())
     gate = asyncio.Event()
     handler = ScriptedHandler(gate=gate)
     queue = in_process(deps(payments, handler))

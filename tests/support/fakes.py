@@ -445,6 +445,9 @@ class InMemoryTransactionRepository:
     def stored_history(self, transaction_id: str) -> list[HistoryEntry]:
         return copy.deepcopy(self._rows[transaction_id].history)
 
+    def ids(self) -> list[str]:
+        return list(self._rows)
+
     def count(self) -> int:
         return len(self._rows)
 
