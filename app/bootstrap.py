@@ -87,32 +87,34 @@ def build_core(
     engine = create_engine(settings)
     status_reader = (
         None
-        if settings.uses_sqlite
+        if settings.database.uses_sqlite
         else MySqlStatusReader(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            recycle_seconds=settings.database_pool_recycle_seconds,
+            settings.database.url,
+            pool_size=settings.database.pool_size,
+            recycle_seconds=settings.database.pool_recycle_seconds,
         )
     )
     # One Redis pool per process: arq's client is a redis.asyncio.Redis, so it serves both.
     redis = ArqRedis.from_url(settings.redis_url, socket_timeout=5) if settings.redis_url else None
     http = create_http_client(
-        connect_timeout=settings.toss_connect_timeout_seconds,
-        read_timeout=settings.toss_read_timeout_seconds,
+        connect_timeout=settings.toss.connect_timeout_seconds,
+        read_timeout=settings.toss.read_timeout_seconds,
     )
     toss = TossClient(
         http,
-        base_url=settings.toss_api_url,
-        secret_key=settings.toss_secret_key,
-        max_attempts=settings.toss_max_attempts,
-        retry_delay=settings.toss_retry_delay_seconds,
+        base_url=settings.toss.api_url,
+        secret_key=settings.toss.secret_key,
+        max_attempts=settings.toss.max_attempts,
+        retry_delay=settings.toss.retry_delay_seconds,
     )
     if gateway is None:
-        gateway = GatewayService([toss], webhooks=[TossWebhooks(settings.toss_webhook_secret)])
+        gateway = GatewayService([toss], webhooks=[TossWebhooks(settings.toss.webhook_secret)])
     # With Redis, several processes may write: the cache is trusted only while this process is
     # subscribed to the status-change bus (the API's lifespan starts the listener; workers never
     # do, so theirs keeps final views only). Without Redis there is one process, always coherent.
-    status_cache = StatusViewCache(ttl_seconds=settings.status_cache_ttl_seconds, coherent=redis is None)
+    status_cache = StatusViewCache(
+        ttl_seconds=settings.payments.status_cache_ttl_seconds, coherent=redis is None
+    )
     status_changes: StatusChanges = (
         RedisStatusChanges(redis, status_cache) if redis is not None else LocalStatusChanges(status_cache)
     )
@@ -126,14 +128,14 @@ def build_core(
             queue = ArqProvisioningQueue(redis)
         else:
             queue = InProcessQueue(
-                tries=job_tries(settings.provisioning_max_tries),
-                sweep_interval_seconds=settings.sweep_interval_seconds,
-                webhook_max_jobs=settings.webhook_max_jobs,
+                tries=job_tries(settings.provisioning.max_tries),
+                sweep_interval_seconds=settings.reconciliation.sweep_interval_seconds,
+                webhook_max_jobs=settings.provisioning.webhook_max_jobs,
             )
-    checkout_url = settings.toss_checkout_url
+    checkout_url = settings.toss.checkout_url
     if checkout_url is None and not settings.is_production:
-        checkout_url = f"{settings.toss_api_url.rstrip('/')}/checkout"
-    catalog = StaticProductCatalog.from_file(settings.product_catalog_path)
+        checkout_url = f"{settings.toss.api_url.rstrip('/')}/checkout"
+    catalog = StaticProductCatalog.from_file(settings.payments.product_catalog_path)
     clock = clock or SystemClock()
     refunds = RefundService(
         repository=repository,
@@ -142,7 +144,7 @@ def build_core(
         catalog=catalog,
         queue=queue,
         clock=clock,
-        window_days=settings.refund_window_days,
+        window_days=settings.payments.refund_window_days,
     )
     # A paid payment hands over to fulfilment (40 → 45 and the grant job) through `on_paid`.
     fulfilment = Fulfilment(repository=repository, queue=queue, refunds=refunds, clock=clock)
@@ -151,9 +153,9 @@ def build_core(
         gateway=gateway,
         clock=clock,
         config=ResultsConfig(
-            reconcile_first_delay_seconds=settings.reconcile_first_delay_seconds,
-            virtual_account_recheck_seconds=settings.virtual_account_recheck_seconds,
-            callback_budget_seconds=settings.callback_budget_seconds,
+            reconcile_first_delay_seconds=settings.reconciliation.first_delay_seconds,
+            virtual_account_recheck_seconds=settings.reconciliation.virtual_account_recheck_seconds,
+            callback_budget_seconds=settings.payments.callback_budget_seconds,
         ),
         on_paid=fulfilment.start_provisioning,
     )
@@ -164,9 +166,9 @@ def build_core(
         results=results,
         clock=clock,
         config=CheckoutConfig(
-            public_base_url=settings.public_base_url,
-            transaction_expire_minutes=settings.transaction_expire_minutes,
-            client_key=settings.toss_client_key,
+            public_base_url=settings.http.public_base_url,
+            transaction_expire_minutes=settings.payments.transaction_expire_minutes,
+            client_key=settings.toss.client_key,
             provider=TossClient.name,
             checkout_url=checkout_url,
         ),
@@ -188,10 +190,11 @@ def build_core(
         results=results,
         clock=clock,
         config=ReconcileConfig(
-            backoff_scale=settings.reconcile_backoff_scale, give_up_seconds=settings.reconcile_give_up_seconds
+            backoff_scale=settings.reconciliation.backoff_scale,
+            give_up_seconds=settings.reconciliation.give_up_seconds,
         ),
     )
-    downstream_http = httpx.AsyncClient(timeout=settings.provisioning_http_timeout_seconds)
+    downstream_http = httpx.AsyncClient(timeout=settings.provisioning.http_timeout_seconds)
     job_deps = JobDeps(
         transactions=repository,
         checkout=checkout,
@@ -204,15 +207,15 @@ def build_core(
         handlers=build_handlers(
             engine=engine,
             http=downstream_http,
-            study_service_url=settings.study_service_url,
-            credit_service_url=settings.credit_service_url,
+            study_service_url=settings.provisioning.study_service_url,
+            credit_service_url=settings.provisioning.credit_service_url,
         ),
-        max_tries=settings.provisioning_max_tries,
-        retry_base_seconds=settings.provisioning_retry_base_seconds,
-        retry_max_seconds=settings.provisioning_retry_max_seconds,
-        refund_retry_seconds=settings.refund_retry_seconds,
-        sweep_stale_after_seconds=settings.sweep_stale_after_seconds,
-        sweep_batch_size=settings.sweep_batch_size,
+        max_tries=settings.provisioning.max_tries,
+        retry_base_seconds=settings.provisioning.retry_base_seconds,
+        retry_max_seconds=settings.provisioning.retry_max_seconds,
+        refund_retry_seconds=settings.provisioning.refund_retry_seconds,
+        sweep_stale_after_seconds=settings.reconciliation.sweep_stale_after_seconds,
+        sweep_batch_size=settings.reconciliation.sweep_batch_size,
     )
     if isinstance(queue, InProcessQueue):
         queue.run_jobs_with(job_deps)

@@ -19,8 +19,8 @@ def _configure_logging(*, json_logs: bool | None = None) -> None:
     except SettingsError:
         configure_logging("INFO", json_logs=True)
         return
-    as_json = settings.log_format != "text" if json_logs is None else json_logs
-    configure_logging(settings.log_level, json_logs=as_json)
+    as_json = settings.observability.log_format != "text" if json_logs is None else json_logs
+    configure_logging(settings.observability.log_level, json_logs=as_json)
 
 
 @click.group()
@@ -41,18 +41,21 @@ def token(user_id: str, admin: bool, ttl_seconds: int) -> None:
     if not 1 <= len(user_id) <= 64:
         raise click.BadParameter("USER_ID must be 1–64 characters", param_hint="USER_ID")
     settings = load_settings()
-    click.echo(TokenAuthority(settings.jwt_secret).mint(user_id, admin=admin, ttl_seconds=ttl_seconds))
+    click.echo(TokenAuthority(settings.http.jwt_secret).mint(user_id, admin=admin, ttl_seconds=ttl_seconds))
 
 
 @main.command()
 def migrate() -> None:
     """Apply database migrations to DATABASE_URL."""
+    from sqlalchemy.engine import make_url
+
     from app.migrate import upgrade_database
 
     _configure_logging()
     settings = load_settings()
-    upgrade_database(settings.database_url)
-    click.echo(f"database is up to date: {_redacted(settings.database_url)}")
+    upgrade_database(settings.database.url)
+    shown = make_url(settings.database.url).render_as_string(hide_password=True)
+    click.echo(f"database is up to date: {shown}")
 
 
 @main.command()
@@ -91,8 +94,8 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=20,
-        **server_proxy_options(settings.trusted_proxies),
-        http=head_timeout_protocol(settings.request_head_timeout_seconds),
+        **server_proxy_options(settings.http.trusted_proxies),
+        http=head_timeout_protocol(settings.http.request_head_timeout_seconds),
     )
 
 
@@ -100,20 +103,20 @@ def _start_metrics_listener(settings: Settings, *, api_port: int) -> None:
     """METRICS_PORT: one listener in this (supervisor) process, which reads every worker's series."""
     import logging
 
-    if not settings.metrics_port:
-        if settings.is_production and settings.metrics_token is None:
+    if not settings.observability.metrics_port:
+        if settings.is_production and settings.observability.metrics_token is None:
             logging.getLogger("app").warning(
                 "/metrics is not served: set METRICS_TOKEN or METRICS_PORT to scrape this API"
             )
         return
-    if settings.metrics_port == api_port:
+    if settings.observability.metrics_port == api_port:
         raise click.ClickException(f"METRICS_PORT {api_port} is the API's own port: pick another")
     from app.metrics import serve_metrics
 
     try:
-        serve_metrics(settings.metrics_port, settings.metrics_host)
+        serve_metrics(settings.observability.metrics_port, settings.observability.metrics_host)
     except OSError as exc:
-        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        where = f"{settings.observability.metrics_host}:{settings.observability.metrics_port}"
         raise click.ClickException(f"METRICS_PORT: cannot listen on {where} ({exc.strerror or exc})") from exc
 
 
@@ -154,15 +157,6 @@ def _refuse_insecure_production(settings: object) -> None:
         raise click.ClickException(
             "refusing to start in production mode: " + "; ".join(settings.insecure_defaults())
         )
-
-
-def _redacted(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
-    return url
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -243,12 +243,12 @@ webhook_events = Table(
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """One engine per process; a pool sized by settings for MySQL, a file for SQLite."""
-    if settings.uses_sqlite:
-        path = settings.database_url.split("///", 1)[-1]
+    if settings.database.uses_sqlite:
+        path = settings.database.url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            settings.database_url, echo=settings.database_echo, connect_args={"timeout": 30}
+            settings.database.url, echo=settings.database.echo, connect_args={"timeout": 30}
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -261,10 +261,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
         return engine
     return create_async_engine(
-        settings.database_url,
-        echo=settings.database_echo,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_recycle=settings.database_pool_recycle_seconds,
+        settings.database.url,
+        echo=settings.database.echo,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.max_overflow,
+        pool_recycle=settings.database.pool_recycle_seconds,
         pool_pre_ping=True,
     )

@@ -86,17 +86,17 @@ def run_dev(*, host: str, port: int, mock_port: int) -> int:
         public_base_url=f"http://{host}:{port}",
         frontend_base_url=f"http://{host}:{port}/demo",
     )
-    upgrade_database(settings.database_url)
+    upgrade_database(settings.database.url)
     mock = _start_mock(host, mock_port, f"http://{host}:{port}/webhooks/payments/toss")
     try:
-        token = TokenAuthority(settings.jwt_secret).mint("dev-user", ttl_seconds=8 * 3600)
-        print(_banner(host, port, mock_port, token, settings.toss_client_key), flush=True)
+        token = TokenAuthority(settings.http.jwt_secret).mint("dev-user", ttl_seconds=8 * 3600)
+        print(_banner(host, port, mock_port, token, settings.toss.client_key), flush=True)
         config = uvicorn.Config(
             create_app(settings),
             host=host,
             port=port,
             log_level="info",
-            **server_proxy_options(settings.trusted_proxies),
+            **server_proxy_options(settings.http.trusted_proxies),
         )
         server = uvicorn.Server(config)
         server.run()

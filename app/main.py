@@ -68,19 +68,19 @@ def build_services(
     core = build_core(settings, gateway=gateway, queue=queue, clock=clock)
     idempotency: IdempotencyStore
     if core.redis is not None:
-        idempotency = RedisIdempotencyStore(core.redis, ttl_seconds=settings.idempotency_ttl_seconds)
+        idempotency = RedisIdempotencyStore(core.redis, ttl_seconds=settings.http.idempotency_ttl_seconds)
     else:
-        idempotency = InMemoryIdempotencyStore(ttl_seconds=settings.idempotency_ttl_seconds)
+        idempotency = InMemoryIdempotencyStore(ttl_seconds=settings.http.idempotency_ttl_seconds)
     return Services(
         **{f.name: getattr(core, f.name) for f in fields(core)},
         idempotency=idempotency,
-        tokens=TokenAuthority(settings.jwt_secret),
+        tokens=TokenAuthority(settings.http.jwt_secret),
         rate_limiter=RateLimiter(
             core.redis,
             {
-                "issue": settings.rate_limit_issue_per_minute,
-                "refund": settings.rate_limit_refund_per_minute,
-                "webhook": settings.rate_limit_webhook_per_minute,  # per source address
+                "issue": settings.http.rate_limit_issue_per_minute,
+                "refund": settings.http.rate_limit_refund_per_minute,
+                "webhook": settings.http.rate_limit_webhook_per_minute,  # per source address
             },
         ),
     )
@@ -143,7 +143,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         from app.demo import DemoController  # development pages: never imported in production
 
         route_handlers.append(DemoController)
-    frontend_pages = FrontendPages(settings.frontend_base_url)
+    frontend_pages = FrontendPages(settings.http.frontend_base_url)
     swagger = SwaggerPage()
 
     return Litestar(
@@ -194,5 +194,5 @@ def create_served_app() -> Litestar:
     from app.observability import configure_logging
 
     settings = load_settings()
-    configure_logging(settings.log_level, json_logs=settings.log_format != "text")
+    configure_logging(settings.observability.log_level, json_logs=settings.observability.log_format != "text")
     return create_app(settings)

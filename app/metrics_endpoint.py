@@ -22,8 +22,8 @@ from app.settings import Settings
 
 def metrics_route(settings: Settings) -> HTTPRouteHandler | None:
     """The API port's /metrics handler for these settings, or None when it must not be served."""
-    token = settings.metrics_token
-    if token is None and (settings.metrics_port or settings.is_production):
+    token = settings.observability.metrics_token
+    if token is None and (settings.observability.metrics_port or settings.is_production):
         return None
 
     @get("/metrics", tags=["health"], include_in_schema=False)

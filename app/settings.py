@@ -1,16 +1,22 @@
-"""Every setting of the service, read from the environment once and typed."""
+"""Every setting of the service, read from the environment once and typed.
+
+Settings are grouped by the component that reads them (`settings.database.url`,
+`settings.toss.read_timeout_seconds`, ...). A field's msgspec name is its environment variable, so
+the structs below are the one table from variables to fields, and `msgspec.convert` checks every
+type and range declared here (`Meta`, `Literal`).
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
 DEV_TOSS_CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
@@ -19,174 +25,260 @@ MIN_JWT_SECRET_BYTES = 32  # HS256's key should be at least as long as its 256-b
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{REPO_ROOT / 'var' / 'payments.sqlite3'}"
 
+# An upper bound keeps every duration finite ("inf" parses as a float); nothing here waits a year.
+_A_YEAR = 365 * 24 * 3600.0
+Seconds = Annotated[float, Meta(gt=0, le=_A_YEAR)]
+Delay = Annotated[float, Meta(ge=0, le=_A_YEAR)]  # 0: at once, or off
+AtLeastOne = Annotated[int, Meta(ge=1)]
+PerMinute = Annotated[int, Meta(ge=0)]  # 0: no limit
+Port = Annotated[int, Meta(ge=0, le=65535)]  # 0: no listener
+Environment = Literal["development", "test", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    environment: str = "development"
-    database_url: str = DEFAULT_SQLITE_URL
-    database_pool_size: int = 10
-    database_max_overflow: int = 10
-    database_pool_recycle_seconds: int = 300
-    database_echo: bool = False
-    redis_url: str | None = None
-    toss_api_url: str = "http://127.0.0.1:8090"
-    toss_secret_key: str = DEV_TOSS_SECRET_KEY
-    toss_client_key: str = DEV_TOSS_CLIENT_KEY
-    toss_webhook_secret: str | None = None
-    toss_connect_timeout_seconds: float = 3.0
-    toss_read_timeout_seconds: float = 10.0
-    toss_max_attempts: int = 3
-    toss_retry_delay_seconds: float = 1.0
-    toss_checkout_url: str | None = None  # where the frontend opens the window; default: the mock's
-    jwt_secret: str = DEV_JWT_SECRET
-    public_base_url: str = "http://127.0.0.1:8000"
-    frontend_base_url: str = "http://127.0.0.1:8000/demo"
-    transaction_expire_minutes: int = 30
-    idempotency_ttl_seconds: int = 24 * 3600
+def _prefixed(prefix: str) -> Callable[[str], str]:
+    """A group's `rename`: its fields' variables share a prefix (`msgspec.field(name=...)` where not)."""
+    return lambda name: f"{prefix}_{name.upper()}"
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed("DATABASE")):
+    url: str = DEFAULT_SQLITE_URL
+    pool_size: AtLeastOne = 10
+    max_overflow: int = 10
+    pool_recycle_seconds: int = 300
+    echo: bool = False
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class TossSettings(msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed("TOSS")):
+    api_url: str = "http://127.0.0.1:8090"
+    secret_key: str = DEV_TOSS_SECRET_KEY
+    client_key: str = DEV_TOSS_CLIENT_KEY
+    webhook_secret: str | None = None
+    connect_timeout_seconds: Seconds = 3.0
+    read_timeout_seconds: Seconds = 10.0
+    max_attempts: AtLeastOne = 3
+    retry_delay_seconds: Delay = 1.0
+    checkout_url: str | None = None  # where the frontend opens the window; default: the mock's
+
+
+class PaymentSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    """Payment Core's own rules."""
+
+    transaction_expire_minutes: Annotated[int, Meta(gt=0)] = 30
     product_catalog_path: str | None = None
-    refund_window_days: int = 7
-    study_service_url: str | None = None
-    credit_service_url: str | None = None
-    provisioning_http_timeout_seconds: float = 5.0
-    provisioning_max_tries: int = 5
-    provisioning_retry_base_seconds: float = 2.0
-    provisioning_retry_max_seconds: float = 60.0
-    provisioning_job_timeout_seconds: int = 20
-    refund_retry_seconds: float = 30.0
-    sweep_interval_seconds: int = 10
-    sweep_stale_after_seconds: float = 15.0
-    sweep_batch_size: int = 100
-    reconcile_first_delay_seconds: float = 10.0
+    refund_window_days: Annotated[int, Meta(ge=0)] = 7
     # The PG calls of one browser callback (confirm, lookups) share this budget, then the buyer
     # sees the "confirming" page and reconciliation finishes: a callback answers within 15 s.
-    callback_budget_seconds: float = 12.0
-    reconcile_backoff_scale: float = 1.0
-    reconcile_give_up_seconds: float = 24 * 3600.0
-    virtual_account_recheck_seconds: float = 3600.0
+    callback_budget_seconds: Seconds = 12.0
     # Non-final status views are served from each API process's cache for at most this long when
     # an invalidation is lost; 0 reads every poll from the database (app/core/status_cache.py).
-    status_cache_ttl_seconds: float = 5.0
-    rate_limit_issue_per_minute: int = 60
-    rate_limit_refund_per_minute: int = 10
+    status_cache_ttl_seconds: Delay = 5.0
+
+
+class ProvisioningSettings(msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed("PROVISIONING")):
+    """Grants and the other jobs of the worker (app/provisioning)."""
+
+    study_service_url: str | None = msgspec.field(default=None, name="STUDY_SERVICE_URL")
+    credit_service_url: str | None = msgspec.field(default=None, name="CREDIT_SERVICE_URL")
+    http_timeout_seconds: Seconds = 5.0
+    max_tries: AtLeastOne = 5
+    retry_base_seconds: Seconds = 2.0
+    retry_max_seconds: Seconds = 60.0
+    job_timeout_seconds: AtLeastOne = 20
+    refund_retry_seconds: Delay = msgspec.field(default=30.0, name="REFUND_RETRY_SECONDS")
+    # Webhook jobs at once per worker process, apart from grants and refunds.
+    webhook_max_jobs: AtLeastOne = msgspec.field(default=5, name="WEBHOOK_MAX_JOBS")
+
+
+class ReconciliationSettings(msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed("RECONCILE")):
+    """Asking the PG about unknown outcomes, and the sweeper that finds due and stale work."""
+
+    first_delay_seconds: Delay = 10.0
+    backoff_scale: Seconds = 1.0
+    give_up_seconds: Seconds = 24 * 3600.0
+    virtual_account_recheck_seconds: Seconds = msgspec.field(
+        default=3600.0, name="VIRTUAL_ACCOUNT_RECHECK_SECONDS"
+    )
+    sweep_interval_seconds: Annotated[int, Meta(ge=1, le=60)] = msgspec.field(
+        default=10, name="SWEEP_INTERVAL_SECONDS"
+    )
+    sweep_stale_after_seconds: Seconds = msgspec.field(default=15.0, name="SWEEP_STALE_AFTER_SECONDS")
+    sweep_batch_size: AtLeastOne = msgspec.field(default=100, name="SWEEP_BATCH_SIZE")
+
+
+class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    """The API's HTTP side: its addresses, bearer tokens, Idempotency-Keys, limits, hardening."""
+
+    public_base_url: str = "http://127.0.0.1:8000"
+    frontend_base_url: str = "http://127.0.0.1:8000/demo"
+    jwt_secret: str = DEV_JWT_SECRET
+    idempotency_ttl_seconds: AtLeastOne = 24 * 3600
+    rate_limit_issue_per_minute: PerMinute = 60
+    rate_limit_refund_per_minute: PerMinute = 10
     # Webhooks are public (Toss does not sign them): per source address, 429 + Retry-After above it.
-    rate_limit_webhook_per_minute: int = 300
+    rate_limit_webhook_per_minute: PerMinute = 300
     # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
     # source; unset: the source is the connection's peer and X-Forwarded-For is ignored.
     trusted_proxies: str | None = None
-    webhook_max_jobs: int = 5  # webhook jobs at once per worker process, apart from grants and refunds
-    worker_metrics_port: int = 0  # a worker's own /metrics (for hosts that share no PROMETHEUS_MULTIPROC_DIR)
-    # Production hardening (README, "Running in production"). /metrics on the API port: with a
-    # token, only to `Authorization: Bearer <METRICS_TOKEN>`; else, with METRICS_PORT, only on that
-    # listener of `payments serve`; else open outside production and absent (404) in production.
-    metrics_token: str | None = None
-    metrics_port: int = 0
-    metrics_host: str = "127.0.0.1"
     schema_enabled: bool | None = None  # OpenAPI at /schema; unset: on, except in production
     # A connection must deliver a complete request line and headers within this many seconds.
-    request_head_timeout_seconds: float = 10.0
-    log_format: str = "json"  # json | text
-    log_level: str = "INFO"
+    request_head_timeout_seconds: Seconds = 10.0
+
+    def __post_init__(self) -> None:
+        for proxy in (self.trusted_proxies or "").split(","):
+            try:
+                if proxy.strip():
+                    ipaddress.ip_network(proxy.strip())
+            except ValueError:
+                # msgspec.convert reports this as a ValidationError at `$.HTTP`
+                raise ValueError(
+                    f"TRUSTED_PROXIES: {proxy.strip()!r} is not an IP address or network"
+                ) from None
+
+
+class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    """Logs and /metrics (README, "Running in production").
+
+    /metrics on the API port: with a token, only to `Authorization: Bearer <METRICS_TOKEN>`; else,
+    with METRICS_PORT, only on that listener of `payments serve`; else open outside production and
+    absent (404) in production."""
+
+    log_format: Literal["json", "text"] = "json"
+    log_level: LogLevel = "INFO"
+    metrics_token: str | None = None
+    metrics_port: Port = 0
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: Port = (
+        0  # a worker's own /metrics (for hosts that share no PROMETHEUS_MULTIPROC_DIR)
+    )
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    environment: Environment = "development"
+    redis_url: str | None = None  # unset: in-process queue, Idempotency-Keys and status announcements
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    toss: TossSettings = msgspec.field(default_factory=TossSettings)
+    payments: PaymentSettings = msgspec.field(default_factory=PaymentSettings)
+    provisioning: ProvisioningSettings = msgspec.field(default_factory=ProvisioningSettings)
+    reconciliation: ReconciliationSettings = msgspec.field(default_factory=ReconciliationSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
     @property
-    def uses_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def serves_schema(self) -> bool:
-        return not self.is_production if self.schema_enabled is None else self.schema_enabled
+        enabled = self.http.schema_enabled
+        return not self.is_production if enabled is None else enabled
 
     def insecure_defaults(self) -> list[str]:
         """Development conveniences that must never reach production."""
         problems = []
-        if self.jwt_secret == DEV_JWT_SECRET:
+        if self.http.jwt_secret == DEV_JWT_SECRET:
             problems.append("JWT_SECRET is the development default")
-        elif len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+        elif len(self.http.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             problems.append(
                 f"JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes (use e.g. `openssl rand -hex 32`)"
             )
-        if self.toss_secret_key == DEV_TOSS_SECRET_KEY:
+        if self.toss.secret_key == DEV_TOSS_SECRET_KEY:
             problems.append("TOSS_SECRET_KEY is the public docs' test key")
-        if self.uses_sqlite:
+        if self.database.uses_sqlite:
             problems.append("DATABASE_URL is the embedded SQLite file")
         if self.redis_url is None:
             problems.append("REDIS_URL is unset (in-process queue and idempotency store)")
         return problems
 
 
-def _parse(name: str, raw: str, kind: object) -> object:
-    try:
-        if kind is bool or kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        if kind is int or kind == "int":
-            return int(raw)
-        if kind is float or kind == "float":
-            return float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from exc
+@dataclass(frozen=True)
+class _Variable:
+    group: str | None  # the group's encoded name in Settings, None for a top-level field
+    kind: msgspec.inspect.Type
+
+
+def _variables() -> dict[str, _Variable]:
+    """Every environment variable, read off the structs above."""
+    table: dict[str, _Variable] = {}
+    root = msgspec.inspect.type_info(Settings)
+    assert isinstance(root, msgspec.inspect.StructType)
+    for field in root.fields:
+        if isinstance(field.type, msgspec.inspect.StructType):
+            entries = [(f.encode_name, _Variable(field.encode_name, f.type)) for f in field.type.fields]
+        else:
+            entries = [(field.encode_name, _Variable(None, field.type))]
+        for name, variable in entries:
+            assert name not in table, f"{name} names two settings"
+            table[name] = variable
+    return table
+
+
+_VARIABLES = _variables()
+ENVIRONMENT_VARIABLES = frozenset(_VARIABLES)
+_TRUE, _FALSE = {"yes", "on"}, {"no", "off"}
+
+
+def _accepts(kind: msgspec.inspect.Type, wanted: type[msgspec.inspect.Type]) -> bool:
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return any(isinstance(member, wanted) for member in kind.types)
+    return isinstance(kind, wanted)
+
+
+def _lenient(raw: str, kind: msgspec.inspect.Type) -> str:
+    """What msgspec's lax mode leaves out: blanks around numbers and booleans, yes/no and on/off."""
+    if _accepts(kind, msgspec.inspect.BoolType):
+        word = raw.strip().lower()
+        return "true" if word in _TRUE else "false" if word in _FALSE else word
+    if _accepts(kind, msgspec.inspect.IntType) or _accepts(kind, msgspec.inspect.FloatType):
+        return raw.strip()
     return raw
 
 
+def _explain(error: msgspec.ValidationError, given: Mapping[str, object]) -> str:
+    """msgspec's message with the variable and its value in front (`... - at `$.TOSS.TOSS_X``)."""
+    detail, found, path = str(error).rpartition(" - at `")
+    if not found:
+        return str(error)
+    name = path.rstrip("`").rsplit(".", 1)[-1]
+    if name not in given:  # a check in __post_init__ (TRUSTED_PROXIES) names its variable itself
+        return detail
+    kind = _VARIABLES[name].kind
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        detail += f" (one of {', '.join(map(str, kind.values))})"
+    return f"{name}={given[name]!r} is not valid: {detail}"
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build Settings from environment variables named like the fields in upper case."""
+    """Settings from environment variables (`os.environ` by default; an empty value is unset).
+
+    `overrides` name variables in lower case (`database_url=...`), take typed values or strings,
+    win over `environ`, and pass the same checks."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
-    for field in msgspec.structs.fields(Settings):
-        raw = env.get(field.name.upper())
-        if raw is None or raw == "":
-            continue
-        kind = field.type
-        if isinstance(kind, str):
-            kind = kind.split(" | ")[0]
-        elif isinstance(kind, types.UnionType):  # `bool | None` parses as a bool
-            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        values[field.name] = _parse(field.name.upper(), raw, kind)
-    values.update(overrides)
-    settings = Settings(**values)  # type: ignore[arg-type]
-    if settings.environment not in {"development", "test", "production"}:
-        raise SettingsError("ENVIRONMENT must be development, test or production")
-    if settings.transaction_expire_minutes <= 0:
-        raise SettingsError("TRANSACTION_EXPIRE_MINUTES must be positive")
-    for name in (
-        "toss_connect_timeout_seconds",
-        "toss_read_timeout_seconds",
-        "provisioning_http_timeout_seconds",
-        "provisioning_retry_base_seconds",
-        "sweep_stale_after_seconds",
-        "reconcile_backoff_scale",
-        "callback_budget_seconds",
-        "request_head_timeout_seconds",
-    ):
-        value = getattr(settings, name)
-        if not (math.isfinite(value) and value > 0):
-            raise SettingsError(f"{name.upper()} must be a positive number of seconds, not {value!r}")
-    if not (math.isfinite(settings.status_cache_ttl_seconds) and settings.status_cache_ttl_seconds >= 0):
-        raise SettingsError("STATUS_CACHE_TTL_SECONDS must be 0 (off) or a positive number of seconds")
-    if settings.webhook_max_jobs < 1:
-        raise SettingsError("WEBHOOK_MAX_JOBS must be at least 1")
-    for proxy in (settings.trusted_proxies or "").split(","):
-        try:
-            if proxy.strip():
-                ipaddress.ip_network(proxy.strip())
-        except ValueError:
-            raise SettingsError(
-                f"TRUSTED_PROXIES: {proxy.strip()!r} is not an IP address or network"
-            ) from None
-    if settings.provisioning_max_tries < 1:
-        raise SettingsError("PROVISIONING_MAX_TRIES must be at least 1")
-    if not 1 <= settings.sweep_interval_seconds <= 60:
-        raise SettingsError("SWEEP_INTERVAL_SECONDS must be between 1 and 60")
-    if not 0 <= settings.metrics_port <= 65535:
-        raise SettingsError("METRICS_PORT must be 0 (none) or a TCP port")
-    return settings
+    given: dict[str, object] = {name: env[name] for name in _VARIABLES if env.get(name)}
+    for key, value in overrides.items():
+        if key.upper() not in _VARIABLES:
+            raise TypeError(f"load_settings() got an unknown setting {key!r}")
+        given[key.upper()] = value
+    raw: dict[str, object] = {}
+    for name, value in given.items():
+        variable = _VARIABLES[name]
+        if isinstance(value, str):
+            value = _lenient(value, variable.kind)
+        if variable.group is None:
+            raw[name] = value
+        else:
+            group = raw.setdefault(variable.group, {})
+            assert isinstance(group, dict)
+            group[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc, given)) from None

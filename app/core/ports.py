@@ -7,6 +7,7 @@ them from `app.gateway.models`; the Gateway never imports Core.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -176,6 +177,18 @@ class TransactionRepository(StatusReader, Protocol):
     async def schedule_reconciliation(self, transaction_id: str, next_at: datetime) -> None:
         """When to ask the PG about a pending (30) transaction next."""
         ...
+
+
+class WebhookOutcome(enum.StrEnum):
+    """What became of a webhook delivery (stored per delivery, and answered to the PG)."""
+
+    RECEIVED = "RECEIVED"  # recorded; its job is queued or about to be
+    QUEUED = "QUEUED"  # the answer to a new delivery: its job will apply it
+    DUPLICATE = "DUPLICATE"  # the answer to a delivery recorded before
+    APPLIED = "APPLIED"  # its job's guarded write won: the transaction changed
+    NO_CHANGE = "NO_CHANGE"  # settled already, or another delivery won
+    IGNORED = "IGNORED"  # not about a payment of ours, or the PG has no such payment
+    REJECTED = "REJECTED"  # its secret does not match the payment's
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ orderId, and moved to the state the PG's answer implies. Lookups back off (10 s,
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,17 @@ from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 log = logging.getLogger("app.core.reconciliation")
 
 BACKOFF_SECONDS: tuple[float, ...] = (10, 30, 60, 300, 900, 3600)
+
+
+class ReconcileOutcome(enum.StrEnum):
+    """What one reconciliation of a pending transaction did (also the metric's label)."""
+
+    NOT_PENDING = "not-pending"
+    FAILED = "failed"
+    AWAITING_DEPOSIT = "awaiting-deposit"
+    RESOLVED = "resolved"
+    GAVE_UP = "gave-up"
+    RETRY_LATER = "retry-later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +73,11 @@ class PaymentReconciler:
             counts[outcome] = counts.get(outcome, 0) + 1
         return counts
 
-    async def reconcile(self, transaction_id: str, attempt: int) -> str:
+    async def reconcile(self, transaction_id: str, attempt: int) -> ReconcileOutcome:
         """Ask the PG about one pending transaction and apply its answer. Returns what happened."""
         transaction = await self._repo.get(transaction_id)
         if transaction is None or transaction.status != Status.PAYMENT_PENDING:
-            return "not-pending"
+            return ReconcileOutcome.NOT_PENDING
         now = self._clock.now()
         try:
             payment = await self._gateway.find_payment(provider=transaction.provider, order_id=transaction_id)
@@ -82,7 +94,7 @@ class PaymentReconciler:
                     "The payment provider has no record of this payment.",
                     error.pg_code,
                 )
-                return "failed"
+                return ReconcileOutcome.FAILED
             return await self._retry_later(transaction_id, attempt, f"lookup failed: {error.pg_code}")
 
         if payment.status == PgPaymentStatus.IN_PROGRESS:
@@ -101,21 +113,21 @@ class PaymentReconciler:
             except GatewayError as error:
                 if not error.outcome_unknown:
                     await self._results.fail_with_gateway_error(transaction_id, error)
-                    return "failed"
+                    return ReconcileOutcome.FAILED
                 return await self._retry_later(
                     transaction_id, attempt, f"re-confirm unknown: {error.pg_code}"
                 )
         status = (await self._results.apply_pg_payment(transaction, payment)).status
         if status == Status.PAYMENT_PENDING:
             if payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT:
-                return "awaiting-deposit"
+                return ReconcileOutcome.AWAITING_DEPOSIT
             return await self._retry_later(transaction_id, attempt, f"PG reports {payment.status.value}")
-        return "resolved"
+        return ReconcileOutcome.RESOLVED
 
-    async def _retry_later(self, transaction_id: str, attempt: int, reason: str) -> str:
+    async def _retry_later(self, transaction_id: str, attempt: int, reason: str) -> ReconcileOutcome:
         transaction = await self._repo.get(transaction_id)
         if transaction is None or transaction.status != Status.PAYMENT_PENDING:
-            return "not-pending"
+            return ReconcileOutcome.NOT_PENDING
         now = self._clock.now()
         if (now - transaction.updated_at).total_seconds() >= self._config.give_up_seconds:
             log.error(
@@ -129,6 +141,6 @@ class PaymentReconciler:
                 "The payment could not be verified with the payment provider; it needs review.",
                 "UNRESOLVED_NEEDS_REVIEW",
             )
-            return "gave-up"
+            return ReconcileOutcome.GAVE_UP
         await self._repo.schedule_reconciliation(transaction_id, now + self.next_delay(attempt))
-        return "retry-later"
+        return ReconcileOutcome.RETRY_LATER

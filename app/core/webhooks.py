@@ -25,6 +25,7 @@ from app.core.ports import (
     TransactionRepository,
     WebhookEvent,
     WebhookEventRepository,
+    WebhookOutcome,
 )
 from app.core.refunds import RefundService
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus, WebhookNotice, WebhookRefused
@@ -100,32 +101,36 @@ class WebhookService:
                 received_at=now,
             )
         )
-        if outcome != "RECEIVED":
-            WEBHOOK_DELIVERIES.labels(outcome="DUPLICATE").inc()
-            return "DUPLICATE"  # this delivery was processed already
+        if outcome != WebhookOutcome.RECEIVED:
+            WEBHOOK_DELIVERIES.labels(outcome=WebhookOutcome.DUPLICATE).inc()
+            return WebhookOutcome.DUPLICATE  # this delivery was processed already
         if notice.order_id is None:
             await self._events.finish(
-                event_id, outcome="IGNORED", detail=f"{notice.event_type} not handled", now=now
+                event_id, outcome=WebhookOutcome.IGNORED, detail=f"{notice.event_type} not handled", now=now
             )
-            WEBHOOK_DELIVERIES.labels(outcome="IGNORED").inc()
-            return "IGNORED"
+            WEBHOOK_DELIVERIES.labels(outcome=WebhookOutcome.IGNORED).inc()
+            return WebhookOutcome.IGNORED
         transaction = await self._transactions.get(notice.order_id)
         if transaction is None:
             log.warning("webhook for an unknown transaction", extra={"orderId": notice.order_id})
-            await self._events.finish(event_id, outcome="IGNORED", detail="unknown transaction", now=now)
-            WEBHOOK_DELIVERIES.labels(outcome="IGNORED").inc()
-            return "IGNORED"
+            await self._events.finish(
+                event_id, outcome=WebhookOutcome.IGNORED, detail="unknown transaction", now=now
+            )
+            WEBHOOK_DELIVERIES.labels(outcome=WebhookOutcome.IGNORED).inc()
+            return WebhookOutcome.IGNORED
         if (
             notice.secret
             and transaction.va_secret
             and not _secrets_match(notice.secret, transaction.va_secret)
         ):
-            await self._events.finish(event_id, outcome="REJECTED", detail="secret mismatch", now=now)
-            WEBHOOK_DELIVERIES.labels(outcome="REJECTED").inc()
+            await self._events.finish(
+                event_id, outcome=WebhookOutcome.REJECTED, detail="secret mismatch", now=now
+            )
+            WEBHOOK_DELIVERIES.labels(outcome=WebhookOutcome.REJECTED).inc()
             log.warning("webhook secret mismatch", extra={"transactionId": transaction.transaction_id})
             raise WebhookRejected("The webhook's secret does not match the payment.")
         await self._queue.enqueue_webhook(event_id)
-        return "QUEUED"
+        return WebhookOutcome.QUEUED
 
     async def process(self, event_id: int) -> str:
         """The job: re-fetch the payment S2S and apply what its current status implies."""
@@ -134,7 +139,7 @@ class WebhookService:
             return "missing"
         transaction = await self._transactions.get(event.order_id)
         if transaction is None:
-            return await self._finish(event_id, "IGNORED", "unknown transaction")
+            return await self._finish(event_id, WebhookOutcome.IGNORED, "unknown transaction")
         try:
             payment = await self._gateway.find_payment(provider=transaction.provider, order_id=event.order_id)
         except GatewayError as error:
@@ -143,10 +148,12 @@ class WebhookService:
             # The PG has no payment for this order (a forged delivery, or a window never used):
             # nothing to apply, and asking again would only repeat the lookup.
             log.warning("webhook for an order the PG does not know", extra={"transactionId": event.order_id})
-            return await self._finish(event_id, "IGNORED", "the PG has no payment for this order")
+            return await self._finish(
+                event_id, WebhookOutcome.IGNORED, "the PG has no payment for this order"
+            )
         if event.secret and payment.secret and not _secrets_match(event.secret, payment.secret):
             log.warning("webhook secret differs from the PG's", extra={"transactionId": event.order_id})
-            return await self._finish(event_id, "REJECTED", "secret differs from the PG's")
+            return await self._finish(event_id, WebhookOutcome.REJECTED, "secret differs from the PG's")
         before = transaction.status
         changed = False
         if before == Status.PAYMENT_PENDING:
@@ -164,7 +171,7 @@ class WebhookService:
             changed = await self._refunds.reflect_pg_cancels(transaction, payment) > 0
         # Otherwise settled already: a late or duplicate delivery changes nothing. Only the
         # delivery whose guarded write won is APPLIED, however many race.
-        outcome = "APPLIED" if changed else "NO_CHANGE"
+        outcome = WebhookOutcome.APPLIED if changed else WebhookOutcome.NO_CHANGE
         return await self._finish(event_id, outcome, f"PG {payment.status.value} while {before.name}")
 
     async def _finish(self, event_id: int, outcome: str, detail: str) -> str:

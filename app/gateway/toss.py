@@ -309,7 +309,8 @@ class TossClient:
                     f"Toss {endpoint} answered unreadably ({type(exc).__name__})",
                 ) from exc
             elapsed_ms = _elapsed_ms(started)
-            logger.info(
+            # The call's outcome is logged once, by GatewayService; this is the wire detail.
+            logger.debug(
                 "Toss %s order=%s payment=%s → HTTP %d in %d ms (attempt %d)",
                 endpoint,
                 order_id,

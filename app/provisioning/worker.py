@@ -55,10 +55,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     core = build_core(settings)
     ctx["services"] = core
     ctx["deps"] = core.job_deps
-    if settings.worker_metrics_port:
+    if settings.observability.worker_metrics_port:
         from app.metrics import serve_metrics
 
-        serve_metrics(settings.worker_metrics_port)
+        serve_metrics(settings.observability.worker_metrics_port)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -113,12 +113,12 @@ def _redis_settings(settings: Settings) -> RedisSettings:
 
 def _functions(settings: Settings, *jobs: Callable[..., Any]) -> list[Function]:
     # keep_result=0: a finished job frees its deterministic id at once, so it can be queued again.
-    tries = job_tries(settings.provisioning_max_tries)
+    tries = job_tries(settings.provisioning.max_tries)
     return [
         func(
             job,
             keep_result=0,
-            timeout=settings.provisioning_job_timeout_seconds,
+            timeout=settings.provisioning.job_timeout_seconds,
             max_tries=tries[job.__name__],
         )
         for job in jobs
@@ -131,7 +131,7 @@ def _common(settings: Settings) -> dict[str, Any]:
         "on_shutdown": shutdown,
         "redis_settings": _redis_settings(settings),
         # A crashed worker's job is picked up again after job_timeout + 10 s: keep it tight.
-        "job_timeout": settings.provisioning_job_timeout_seconds,
+        "job_timeout": settings.provisioning.job_timeout_seconds,
         "keep_result": 0,
         "poll_delay": 0.1,
         "health_check_interval": 10,
@@ -148,12 +148,12 @@ def grant_worker_settings(settings: Settings) -> dict[str, Any]:
         "cron_jobs": [
             cron(
                 sweep,
-                second=set(range(0, 60, settings.sweep_interval_seconds)),
+                second=set(range(0, 60, settings.reconciliation.sweep_interval_seconds)),
                 run_at_startup=True,
                 unique=True,
                 # arq keeps every in-progress marker for the largest timeout of all functions + 10 s:
                 # a longer cron timeout would delay the recovery of a crashed worker's grant.
-                timeout=settings.provisioning_job_timeout_seconds,
+                timeout=settings.provisioning.job_timeout_seconds,
                 keep_result=0,
             )
         ],
@@ -168,7 +168,7 @@ def webhook_worker_settings(settings: Settings) -> dict[str, Any]:
         **_common(settings),
         "queue_name": WEBHOOK_QUEUE,
         "functions": _functions(settings, process_webhook, replay_callback),
-        "max_jobs": settings.webhook_max_jobs,
+        "max_jobs": settings.provisioning.webhook_max_jobs,
     }
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.ports import WebhookEvent
+from app.core.ports import WebhookEvent, WebhookOutcome
 from app.core.sql.stored_text import fit
 from app.db import webhook_events as webhook_table
 
@@ -32,12 +32,12 @@ class SqlWebhookEventRepository:
                         retried_count=event.retried_count,
                         raw_body=event.raw_body,
                         received_at=event.received_at,
-                        outcome="RECEIVED",
+                        outcome=WebhookOutcome.RECEIVED,
                     )
                 )
                 key = result.inserted_primary_key
                 assert key is not None
-                return int(key[0]), "RECEIVED"
+                return int(key[0]), WebhookOutcome.RECEIVED
         except IntegrityError:
             query = select(webhook_table.c.id, webhook_table.c.outcome).where(
                 webhook_table.c.provider == event.provider,

@@ -13,23 +13,21 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import msgspec
 import pytest
 
 from app.core.auth import TokenAuthority
-from app.settings import Settings
+from app.settings import ENVIRONMENT_VARIABLES
 from tests.support.servers import REDIS_HOST_URL, RunningServer, free_port, running_server
 
 from .helpers import STUDY, metric_value
 
 HEAD_TIMEOUT = 2.0  # REQUEST_HEAD_TIMEOUT_SECONDS of the server under test
 SOCKET_TIMEOUT = 8.0  # how long a test waits for the server to act before failing
-SETTINGS_VARIABLES = {field.name.upper() for field in msgspec.structs.fields(Settings)}
 
 
 def only(**settings: str) -> dict[str, str]:
     """These settings and nothing the test runner's environment might carry."""
-    blanked = {name: "" for name in SETTINGS_VARIABLES if name in os.environ}
+    blanked = {name: "" for name in ENVIRONMENT_VARIABLES if name in os.environ}
     return {**blanked, **settings}
 
 

@@ -13,18 +13,16 @@ import subprocess
 import sys
 
 import httpx
-import msgspec
 import pytest
 
-from app.settings import DEV_JWT_SECRET, DEV_TOSS_SECRET_KEY, Settings
+from app.settings import DEV_JWT_SECRET, DEV_TOSS_SECRET_KEY, ENVIRONMENT_VARIABLES
 from tests.support.servers import REPO_ROOT, free_port, running_server
 
-SETTINGS_VARIABLES = {field.name.upper() for field in msgspec.structs.fields(Settings)}
 REFUSAL_TIMEOUT = 30.0
 
 
 def clean_environment(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return {**env, "PYTHONUNBUFFERED": "1", **settings}
 
@@ -98,7 +96,7 @@ def test_production_with_real_settings_serves_without_the_demo(secure: dict[str,
     """The control case: nothing insecure, so `serve` starts (and hides the development demo)."""
     env = {k: v for k, v in clean_environment(**secure).items()}
     # start_server merges os.environ; blank out every setting the runner might carry.
-    overrides = {name: "" for name in SETTINGS_VARIABLES if name in os.environ} | env
+    overrides = {name: "" for name in ENVIRONMENT_VARIABLES if name in os.environ} | env
     with running_server(["app.cli", "serve"], health_path="/health/ready", env=overrides) as server:
         ready = httpx.get(f"{server.url}/health/ready", timeout=5.0)
         demo = httpx.get(f"{server.url}/demo", timeout=5.0, follow_redirects=False)

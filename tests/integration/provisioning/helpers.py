@@ -111,7 +111,7 @@ def new_webhook_worker(services: Services, **kwargs: Any) -> Worker:
     return Worker(
         functions=webhook_worker_settings(services.settings)["functions"],
         queue_name=WEBHOOK_QUEUE,
-        max_jobs=services.settings.webhook_max_jobs,
+        max_jobs=services.settings.provisioning.webhook_max_jobs,
         redis_pool=services.redis,
         burst=True,
         poll_delay=0.01,

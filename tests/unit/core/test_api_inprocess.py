@@ -216,7 +216,7 @@ async def test_issue_over_http(api: Api, user: str) -> None:
     tid = body["transactionId"]
     assert TOSS_ORDER_ID.match(tid)
     assert (body["status"], body["statusCode"], body["amount"]) == ("CREATED", 10, 50000)
-    assert body["orderName"] and body["clientKey"] == api.services.settings.toss_client_key
+    assert body["orderName"] and body["clientKey"] == api.services.settings.toss.client_key
     assert body["successUrl"] == f"{PUBLIC}/api/payments/callback/success"
     assert parse_qs(urlsplit(body["failUrl"]).query)["transactionId"] == [tid]
     expires = datetime.fromisoformat(body["expiresAt"].replace("Z", "+00:00"))

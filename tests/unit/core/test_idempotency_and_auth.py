@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import jwt
@@ -13,7 +14,7 @@ from app.core.idempotency import InMemoryIdempotencyStore, request_fingerprint
 from app.core.ports import StoredResponse
 from app.core.sql.transactions import decode_cursor, encode_cursor
 from app.http.errors import http_status_of
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import ENVIRONMENT_VARIABLES, REPO_ROOT, Settings, SettingsError, load_settings
 
 SECRET = "unit-test-secret-" + "0123456789abcdef" * 4  # long enough for HS256 and HS512
 PATH = "/api/payments/issue"
@@ -249,13 +250,13 @@ def test_settings_parse_ints_floats_and_bools() -> None:
             "ENVIRONMENT": "test",
         }
     )
-    assert settings.database_pool_size == 25 and isinstance(settings.database_pool_size, int)
-    assert settings.toss_read_timeout_seconds == 2.5
-    assert settings.toss_connect_timeout_seconds == 1.0 and isinstance(
-        settings.toss_connect_timeout_seconds, float
+    assert settings.database.pool_size == 25 and isinstance(settings.database.pool_size, int)
+    assert settings.toss.read_timeout_seconds == 2.5
+    assert settings.toss.connect_timeout_seconds == 1.0 and isinstance(
+        settings.toss.connect_timeout_seconds, float
     )
-    assert settings.database_echo is True
-    assert settings.transaction_expire_minutes == 45
+    assert settings.database.echo is True
+    assert settings.payments.transaction_expire_minutes == 45
     assert settings.redis_url == "redis://127.0.0.1:6379/3"
     assert settings.environment == "test"
 
@@ -275,18 +276,18 @@ def test_settings_parse_ints_floats_and_bools() -> None:
     ],
 )
 def test_settings_bools(raw: str, expected: bool) -> None:
-    assert load_settings({"DATABASE_ECHO": raw}).database_echo is expected
+    assert load_settings({"DATABASE_ECHO": raw}).database.echo is expected
 
 
 def test_settings_defaults_and_overrides() -> None:
     defaults = load_settings({})
     assert defaults == Settings()
-    assert defaults.transaction_expire_minutes == 30 and defaults.redis_url is None
-    assert load_settings({"DATABASE_POOL_SIZE": ""}).database_pool_size == 10  # empty = unset
+    assert defaults.payments.transaction_expire_minutes == 30 and defaults.redis_url is None
+    assert load_settings({"DATABASE_POOL_SIZE": ""}).database.pool_size == 10  # empty = unset
     overridden = load_settings(
         {"DATABASE_URL": "sqlite+aiosqlite:///x.db"}, database_url="sqlite+aiosqlite:///y.db"
     )
-    assert overridden.database_url == "sqlite+aiosqlite:///y.db"
+    assert overridden.database.url == "sqlite+aiosqlite:///y.db"
 
 
 @pytest.mark.parametrize(
@@ -313,6 +314,10 @@ def test_settings_reject_malformed_values_naming_the_variable(variable: str, raw
         ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
         ({"TRANSACTION_EXPIRE_MINUTES": "0"}, "TRANSACTION_EXPIRE_MINUTES"),
         ({"TRANSACTION_EXPIRE_MINUTES": "-5"}, "TRANSACTION_EXPIRE_MINUTES"),
+        ({"SWEEP_INTERVAL_SECONDS": "61"}, "SWEEP_INTERVAL_SECONDS"),
+        ({"METRICS_PORT": "65536"}, "METRICS_PORT"),
+        ({"TOSS_MAX_ATTEMPTS": "0"}, "TOSS_MAX_ATTEMPTS"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ],
 )
 def test_settings_reject_out_of_range_values(environ: dict[str, str], variable: str) -> None:
@@ -327,8 +332,31 @@ def test_settings_reject_out_of_range_values(environ: dict[str, str], variable: 
         ("TOSS_READ_TIMEOUT_SECONDS", "nan"),
         ("TOSS_CONNECT_TIMEOUT_SECONDS", "0"),
         ("SWEEP_STALE_AFTER_SECONDS", "-1"),
+        ("REQUEST_HEAD_TIMEOUT_SECONDS", "inf"),
     ],
 )
 def test_timeouts_must_be_positive_finite_seconds(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         load_settings({variable: value})
+
+
+def test_settings_overrides_name_variables_in_lower_case_and_pass_the_same_checks() -> None:
+    settings = load_settings({"TOSS_MAX_ATTEMPTS": "2"}, toss_max_attempts=1, provisioning_max_tries="4")
+    assert (settings.toss.max_attempts, settings.provisioning.max_tries) == (1, 4)
+    with pytest.raises(SettingsError, match="PROVISIONING_MAX_TRIES"):
+        load_settings({}, provisioning_max_tries=0)
+    with pytest.raises(TypeError, match="max_tries"):
+        load_settings({}, max_tries=3)  # a field's name inside its group is not a variable
+
+
+def test_every_variable_in_the_readme_configuration_table_is_a_setting() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name
+        for row in table.splitlines()
+        if row.startswith("| `")
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])
+    }
+    assert len(documented) > 20, documented
+    assert documented <= ENVIRONMENT_VARIABLES, sorted(documented - ENVIRONMENT_VARIABLES)

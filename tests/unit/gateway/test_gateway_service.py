@@ -393,7 +393,7 @@ async def test_every_outcome_is_logged_with_order_id_status_and_elapsed_never_th
         )
     )
     service = service_over(harness)
-    caplog.set_level(logging.INFO, logger="app.gateway")
+    caplog.set_level(logging.DEBUG, logger="app.gateway")
 
     await service.confirm_payment(
         provider="TOSS", payment_key=PAYMENT_KEY, order_id=ORDER_ID, amount=1000, idempotency_key="k"
@@ -409,6 +409,8 @@ async def test_every_outcome_is_logged_with_order_id_status_and_elapsed_never_th
     assert all(isinstance(o["elapsed_ms"], int) for o in outcomes)
     endpoints = [record.__dict__["endpoint"] for record in caplog.records if "endpoint" in record.__dict__]
     assert endpoints == ["POST /v1/payments/confirm", "GET /v1/payments/orders/{orderId}"]
+    # Each PG call is logged once (its outcome); the wire detail is DEBUG.
+    assert len([r for r in caplog.records if r.levelno >= logging.INFO]) == len(outcomes) == 2
     rendered = caplog.text + repr([record.__dict__ for record in caplog.records])
     assert SECRET_KEY not in rendered
     assert "Basic " not in rendered

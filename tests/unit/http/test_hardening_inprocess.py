@@ -50,7 +50,7 @@ async def serving(
 
 
 def bearer(settings: Settings, user_id: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TokenAuthority(settings.jwt_secret).mint(user_id)}"}
+    return {"Authorization": f"Bearer {TokenAuthority(settings.http.jwt_secret).mint(user_id)}"}
 
 
 def csp_directives(response: httpx.Response) -> dict[str, list[str]]:
@@ -247,7 +247,7 @@ async def test_the_shop_page_still_hands_its_script_a_working_token(database_url
 
     tokens = re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", page.text)
     assert tokens, "the shop page carries no token for its script"
-    assert TokenAuthority(settings.jwt_secret).verify(f"Bearer {tokens[0]}").user_id == "demo-user"
+    assert TokenAuthority(settings.http.jwt_secret).verify(f"Bearer {tokens[0]}").user_id == "demo-user"
     for used in ("/api/products", "/api/payments/issue", "retryAfterMs"):
         assert used in script.text, used
 

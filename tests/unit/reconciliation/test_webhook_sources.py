@@ -49,7 +49,7 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
 
 @pytest.mark.parametrize("value", ["10.0.0.0/8", "192.0.2.1, 2001:db8::/32", " 127.0.0.1 "])
 def test_trusted_proxies_accepts_addresses_and_networks(value: str) -> None:
-    assert load_settings({"TRUSTED_PROXIES": value}).trusted_proxies == value
+    assert load_settings({"TRUSTED_PROXIES": value}).http.trusted_proxies == value
 
 
 @pytest.mark.parametrize("value", ["proxy.internal", "10.0.0.1/8", "192.0.2.1,*", "300.1.1.1"])
@@ -59,6 +59,6 @@ def test_trusted_proxies_refuses_what_is_not_an_address_or_network(value: str) -
 
 
 def test_webhook_job_slots_must_be_at_least_one() -> None:
-    assert load_settings({}).webhook_max_jobs == 5
+    assert load_settings({}).provisioning.webhook_max_jobs == 5
     with pytest.raises(SettingsError, match="WEBHOOK_MAX_JOBS"):
         load_settings({"WEBHOOK_MAX_JOBS": "0"})
