@@ -122,7 +122,12 @@ def _start_metrics_listener(settings: Settings, *, api_port: int) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
-def worker(burst: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 0 if both queues' workers reported healthy lately, else 1 (healthchecks).",
+)
+def worker(burst: bool, check: bool) -> None:
     """Run the arq workers: grants, refunds and the sweeper; webhooks in slots of their own (needs REDIS_URL)."""
     _configure_logging()
     try:
@@ -131,6 +136,10 @@ def worker(burst: bool) -> None:
         raise click.ClickException(str(exc)) from exc
     if not settings.redis_url:
         raise click.ClickException("REDIS_URL is not set: the worker needs Redis")
+    if check:
+        from app.provisioning.worker import check_workers
+
+        sys.exit(check_workers(settings))
     _refuse_insecure_production(settings)
     from app.provisioning.worker import run_worker_process
 

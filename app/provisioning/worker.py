@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from arq.connections import RedisSettings
 from arq.cron import cron
-from arq.worker import Function, Worker, create_worker, func
+from arq.worker import Function, Worker, check_health, create_worker, func
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -170,6 +170,14 @@ def webhook_worker_settings(settings: Settings) -> dict[str, Any]:
         "functions": _functions(settings, process_webhook, replay_callback),
         "max_jobs": settings.provisioning.webhook_max_jobs,
     }
+
+
+def check_workers(settings: Settings) -> int:
+    """0 when both workers (grants and webhooks) wrote their health-check key lately, else 1."""
+    results = [
+        check_health(arq) for arq in (grant_worker_settings(settings), webhook_worker_settings(settings))
+    ]
+    return 0 if not any(results) else 1
 
 
 def run_worker_process(*, burst: bool = False) -> None:
