@@ -12,41 +12,31 @@ import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
-from app.gateway.error_codes import TOSS_ERROR_KINDS, kind_for_http_status, kind_for_toss_error
+from app.gateway.error_codes import TOSS_ERROR_KINDS
 from app.gateway.models import (
     GatewayError,
     GatewayErrorKind,
     PaymentInfo,
-    PaymentMethod,
-    PgCancel,
-    PgFailure,
-    PgPaymentStatus,
     RefundAccount,
     RefundResult,
-    VirtualAccount,
+)
+from app.gateway.toss_wire import (
+    decode_payment,
+    newest_cancel,
+    payment_info,
+    read_answer,
 )
 
 logger = logging.getLogger("app.gateway")
 
-KST: Final = timezone(timedelta(hours=9), "KST")
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 300  # Toss rejects longer keys with INVALID_IDEMPOTENCY_KEY
-
-_METHODS_BY_TOSS_NAME: Final[dict[str, PaymentMethod]] = {
-    "카드": PaymentMethod.CARD,
-    "가상계좌": PaymentMethod.VIRTUAL_ACCOUNT,
-    "간편결제": PaymentMethod.EASY_PAY,
-    "계좌이체": PaymentMethod.TRANSFER,
-    "휴대폰": PaymentMethod.MOBILE_PHONE,
-}
-
-_ERROR_BODY_SNIPPET_CHARS: Final = 200
 
 
 def create_http_client(
@@ -64,51 +54,6 @@ def create_http_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         follow_redirects=False,
     )
-
-
-# --- Toss wire shapes (unknown fields are ignored: msgspec's default) --------------------------------
-
-
-class _TossVirtualAccount(msgspec.Struct, rename="camel"):
-    bank_code: str
-    account_number: str
-    due_date: datetime  # documented without offset, observed with +09:00: both mean KST
-    expired: bool = False
-
-
-class _TossFailure(msgspec.Struct):
-    code: str
-    message: str | None = None
-
-
-class _TossCancel(msgspec.Struct, rename="camel"):
-    cancel_amount: int
-    transaction_key: str | None = None
-    cancel_reason: str | None = None
-    canceled_at: datetime | None = None
-
-
-class _TossPayment(msgspec.Struct, rename="camel"):
-    payment_key: str
-    order_id: str
-    status: PgPaymentStatus
-    total_amount: int
-    balance_amount: int
-    method: str | None = None
-    approved_at: datetime | None = None
-    last_transaction_key: str | None = None
-    virtual_account: _TossVirtualAccount | None = None
-    secret: str | None = None
-    failure: _TossFailure | None = None
-    cancels: list[_TossCancel] | None = None
-
-
-class _TossErrorBody(msgspec.Struct):
-    code: str
-    message: str | None = None
-
-
-# --- the client ------------------------------------------------------------------------------------
 
 
 class TossClient:
@@ -177,7 +122,7 @@ class TossClient:
             order_id=order_id,
             payment_key=payment_key,
         )
-        return self._payment_info(_decode_payment(raw), raw)
+        return payment_info(decode_payment(raw), raw, provider=self.name)
 
     async def get_payment(self, payment_key: str) -> PaymentInfo:
         """Look a payment up by its paymentKey (GET /v1/payments/{paymentKey})."""
@@ -187,7 +132,7 @@ class TossClient:
             endpoint="GET /v1/payments/{paymentKey}",
             payment_key=payment_key,
         )
-        return self._payment_info(_decode_payment(raw), raw)
+        return payment_info(decode_payment(raw), raw, provider=self.name)
 
     async def find_payment_by_order_id(self, order_id: str) -> PaymentInfo:
         """Look a payment up by our order id (GET /v1/payments/orders/{orderId})."""
@@ -197,7 +142,7 @@ class TossClient:
             endpoint="GET /v1/payments/orders/{orderId}",
             order_id=order_id,
         )
-        return self._payment_info(_decode_payment(raw), raw)
+        return payment_info(decode_payment(raw), raw, provider=self.name)
 
     async def cancel(
         self,
@@ -233,8 +178,8 @@ class TossClient:
             idempotency_key=idempotency_key,
             payment_key=payment_key,
         )
-        wire = _decode_payment(raw)
-        newest = _newest_cancel(wire.cancels)
+        wire = decode_payment(raw)
+        newest = newest_cancel(wire.cancels)
         if newest is None:
             # the cancel may well have happened: the outcome is unknown, not failed
             raise GatewayError(
@@ -244,7 +189,7 @@ class TossClient:
                 http_status=200,
             )
         return RefundResult(
-            payment=self._payment_info(wire, raw),
+            payment=payment_info(wire, raw, provider=self.name),
             canceled_amount=newest.cancel_amount,
             transaction_key=newest.transaction_key,
         )
@@ -325,111 +270,7 @@ class TossClient:
                     "attempt": attempt,
                 },
             )
-            return _read_answer(response, endpoint)
-
-    def _payment_info(self, wire: _TossPayment, raw: dict[str, Any]) -> PaymentInfo:
-        virtual_account = None
-        if wire.virtual_account is not None:
-            virtual_account = VirtualAccount(
-                bank_code=wire.virtual_account.bank_code,
-                account_number=wire.virtual_account.account_number,
-                due_date=_as_utc(wire.virtual_account.due_date),
-                expired=wire.virtual_account.expired,
-            )
-        failure = None
-        if wire.failure is not None:
-            failure = PgFailure(code=wire.failure.code, message=wire.failure.message or "")
-        method = None
-        if wire.method is not None:
-            method = _METHODS_BY_TOSS_NAME.get(wire.method, PaymentMethod.OTHER)
-        return PaymentInfo(
-            provider=self.name,
-            payment_key=wire.payment_key,
-            order_id=wire.order_id,
-            status=wire.status,
-            method=method,
-            total_amount=wire.total_amount,
-            balance_amount=wire.balance_amount,
-            approved_at=_as_utc(wire.approved_at) if wire.approved_at is not None else None,
-            last_transaction_key=wire.last_transaction_key,
-            virtual_account=virtual_account,
-            secret=wire.secret,
-            failure=failure,
-            cancels=tuple(
-                PgCancel(
-                    transaction_key=c.transaction_key,
-                    amount=c.cancel_amount,
-                    reason=(c.cancel_reason or "")[:200],
-                    canceled_at=_as_utc(c.canceled_at) if c.canceled_at is not None else None,
-                )
-                for c in wire.cancels or ()
-            ),
-            raw=raw,
-        )
-
-
-# --- helpers ---------------------------------------------------------------------------------------
-
-
-def _read_answer(response: httpx.Response, endpoint: str) -> dict[str, Any]:
-    """The JSON object of a 2xx answer; any other answer becomes the matching GatewayError."""
-    status = response.status_code
-    if not 200 <= status < 300:
-        raise _error_from_answer(response)
-    try:
-        raw = msgspec.json.decode(response.content)
-    except msgspec.DecodeError as exc:
-        raise _invalid_response(f"Toss {endpoint} answered {status} with a body that is not JSON") from exc
-    if not isinstance(raw, dict):
-        raise _invalid_response(f"Toss {endpoint} answered {status} with JSON that is not an object")
-    return raw
-
-
-def _error_from_answer(response: httpx.Response) -> GatewayError:
-    status = response.status_code
-    try:
-        body = msgspec.json.decode(response.content, type=_TossErrorBody)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        # e.g. an HTML 502 page from a proxy in front of Toss: judge by the status alone
-        snippet = " ".join(response.text.split())[:_ERROR_BODY_SNIPPET_CHARS]
-        return GatewayError(
-            kind_for_http_status(status),
-            f"HTTP_{status}",
-            snippet or f"HTTP {status} without a body",
-            http_status=status,
-        )
-    return GatewayError(
-        kind_for_toss_error(body.code, status), body.code, body.message or "", http_status=status
-    )
-
-
-def _decode_payment(raw: dict[str, Any]) -> _TossPayment:
-    try:
-        return msgspec.convert(raw, _TossPayment)
-    except msgspec.ValidationError as exc:
-        raise _invalid_response(f"Toss answered a Payment object we cannot read: {exc}") from exc
-
-
-def _invalid_response(message: str) -> GatewayError:
-    # a 2xx we cannot read: Toss may have acted on the request, so the outcome is unknown
-    return GatewayError(GatewayErrorKind.UNAVAILABLE, "INVALID_RESPONSE", message, http_status=200)
-
-
-def _newest_cancel(cancels: list[_TossCancel] | None) -> _TossCancel | None:
-    if not cancels:
-        return None
-    timed = [(c.canceled_at, index, c) for index, c in enumerate(cancels) if c.canceled_at is not None]
-    if len(timed) < len(cancels):
-        return cancels[-1]  # Toss appends: the last entry is the newest
-    # order by time when every entry has one; ties keep the later entry
-    return max(timed, key=lambda item: (_as_utc(item[0]), item[1]))[2]
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """Aware UTC; a time without offset is Korean time (Toss documents some fields that way)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=KST)
-    return moment.astimezone(UTC)
+            return read_answer(response, endpoint)
 
 
 def _segment(value: str) -> str:
