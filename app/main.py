@@ -32,7 +32,7 @@ from app.http.callbacks import CallbackController
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.health import health_live, health_ready
 from app.http.openapi import CLOSED_REQUEST_BODIES, document_links
-from app.http.payments import PaymentController, StatusHotPath
+from app.http.payments import PaymentController, RequestGuards, StatusHotPath
 from app.http.products import ProductController
 from app.http.redirects import FrontendPages
 from app.http.requests import PaymentsRequest
@@ -165,7 +165,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         },
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"status_hot_path": StatusHotPath(tokens=built.tokens, queries=built.queries)}),
+        state=State(
+            {
+                "status_hot_path": StatusHotPath(tokens=built.tokens, queries=built.queries),
+                "request_guards": RequestGuards(tokens=built.tokens, rate_limiter=built.rate_limiter),
+            }
+        ),
         middleware=[request_id_middleware],
         before_send=[
             security_headers(schema_path="/schema", schema_policy=schema_page_policy(swagger.asset_origins))

@@ -481,3 +481,11 @@ async def test_unknown_route_uses_the_envelope(api: Api) -> None:
     response = await api.client.get("/api/nothing-here")
     assert response.status_code == 404
     assert set(response.json()) <= {"code", "message", "details"}
+
+
+@pytest.mark.parametrize("path", [ISSUE, "/api/payments/TXN_20250314_whatever0001/refund"])
+@pytest.mark.parametrize("body", [b"", b"{", b'{"unknown": 1}'], ids=["empty", "broken", "unknown-field"])
+async def test_the_token_is_checked_before_the_body_is_read(api: Api, path: str, body: bytes) -> None:
+    """An anonymous request gets 401 whatever it sent: no decoding for callers we do not know."""
+    response = await api.client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert_envelope(response, 401, "AUTH_001")
