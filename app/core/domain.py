@@ -206,7 +206,7 @@ class Transaction:
     created_at: datetime
     updated_at: datetime
     expires_at: datetime
-    provider: str = "TOSS"
+    provider: str  # the gateway provider that takes the payment
     payment_key: str | None = None
     pg_method: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)

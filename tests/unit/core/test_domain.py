@@ -162,6 +162,7 @@ def test_transaction_ids_drawn_at_the_same_instant_differ_in_a_long_random_part(
 
 def _transaction(status: Status, expires_at: datetime) -> domain.Transaction:
     return domain.Transaction(
+        provider="TOSS",
         transaction_id="TXN_test_000001",
         user_id="u1",
         product_type=domain.ProductType.STUDY,

@@ -78,7 +78,7 @@ def new_transaction(user_id: str, *, created_at: datetime = T0, **fields: Any) -
         "metadata": {"cohort": 7},
         **fields,
     }
-    return Transaction(**values)
+    return Transaction(provider="TOSS", **values)
 
 
 @pytest.fixture

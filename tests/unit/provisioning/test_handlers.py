@@ -50,6 +50,7 @@ CREDIT_PRODUCT = Product(ProductType.AI_RESUME, "resume_credit_10", "10 credits"
 def _transaction(product: Product, user_id: str, metadata: dict[str, Any]) -> Transaction:
     now = datetime(2025, 3, 14, tzinfo=UTC)
     return Transaction(
+        provider="TOSS",
         transaction_id=TID,
         user_id=user_id,
         product_type=product.product_type,

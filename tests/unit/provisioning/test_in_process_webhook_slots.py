@@ -57,6 +57,7 @@ class Granting:
 def provision_pending() -> Transaction:
     now = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
     return Transaction(
+        provider="TOSS",
         transaction_id=TID,
         user_id="u-slots",
         product_type=ProductType.STUDY,

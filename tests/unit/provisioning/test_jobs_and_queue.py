@@ -153,6 +153,7 @@ class ScriptedHandler:
 def pending(transaction_id: str = TID, status: Status = Status.PROVISION_PENDING) -> Transaction:
     now = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
     return Transaction(
+        provider="TOSS",
         transaction_id=transaction_id,
         user_id="u-1",
         product_type=ProductType.STUDY,

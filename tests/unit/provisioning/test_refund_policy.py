@@ -46,6 +46,7 @@ def txn(
 ) -> Transaction:
     created = NOW - timedelta(days=created_days_ago)
     return Transaction(
+        provider="TOSS",
         transaction_id="TXN_20250314_policy",
         user_id="owner",
         product_type=product_type,
