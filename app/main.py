@@ -1,6 +1,8 @@
-"""Composition root: build every adapter from Settings and wire them into the Litestar app.
+"""The HTTP app: Payment Core from app.bootstrap, plus what only an API process needs
+(Idempotency-Keys, tokens, rate limits), the routes of app.http, and the lifespan.
 
-Read this file first: it is the only place that knows every piece.
+Read this file first, then app/bootstrap.py: together they are the only places that know every
+piece (docs/architecture.md has the map).
 """
 
 from __future__ import annotations
