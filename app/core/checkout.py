@@ -6,7 +6,6 @@ why); the HTTP layer turns it into the redirect URL.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -295,13 +294,13 @@ class Checkout:
         transaction = await self._repo.get(tid)
         if transaction is None:
             return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
+        if transaction.status != Status.CREATED:
+            return await self._outcome_now(tid)
         # Both come from the browser's URL: printable and bounded before they are stored or echoed.
         pg_code = printable_text(code or "", 64) or "UNKNOWN"
         text = printable_text(message or "", 510) or "The payment was not completed."
         kind = self._gateway.window_failure_kind(provider=transaction.provider, code=pg_code)
         our_code = window_failure_code(kind)
-        if transaction.status != Status.CREATED:
-            return await self._outcome_now(tid)
         verdict = await self._pg_view_of_failure(transaction)
         if verdict == "fail":
             await self._results.fail_created(transaction, our_code, text, pg_code=pg_code)
@@ -316,8 +315,9 @@ class Checkout:
         or a failed one), "paid" (applied here), "going on" or "unknown" (PG unreachable)."""
         tid = transaction.transaction_id
         try:
-            async with asyncio.timeout(self._results.callback_budget_seconds):
-                payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
+            payment = await self._results.find_payment(
+                transaction, Deadline.after(self._results.callback_budget_seconds)
+            )
         except TimeoutError:
             return "unknown"
         except GatewayError as error:

@@ -154,8 +154,7 @@ class PaymentResults:
         """
         tid = transaction.transaction_id
         try:
-            async with asyncio.timeout(deadline.remaining()):
-                payment = await self._gateway.find_payment(provider=transaction.provider, order_id=tid)
+            payment = await self.find_payment(transaction, deadline)
         except TimeoutError:
             await self.note_budget_spent(transaction, "lookup")
             return
@@ -181,13 +180,18 @@ class PaymentResults:
             return
         await self.apply_pg_payment(transaction, payment)
 
+    async def find_payment(self, transaction: Transaction, deadline: Deadline) -> PaymentInfo:
+        """The PG's payment for this order, asked within what is left of the deadline.
+        Raises TimeoutError past it, GatewayError for the PG's refusals."""
+        async with asyncio.timeout(deadline.remaining()):
+            return await self._gateway.find_payment(
+                provider=transaction.provider, order_id=transaction.transaction_id
+            )
+
     async def pg_payment_key(self, transaction: Transaction, deadline: Deadline) -> str | None:
         """The paymentKey the PG holds for this order, or None (unknown, unreachable, too slow)."""
         try:
-            async with asyncio.timeout(deadline.remaining()):
-                payment = await self._gateway.find_payment(
-                    provider=transaction.provider, order_id=transaction.transaction_id
-                )
+            payment = await self.find_payment(transaction, deadline)
         except (TimeoutError, GatewayError):
             return None
         return payment.payment_key if payment.order_id == transaction.transaction_id else None
@@ -232,9 +236,8 @@ class PaymentResults:
                     "secondsSinceIssue": round((now - transaction.created_at).total_seconds(), 3),
                 },
             )
-            changed = await self._repo.apply(tid, paid, now=now)
+            changed = await self._apply_counted(tid, paid, now)
             if changed:
-                count_payment_outcome(paid)
                 log.info("payment succeeded", extra={"transactionId": tid, "amount": transaction.amount})
                 await self._on_paid(tid)
         elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
@@ -329,10 +332,7 @@ class PaymentResults:
         failure = Transition.fail(
             Status.CREATED, code=code, message=message, pg_code=pg_code, history=metadata
         )
-        failed = await self._repo.apply(transaction.transaction_id, failure, now=self._clock.now())
-        if failed:
-            count_payment_outcome(failure)
-        return failed
+        return await self._apply_counted(transaction.transaction_id, failure, self._clock.now())
 
     async def fail_created_by_pg(self, transaction: Transaction, pg_status: str) -> bool:
         """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED)."""
@@ -351,10 +351,14 @@ class PaymentResults:
     async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
         """30 → 41 (guarded)."""
         failure = Transition.fail(Status.PAYMENT_PENDING, code=code, message=message, pg_code=pg_code)
-        failed = await self._repo.apply(transaction_id, failure, now=self._clock.now())
-        if failed:
-            count_payment_outcome(failure)
-        return failed
+        return await self._apply_counted(transaction_id, failure, self._clock.now())
+
+    async def _apply_counted(self, transaction_id: str, transition: Transition, now: datetime) -> bool:
+        """Apply a paid or failed outcome; count it only when this write won."""
+        won = await self._repo.apply(transaction_id, transition, now=now)
+        if won:
+            count_payment_outcome(transition)
+        return won
 
     def first_reconcile(self, now: datetime) -> datetime:
         """When the reconciler first asks the PG about a claimed (30) transaction."""

@@ -164,8 +164,9 @@ class WebhookService:
         ):
             changed = await self._results.fail_created_by_pg(transaction, payment.status.value)
         elif payment.status in (PgPaymentStatus.CANCELED, PgPaymentStatus.PARTIAL_CANCELED):
-            if before == Status.PROVISION_PENDING:
-                # The grant is under way: decide once it settled (50 or 51), in a later try.
+            if before in (Status.PAYMENT_SUCCESS, Status.PROVISION_PENDING):
+                # Paid and about to be granted (40 → 45 → 50/51): decide once the grant settled, in a
+                # later try, so a partial cancel is revoked from what was really granted.
                 raise WebhookNotSettled(f"{event.order_id} is granting; the cancel is applied after")
             # Cancelled at the PG (an operator in its console): the same refund path as ours.
             changed = await self._refunds.reflect_pg_cancels(transaction, payment) > 0

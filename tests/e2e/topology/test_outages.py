@@ -201,6 +201,20 @@ async def _pay(http: httpx.AsyncClient, pg: httpx.AsyncClient, checkout: Checkou
     await _deliver_callback(http, checkout)
 
 
+async def _paid_and_granting(
+    http: httpx.AsyncClient, pg: httpx.AsyncClient, stack: Stack, downstream: FakeDownstream, label: str
+) -> list[Checkout]:
+    """8 checkouts paid, their grants arrived at the downstream service and held there (60 s)."""
+    downstream.hold(60)
+    granting = [
+        await _issue(http, stack, f"{label}{i}", STUDY if i % 2 else RESUME, CARD_APPROVE) for i in range(8)
+    ]
+    await asyncio.gather(*(_pay(http, pg, c) for c in granting))
+    for c in granting:
+        await downstream.wait_for_arrival(c.tid, within=20)
+    return granting
+
+
 def _envelope(response: httpx.Response) -> tuple[int, str, Any]:
     try:
         body: Any = response.json()
@@ -391,14 +405,7 @@ async def test_mariadb_down_for_10s_mid_callback_and_mid_grant(
         ):
             # Phase "granting": paid before the outage; their grants are held at the downstream
             # service until the database is gone, so each answer arrives with no database to record it.
-            downstream.hold(60)
-            granting = [
-                await _issue(http, stack, f"dbA{i}", STUDY if i % 2 else RESUME, CARD_APPROVE)
-                for i in range(8)
-            ]
-            await asyncio.gather(*(_pay(http, pg, c) for c in granting))
-            for c in granting:
-                await downstream.wait_for_arrival(c.tid, within=20)
+            granting = await _paid_and_granting(http, pg, stack, downstream, "dbA")
             # Phase "confirming": callbacks in flight at the PG's (slow) confirm when the database dies.
             # Phase "during": issued now, paid in the window and called back during the outage.
             confirming_cards = [CARD_APPROVE] * 7 + [CARD_REJECT_BALANCE]
@@ -514,14 +521,7 @@ async def test_redis_down_for_10s_mid_grant(
             httpx.AsyncClient(base_url=mock.url, timeout=30.0, limits=NO_KEEPALIVE) as pg,
         ):
             # Phase "granting": grants in flight (held downstream) when Redis dies; its restart is empty.
-            downstream.hold(60)
-            granting = [
-                await _issue(http, stack, f"rdA{i}", STUDY if i % 2 else RESUME, CARD_APPROVE)
-                for i in range(8)
-            ]
-            await asyncio.gather(*(_pay(http, pg, c) for c in granting))
-            for c in granting:
-                await downstream.wait_for_arrival(c.tid, within=20)
+            granting = await _paid_and_granting(http, pg, stack, downstream, "rdA")
             # Phase "during": issued, paid and called back while Redis is down: no grant can be queued.
             outage.checkouts = {"granting": granting, "during": []}
 
