@@ -49,6 +49,16 @@ from app.metrics import PG_SIDE_CANCELS, REFUNDS
 log = logging.getLogger("app.core.refunds")
 
 PG_ACTOR = "pg"
+# Statuses in which we hold the buyer's money: only there is a cancel at the PG a refund.
+_MONEY_HELD = frozenset(
+    {
+        Status.PAYMENT_SUCCESS,
+        Status.PROVISION_PENDING,
+        Status.PROVISION_SUCCESS,
+        Status.PROVISION_FAILED,
+        Status.REFUND_REQUESTED,
+    }
+)
 SYSTEM_ACTOR = "system"
 
 
@@ -313,6 +323,9 @@ class RefundService:
         in the PG's list without its key in ours yet, and must not be counted twice.
         """
         if payment.status not in (PgPaymentStatus.CANCELED, PgPaymentStatus.PARTIAL_CANCELED):
+            return 0
+        if transaction.status not in _MONEY_HELD:
+            # Never paid (10, 30) or failed (41): a cancel at the PG returned nothing of ours.
             return 0
         if payment.order_id != transaction.transaction_id or payment.total_amount != transaction.amount:
             log.error(

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.core.domain import RefundStatus, RevokeStatus, Status
+from app.core.domain import ForbiddenTransition, RefundStatus, RevokeStatus, Status, Transition
 from app.core.ports import RefundRecord, StatusChanges
 from app.core.sql.history import append_history
 from app.core.sql.stored_text import fit
@@ -276,9 +276,10 @@ async def _close_when_refunded(
         await append_history(conn, transaction_id, status, message, metadata, now)
         return
     if status != Status.REFUND_REQUESTED:
-        await append_history(
-            conn, transaction_id, Status.REFUND_REQUESTED, "the payment provider cancelled it", metadata, now
-        )
+        closing = Transition(status, Status.REFUND_REQUESTED, "the payment provider cancelled it")
+        if not closing.allowed:  # like every transition: the table decides, and nothing is written
+            raise ForbiddenTransition(closing)
+        await append_history(conn, transaction_id, closing.target, closing.message, metadata, now)
     await conn.execute(
         update(tx_table)
         .where(tx_table.c.transaction_id == transaction_id)

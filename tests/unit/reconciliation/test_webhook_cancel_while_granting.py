@@ -91,3 +91,38 @@ async def test_a_partial_cancel_at_the_pg_waits_while_the_purchase_is_being_gran
     assert await core.refunds.list_refunds(TID) == []
     assert core.repo.stored(TID).status == status
     assert events.outcomes == []  # left for a later try
+
+
+@pytest.mark.parametrize("status", [Status.CREATED, Status.PAYMENT_FAILED], ids=["10", "41"])
+async def test_a_cancel_at_the_pg_of_a_payment_we_never_took_is_no_refund(status: Status) -> None:
+    """A late CANCELED delivery for a virtual account that failed (41) before its deposit: nothing was
+    paid, so it must not walk 41 → 90 → 95 as if money went back."""
+    core = build_test_core()
+    await core.repo.add(
+        Transaction(
+            transaction_id=TID,
+            user_id="u-1",
+            product_type=ProductType.AI_RESUME,
+            product_id="resume_credit_10",
+            order_name="credits",
+            amount=9_900,
+            method=Method.VIRTUAL_ACCOUNT,
+            status=status,
+            created_at=NOW,
+            updated_at=NOW,
+            expires_at=NOW + timedelta(minutes=30),
+            provider="TOSS",
+        ),
+        "seeded",
+    )
+    cancelled = dataclasses.replace(
+        done_payment(TID, 9_900),
+        status=PgPaymentStatus.CANCELED,
+        balance_amount=0,
+        cancels=(PgCancel(transaction_key="tk_va_cancel", amount=9_900, reason="console", canceled_at=NOW),),
+    )
+
+    assert await core.refunds.reflect_pg_cancels(core.repo.stored(TID), cancelled) == 0
+
+    assert await core.refunds.list_refunds(TID) == []
+    assert core.repo.stored(TID).status == status
