@@ -14,7 +14,7 @@ import html
 
 from litestar import Controller, MediaType, Response, get
 
-from app.core.auth import TokenAuthority
+from app.core.auth import DEVELOPMENT_USER_ID, TokenAuthority
 from app.core.printable import printable_text
 
 _SCRIPT_PATH = "/demo/assets/demo.js"
@@ -97,10 +97,10 @@ class DemoController(Controller):
 
     @get("/", media_type=MediaType.HTML)
     async def shop(self, token_authority: TokenAuthority) -> str:
-        token = token_authority.mint("demo-user", ttl_seconds=8 * 3600)
+        token = token_authority.mint(DEVELOPMENT_USER_ID, ttl_seconds=8 * 3600)
         return _PAGE.format(
             attributes=f'data-page="shop" data-token="{html.escape(token)}"',
-            body=_SHOP_BODY.format(user="demo-user"),
+            body=_SHOP_BODY.format(user=DEVELOPMENT_USER_ID),
         )
 
     @get("/payment/success", media_type=MediaType.HTML)

@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 
 from app.client_address import server_proxy_options
-from app.core.auth import TokenAuthority
+from app.core.auth import DEVELOPMENT_USER_ID, TokenAuthority
 from app.main import create_app
 from app.migrate import upgrade_database
 from app.settings import DEFAULT_SQLITE_URL, load_settings
@@ -60,7 +60,7 @@ def _banner(host: str, port: int, mock_port: int, token: str, client_key: str) -
  Database                {DEFAULT_SQLITE_URL}
  Queue                   in-process (REDIS_URL unset)
 
- Dev token for user 'dev-user' (8 h):
+ Dev token for user '{DEVELOPMENT_USER_ID}' (8 h), the demo pages' user too:
    export TOKEN={token}
 
  One checkout with curl:
@@ -89,7 +89,7 @@ def run_dev(*, host: str, port: int, mock_port: int) -> int:
     upgrade_database(settings.database.url)
     mock = _start_mock(host, mock_port, f"http://{host}:{port}/webhooks/payments/toss")
     try:
-        token = TokenAuthority(settings.http.jwt_secret).mint("dev-user", ttl_seconds=8 * 3600)
+        token = TokenAuthority(settings.http.jwt_secret).mint(DEVELOPMENT_USER_ID, ttl_seconds=8 * 3600)
         print(_banner(host, port, mock_port, token, settings.toss.client_key), flush=True)
         config = uvicorn.Config(
             create_app(settings),

@@ -9,6 +9,10 @@ import jwt
 
 from app.core.domain import Unauthenticated
 
+# Outside production, `payments dev` prints a token for this user and the demo pages act as this
+# user, so the banner's curl commands read the payments made in the browser (and back).
+DEVELOPMENT_USER_ID = "dev-user"
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:

@@ -19,7 +19,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.core.auth import TokenAuthority
+from app.core.auth import DEVELOPMENT_USER_ID, TokenAuthority
 from app.main import create_app
 from app.migrate import upgrade_database
 from app.settings import Settings, load_settings
@@ -247,7 +247,9 @@ async def test_the_shop_page_still_hands_its_script_a_working_token(database_url
 
     tokens = re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", page.text)
     assert tokens, "the shop page carries no token for its script"
-    assert TokenAuthority(settings.http.jwt_secret).verify(f"Bearer {tokens[0]}").user_id == "demo-user"
+    assert (
+        TokenAuthority(settings.http.jwt_secret).verify(f"Bearer {tokens[0]}").user_id == DEVELOPMENT_USER_ID
+    )
     for used in ("/api/products", "/api/payments/issue", "retryAfterMs"):
         assert used in script.text, used
 
