@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -14,9 +15,11 @@ import msgspec
 from litestar import Litestar, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.types import Message, Scope
 
 from mock_toss import TOSS_API_VERSION, __version__
 from mock_toss.auth import authenticate
+from mock_toss.browser_sdk import return_page, sdk_script
 from mock_toss.checkout import fail_redirect, parse_checkout, render_window
 from mock_toss.config import MockConfig
 from mock_toss.errors import ERRORS, NOT_TEST_CODES, Language, TossError, language_of
@@ -30,7 +33,8 @@ logger = logging.getLogger("mock_toss")
 
 JSON = "application/json"
 _encoder = msgspec.json.Encoder()
-ApiOperation = Callable[[Any], Awaitable[Payment]]
+# An API operation gets the decoded body and the caller's (authenticated) secret key.
+ApiOperation = Callable[[Any, str], Awaitable[Payment]]
 
 
 class _Malformed:
@@ -132,7 +136,7 @@ async def _answer_api(
 ) -> tuple[int, bytes, Payment | None]:
     headers = request.headers
     try:
-        secret_key = authenticate(headers.get("authorization"), mock.config.secret_key)
+        secret_key = authenticate(headers.get("authorization"), mock.config.secret_keys)
         if (
             request.method == "POST"
             and idempotency_key is not None
@@ -166,7 +170,7 @@ async def _answer_api(
         test_code = headers.get("tosspayments-test-code")
         if test_code is not None:
             raise _test_code_error(test_code)
-        payment = await operation(body)
+        payment = await operation(body, secret_key)
         status, content = 200, _encoder.encode(payment.to_toss(language, mock.clock.now()))
     except TossError as error:
         status, content = error.status, _encoder.encode(error.body(language))
@@ -197,7 +201,7 @@ async def get_payment(request: Request[Any, Any, Any], payment_key: str) -> Resp
     """Toss: look a payment up by paymentKey."""
     mock = _mock(request)
 
-    async def lookup(_: Any) -> Payment:
+    async def lookup(_: Any, __: str) -> Payment:
         return mock.get_payment(payment_key)
 
     return await _serve_api(request, "lookup", lookup, payment_key=payment_key)
@@ -208,7 +212,7 @@ async def get_payment_by_order(request: Request[Any, Any, Any], order_id: str) -
     """Toss: look a payment up by orderId."""
     mock = _mock(request)
 
-    async def lookup(_: Any) -> Payment:
+    async def lookup(_: Any, __: str) -> Payment:
         return mock.get_payment_by_order(order_id)
 
     return await _serve_api(request, "lookup", lookup, order_id=order_id)
@@ -219,7 +223,7 @@ async def cancel_payment(request: Request[Any, Any, Any], payment_key: str) -> R
     """Toss: cancel a payment, fully or partly."""
     mock = _mock(request)
 
-    async def cancel(body: Any) -> Payment:
+    async def cancel(body: Any, _: str) -> Payment:
         return mock.cancel(payment_key, body)
 
     return await _serve_api(request, "cancel", cancel, payment_key=payment_key)
@@ -230,7 +234,7 @@ async def issue_virtual_account(request: Request[Any, Any, Any]) -> Response[byt
     """Toss: issue a virtual account server-side."""
     mock = _mock(request)
 
-    async def issue(body: Any) -> Payment:
+    async def issue(body: Any, _: str) -> Payment:
         return mock.issue_virtual_account(body)
 
     return await _serve_api(request, "virtual-accounts", issue)
@@ -251,7 +255,7 @@ async def open_checkout_window(request: Request[Any, Any, Any]) -> Response[byte
     language = language_of(request.headers.get("accept-language"))
     fields = dict(request.query_params.items())
     try:
-        order = parse_checkout(fields, mock.config.client_key)
+        order = parse_checkout(fields, mock.config.client_keys)
     except TossError as error:
         return _toss_error(error, language)
     try:
@@ -304,7 +308,7 @@ async def checkout_without_browser(request: Request[Any, Any, Any]) -> Response[
             language,
         )
     try:
-        order = parse_checkout(body, mock.config.client_key)
+        order = parse_checkout(body, mock.config.client_keys)
     except TossError as error:
         return _toss_error(error, language)
     try:
@@ -316,6 +320,44 @@ async def checkout_without_browser(request: Request[Any, Any, Any]) -> Response[
         payment, approve=action == "approve", card_number=card_number, language=language
     )
     return _json({"paymentKey": result.payment_key, "redirectUrl": result.redirect_url})
+
+
+# ---------------------------------------------------------------------------------------------
+# The browser SDK (what https://js.tosspayments.com serves)
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,253}")
+
+
+def _script(request: Request[Any, Any, Any], version: int) -> Response[bytes]:
+    origin = str(request.base_url).rstrip("/")
+    content = sdk_script(version, _mock(request).config, origin).encode()
+    return Response(
+        content=content,
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+    )
+
+
+@get(["/v2/standard", "/v2/standard/"])
+async def sdk_v2(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """TossPayments.js v2 (`payment()`, `widgets()`), for `<script src>` and `loadTossPayments`."""
+    return _script(request, 2)
+
+
+@get(["/v1", "/v1/", "/v1/payment"])
+async def sdk_v1(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """TossPayments.js v1 (`requestPayment(method, params)`), for `<script src>` and the v1 loader."""
+    return _script(request, 1)
+
+
+@get("/_mock/sdk/return/{outcome:str}")
+async def sdk_return(request: Request[Any, Any, Any], outcome: str) -> Response[bytes]:
+    """Where a promise-mode payment window lands: hands the result to the page that opened it."""
+    parent_origin = request.query_params.get("parentOrigin", "")
+    if outcome not in ("success", "fail") or not _ORIGIN.fullmatch(parent_origin):
+        return _control_error("outcome must be success or fail, and parentOrigin an http(s) origin")
+    html = return_page(outcome, parent_origin).encode()
+    return Response(content=html, status_code=200, media_type="text/html")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +515,23 @@ def _ensure_log_output() -> None:
         logger.propagate = False
 
 
+_CORS_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
+    (b"access-control-allow-headers", b"content-type, accept-language"),
+    (b"access-control-max-age", b"600"),
+)
+
+
+async def _test_controls_for_any_page(message: Message, scope: Scope) -> None:
+    """Pages of any origin may call the test controls (/_mock/…), e.g. a demo's "simulate deposit"
+    button; the Toss API (/v1/…) stays closed to browsers, like Toss's."""
+    if message["type"] == "http.response.start" and scope["path"].startswith("/_mock/"):
+        headers = list(message.get("headers", []))
+        headers.extend(_CORS_HEADERS)
+        message["headers"] = headers
+
+
 def create_app(config: MockConfig, *, mock: MockToss | None = None) -> Litestar:
     """The mock Toss as an ASGI app (run it with uvicorn, or under Litestar's test clients)."""
     service = mock or MockToss(config)
@@ -507,6 +566,9 @@ def create_app(config: MockConfig, *, mock: MockToss | None = None) -> Litestar:
             cancel_payment,
             issue_virtual_account,
             open_checkout_window,
+            sdk_v2,
+            sdk_v1,
+            sdk_return,
             submit_checkout_window,
             checkout_without_browser,
             deposit_into_virtual_account,
@@ -525,6 +587,7 @@ def create_app(config: MockConfig, *, mock: MockToss | None = None) -> Litestar:
         state=State({"mock": service}),
         on_startup=[start],
         on_shutdown=[stop],
+        before_send=[_test_controls_for_any_page],
         exception_handlers={
             NotFoundException: _not_found,
             HTTPException: _http_error,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Collection
 
 from mock_toss.errors import TossError
 
@@ -31,12 +32,12 @@ def secret_key_from_header(header: str | None) -> str:
     return decoded.split(":", 1)[0]
 
 
-def authenticate(header: str | None, secret_key: str) -> str:
-    """The caller's secret key when it is the configured test key; TossError otherwise."""
+def authenticate(header: str | None, secret_keys: Collection[str]) -> str:
+    """The caller's secret key when it is one of the configured test keys; TossError otherwise."""
     key = secret_key_from_header(header)
     if key.startswith("live_"):
         raise TossError("UNAUTHORIZED_KEY", _LIVE_KEY_KO, _LIVE_KEY_EN)
-    if key != secret_key:
+    if key not in secret_keys:
         raise TossError("UNAUTHORIZED_KEY")
     return key
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class CheckoutOrder:
     success_url: str
     fail_url: str
     customer_name: str | None = None
+    client_key: str | None = None  # which key pair opened the window (None: a server-side issue)
 
 
 def is_valid_order_id(value: object) -> bool:
@@ -88,9 +89,10 @@ def _required_text(
     return value
 
 
-def parse_checkout(fields: Mapping[str, Any], client_key: str) -> CheckoutOrder:
+def parse_checkout(fields: Mapping[str, Any], client_keys: Collection[str]) -> CheckoutOrder:
     """Validate a payment-window request like Toss's SDK and window do; TossError (400) otherwise."""
-    if fields.get("clientKey") != client_key:
+    client_key = fields.get("clientKey")
+    if not isinstance(client_key, str) or client_key not in client_keys:
         raise TossError("INVALID_CLIENT_KEY")
     raw_method = fields.get("method") or "CARD"
     method = parse_method(raw_method) if isinstance(raw_method, str) else None
@@ -117,6 +119,7 @@ def parse_checkout(fields: Mapping[str, Any], client_key: str) -> CheckoutOrder:
         success_url=success_url,
         fail_url=fail_url,
         customer_name=customer_name or None,
+        client_key=client_key,
     )
 
 

@@ -172,6 +172,7 @@ class Payment:
     success_url: str = ""
     fail_url: str = ""
     customer_name: str | None = None
+    client_key: str | None = None  # the key pair whose window opened it (None: issued server-side)
     card_number: str | None = None
     card: dict[str, Any] | None = None
     easy_pay: dict[str, Any] | None = None

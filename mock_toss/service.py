@@ -183,6 +183,7 @@ class MockToss:
             payment.success_url = order.success_url
             payment.fail_url = order.fail_url
             payment.customer_name = order.customer_name
+            payment.client_key = order.client_key
         else:
             payment = Payment(
                 payment_key=self._new_payment_key(now),
@@ -194,6 +195,7 @@ class MockToss:
                 success_url=order.success_url,
                 fail_url=order.fail_url,
                 customer_name=order.customer_name,
+                client_key=order.client_key,
             )
             self.store.add(payment)
         self.store.schedule(payment, now + READY_LIFETIME)
@@ -229,8 +231,12 @@ class MockToss:
 
     # ------------------------------------------------------------------ Toss API
 
-    async def confirm(self, body: Any) -> Payment:
-        """`POST /v1/payments/confirm`: approve an authenticated (IN_PROGRESS) payment."""
+    async def confirm(self, body: Any, secret_key: str | None = None) -> Payment:
+        """`POST /v1/payments/confirm`: approve an authenticated (IN_PROGRESS) payment.
+
+        `secret_key` is the caller's: a payment whose window was opened with one key pair's client
+        key is confirmed with that pair's secret key only (Toss: 400 INVALID_API_KEY otherwise).
+        """
         request = _object_body(body)
         payment_key = _text(request, "paymentKey", required=True, max_length=MAX_PAYMENT_KEY_LENGTH)
         order_id = _text(request, "orderId", required=True, max_length=64)
@@ -239,6 +245,9 @@ class MockToss:
         payment = self.store.get(payment_key or "")
         if payment is None or payment.status in (PaymentStatus.READY, PaymentStatus.EXPIRED):
             raise TossError("NOT_FOUND_PAYMENT_SESSION")
+        opened_with = payment.client_key
+        if secret_key is not None and opened_with and self.config.secret_key_for(opened_with) != secret_key:
+            raise TossError("INVALID_API_KEY")
         if payment.status is not PaymentStatus.IN_PROGRESS or payment.confirming:
             raise TossError("ALREADY_PROCESSED_PAYMENT")
         if order_id != payment.order_id:

@@ -97,7 +97,7 @@ def test_banks_by_code_or_korean_name() -> None:
 
 def test_basic_auth_key_parsing() -> None:
     assert secret_key_from_header(basic_auth_header(DEFAULT_SECRET_KEY)) == DEFAULT_SECRET_KEY
-    assert authenticate(basic_auth_header(DEFAULT_SECRET_KEY), DEFAULT_SECRET_KEY) == DEFAULT_SECRET_KEY
+    assert authenticate(basic_auth_header(DEFAULT_SECRET_KEY), (DEFAULT_SECRET_KEY,)) == DEFAULT_SECRET_KEY
     cases = {
         None: "UNAUTHORIZED_KEY",
         "": "UNAUTHORIZED_KEY",
@@ -110,13 +110,13 @@ def test_basic_auth_key_parsing() -> None:
     }
     for header, code in cases.items():
         with pytest.raises(TossError) as caught:
-            authenticate(header, DEFAULT_SECRET_KEY)
+            authenticate(header, (DEFAULT_SECRET_KEY,))
         assert caught.value.code == code, header
 
 
 def test_the_docs_worked_example_header_authenticates() -> None:
     header = "Basic dGVzdF9za196WExrS0V5cE5BcldtbzUwblgzbG1lYXhZRzVSOg=="
-    assert authenticate(header, DEFAULT_SECRET_KEY) == DEFAULT_SECRET_KEY
+    assert authenticate(header, (DEFAULT_SECRET_KEY,)) == DEFAULT_SECRET_KEY
 
 
 def test_error_table_has_documented_statuses_and_both_languages() -> None:
@@ -232,14 +232,14 @@ def _window(**overrides: object) -> dict[str, object]:
 )
 def test_window_input_validation(overrides: dict[str, object], code: str) -> None:
     with pytest.raises(TossError) as caught:
-        parse_checkout(_window(**overrides), DEFAULT_CLIENT_KEY)
+        parse_checkout(_window(**overrides), (DEFAULT_CLIENT_KEY,))
     assert caught.value.code == code
     assert caught.value.status == 400
 
 
 def test_window_accepts_amounts_from_query_strings_and_small_amounts_for_virtual_accounts() -> None:
-    assert parse_checkout(_window(amount="5000"), DEFAULT_CLIENT_KEY).amount == 5000
-    order = parse_checkout(_window(amount=50, method="가상계좌"), DEFAULT_CLIENT_KEY)
+    assert parse_checkout(_window(amount="5000"), (DEFAULT_CLIENT_KEY,)).amount == 5000
+    order = parse_checkout(_window(amount=50, method="가상계좌"), (DEFAULT_CLIENT_KEY,))
     assert (order.amount, order.method) == (50, Method.VIRTUAL_ACCOUNT)
 
 
