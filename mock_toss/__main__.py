@@ -8,7 +8,13 @@ import click
 import uvicorn
 
 from mock_toss.app import create_app
-from mock_toss.config import DEFAULT_CLIENT_KEY, DEFAULT_SECRET_KEY, MockConfig
+from mock_toss.config import (
+    DEFAULT_CLIENT_KEY,
+    DEFAULT_SECRET_KEY,
+    DOCS_WIDGET_CLIENT_KEY,
+    DOCS_WIDGET_SECRET_KEY,
+    MockConfig,
+)
 
 
 def _webhook_urls(from_flags: tuple[str, ...]) -> tuple[str, ...]:
@@ -66,6 +72,20 @@ def _webhook_urls(from_flags: tuple[str, ...]) -> tuple[str, ...]:
     envvar="MOCK_TOSS_CLIENT_KEY",
     help="The test client key the payment window accepts.",
 )
+@click.option(
+    "--widget-secret-key",
+    default=DOCS_WIDGET_SECRET_KEY,
+    show_default=True,
+    envvar="MOCK_TOSS_WIDGET_SECRET_KEY",
+    help="The widget pair's test secret key (confirms payments opened with the widget client key).",
+)
+@click.option(
+    "--widget-client-key",
+    default=DOCS_WIDGET_CLIENT_KEY,
+    show_default=True,
+    envvar="MOCK_TOSS_WIDGET_CLIENT_KEY",
+    help="The widget pair's test client key (the SDK's widgets()).",
+)
 def main(
     host: str,
     port: int,
@@ -75,6 +95,8 @@ def main(
     webhook_secret: str | None,
     secret_key: str,
     client_key: str,
+    widget_secret_key: str,
+    widget_client_key: str,
 ) -> None:
     """Run the mock Toss Payments server (API, payment window and /_mock test controls)."""
     try:
@@ -87,6 +109,8 @@ def main(
             webhook_secret=webhook_secret or None,
             secret_key=secret_key,
             client_key=client_key,
+            widget_secret_key=widget_secret_key,
+            widget_client_key=widget_client_key,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
