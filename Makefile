@@ -5,11 +5,12 @@ PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help run test check lint format mock services install clean
+.PHONY: help run test check lint format mock services browser install clean
 
 help:
-	@echo "make run      start the service + mock Toss on the embedded default (SQLite, in-process queue)"
-	@echo "make test     the whole suite against real MariaDB and Redis (starts them if needed)"
+	@echo "make run      start the service + mock Toss on the embedded default (SQLite, in-process queue);"
+	@echo "              ports: make run PORT=8000 MOCK_PORT=8090 (the defaults; the API's, the mock Toss's)"
+	@echo "make test     the whole suite against real MariaDB, Redis and headless chromium (installs/starts them if needed)"
 	@echo "make check    ruff, ruff format --check, mypy"
 	@echo "make mock     the mock Toss server alone on 127.0.0.1:8090"
 	@echo "make format   apply ruff's formatting and fixes"
@@ -28,14 +29,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make run PORT=8001 MOCK_PORT=8091: the API's and the mock Toss's ports.
+PORT      ?= 8000
+MOCK_PORT ?= 8090
+
 run: $(STAMP)
-	$(VENV)/bin/payments dev
+	$(VENV)/bin/payments dev --port $(PORT) --mock-port $(MOCK_PORT)
 
 mock: $(STAMP)
 	$(VENV)/bin/mock-toss
 
 services:
 	@bash scripts/ensure-services.sh
+
+# What the browser tests drive: Debian's chromium with the Noto CJK fonts, and the official Toss
+# SDK loaders, installed with npm in the test fixture folder (never in the product).
+SDK_FIXTURE := tests/browser/official_sdk
+browser:
+	@bash scripts/ensure-browser.sh
+	@test -d $(SDK_FIXTURE)/node_modules/@tosspayments/tosspayments-sdk || { \
+		echo "[browser] npm install in $(SDK_FIXTURE) (the official Toss SDK loaders)"; \
+		npm install --prefix $(SDK_FIXTURE) --no-package-lock --no-audit --no-fund --loglevel=error; }
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -46,7 +60,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) services check
+test: $(STAMP) services browser check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

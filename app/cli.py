@@ -147,15 +147,31 @@ def worker(burst: bool, check: bool) -> None:
 
 
 @main.command()
-@click.option("--port", default=8000, show_default=True, type=int, help="The API's port.")
-@click.option("--mock-port", default=8090, show_default=True, type=int, help="The mock Toss's port.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="The API's port."
+)
+@click.option(
+    "--mock-port",
+    default=8090,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The mock Toss's port.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 def dev(port: int, mock_port: int, host: str) -> None:
-    """Everything on the embedded default (SQLite, in-process queue) plus the mock Toss."""
-    from app.dev import run_dev
+    """Everything on the embedded default (SQLite, in-process queue) plus the mock Toss.
+
+    Exits with status 2 and one line on stderr, before printing or starting anything, when a port
+    is already in use."""
+    from app.dev import DevError, run_dev
 
     _configure_logging(json_logs=False)
-    sys.exit(run_dev(host=host, port=port, mock_port=mock_port))
+    try:
+        status = run_dev(host=host, port=port, mock_port=mock_port)
+    except DevError as exc:
+        click.echo(f"payments dev: {exc}", err=True)
+        status = exc.status
+    sys.exit(status)
 
 
 def _refuse_insecure_production(settings: object) -> None:

@@ -110,6 +110,7 @@ transactions = Table(
     Column("failure_code", String(20)),
     Column("failure_pg_code", String(64)),
     Column("failure_message", String(510)),
+    Column("failure_pg_message", String(510)),  # the PG's own words; failure_message is ours
     Column("va_bank_code", String(10)),
     Column("va_account_number", String(20)),
     Column("va_due_date", UTCDateTime),

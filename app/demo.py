@@ -1,131 +1,188 @@
-"""A tiny stand-in for the frontend, served only outside production.
+"""A reference checkout, served only outside production (app/main.py imports it only then).
 
-`make run` prints its URL: pick a product, pay in the mock Toss window, and watch the result
-page poll the status endpoint with the server's `retryAfterMs` — the whole flow in a browser.
+`make run` prints its URL: pick a product and a payment method, pay in the mock Toss's window
+through the Toss SDK (loaded from the mock, `{TOSS_API_URL}/v2/standard`), and watch the result
+page follow the status endpoint with the server's `retryAfterMs` to "ready".
 
-The pages carry no inline script or style: their code and look are files of this controller, so
-they run under the strict Content-Security-Policy of app/web_security.py. The shop page hands
-its development token to the script in a data attribute.
+The pages are files in app/demo_assets/: two HTML templates filled in here, and the JavaScript
+and CSS a frontend developer would copy (plain files, no build step). They carry no inline script
+or style, so they run under a strict Content-Security-Policy: app/web_security.py's page policy
+plus the mock's origin, which the SDK's script, its window and the "simulate deposit" button need.
+
+Each page acts as DEVELOPMENT_USER_ID (the user of `payments dev`'s banner token) with a token
+minted here and handed to the script in a data attribute, so a page works in a fresh tab.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
 from litestar import Controller, MediaType, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import Dependency, Parameter
 
+from app.bootstrap import Core
 from app.core.auth import DEVELOPMENT_USER_ID, TokenAuthority
 from app.core.printable import printable_text
+from app.web_security import pg_page_policy
 
-_SCRIPT_PATH = "/demo/assets/demo.js"
-_STYLE_PATH = "/demo/assets/demo.css"
-
-_PAGE = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>AsyncSite Payments demo</title>
-<link rel="stylesheet" href="{_STYLE_PATH}"></head>
-<body {{attributes}}>
-<h1>AsyncSite Payments — demo shop</h1>
-{{body}}
-<script src="{_SCRIPT_PATH}"></script></body></html>"""
-
-_SHOP_BODY = """<p>Signed in as <code>{user}</code> with a development token.</p>
-<label>Method <select id="method"><option>CARD</option><option>EASY_PAY</option>
-<option>VIRTUAL_ACCOUNT</option></select></label>
-<ul id="products"></ul><pre id="log"></pre>"""
-
-_RESULT_BODY = """<h2 id="title">{title}</h2><p id="message">{message}</p>
-<p><a href="{shop}">Back to the shop</a></p><pre id="status"></pre>"""
-
-_STYLE = """body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;line-height:1.5}
-button{padding:.4rem 1rem} pre{background:#f4f4f4;padding:1rem;overflow:auto}
-.ok{color:#087f23} .bad{color:#b00020}
-"""
-
-_SCRIPT = """"use strict";
-const TOKEN_KEY = "asyncsite-demo-token";
-
-function shop(token) {
-  sessionStorage.setItem(TOKEN_KEY, token);
-  const headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"};
-  async function pay(p) {
-    const body = {productType: p.productType, productId: p.productId, amount: p.amount,
-                  method: document.getElementById("method").value};
-    const r = await fetch("/api/payments/issue", {method: "POST", headers: {...headers,
-        "Idempotency-Key": crypto.randomUUID()}, body: JSON.stringify(body)});
-    const t = await r.json();
-    document.getElementById("log").textContent = JSON.stringify(t, null, 2);
-    if (r.ok && t.checkoutUrl) window.location = t.checkoutUrl;
-  }
-  fetch("/api/products").then(r => r.json()).then(list => {
-    for (const p of list.items) {
-      const li = document.createElement("li"), b = document.createElement("button");
-      b.textContent = "Pay " + p.amount.toLocaleString() + " KRW";
-      b.addEventListener("click", () => pay(p));
-      li.append(p.name + " ", b); document.getElementById("products").append(li);
-    }
-  });
+_ASSETS = Path(__file__).with_name("demo_assets")
+# The files the pages load, read once: only these are served.
+_STATIC: dict[str, tuple[str, str]] = {
+    name: ((_ASSETS / name).read_text(encoding="utf-8"), media_type)
+    for name, media_type in (
+        ("common.js", "text/javascript"),
+        ("shop.js", "text/javascript"),
+        ("result.js", "text/javascript"),
+        ("demo.css", "text/css"),
+    )
 }
+_SHOP_PAGE = (_ASSETS / "shop.html").read_text(encoding="utf-8")
+_RESULT_PAGE = (_ASSETS / "result.html").read_text(encoding="utf-8")
 
-function result() {
-  const id = new URLSearchParams(location.search).get("transactionId");
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  let attempt = 0;
-  async function poll() {
-    if (!id || !token) return;
-    const r = await fetch(`/api/payments/${encodeURIComponent(id)}/status?attempt=${attempt}`,
-                          {headers: {"Authorization": "Bearer " + token}});
-    const s = await r.json();
-    document.getElementById("status").textContent = JSON.stringify(s, null, 2);
-    document.getElementById("message").textContent = s.message || "";
-    attempt += 1;
-    // Keep polling until provisioning settles too (50), following the server's schedule.
-    const done = s.statusCode === 41 || s.statusCode >= 50;
-    if (!done && attempt < 40) setTimeout(poll, s.retryAfterMs ?? 2000);
-    document.getElementById("title").className = s.statusCode === 41 ? "bad" : "ok";
-  }
-  poll();
-}
+TOKEN_TTL_SECONDS = 8 * 3600
+# Polls before the result page says "still processing" (~2 minutes on the 1-2-3-5 s schedule).
+# `?maxPolls=N` on a result page's URL overrides it (tests use a small N).
+DEFAULT_MAX_POLLS = 25
+MAX_POLLS_LIMIT = 1000
+# A code from the query (the PG's or ours) is shown only if it looks like one.
+_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
-if (document.body.dataset.page === "shop") shop(document.body.dataset.token);
-else result();
-"""
+# The app's services (app.main's `services` dependency): a dataclass Litestar must not try to validate.
+ServicesDependency = Annotated[Core, Dependency(skip_validation=True)]
+# The query parameters of the result pages, named as the redirects spell them.
+TransactionIdQuery = Annotated[str | None, Parameter(query="transactionId", required=False)]
+MaxPollsQuery = Annotated[str | None, Parameter(query="maxPolls", required=False)]
+ErrorCodeQuery = Annotated[str | None, Parameter(query="errorCode", required=False)]
+
+
+def customer_key(secret: str, user_id: str) -> str:
+    """Toss's `customerKey` for a user: stable, and not guessable from the user id (Toss asks for
+    that), 2–50 of A–Z a–z 0–9 `-_=.@`. An HMAC of the user id under a server secret."""
+    digest = hmac.new(secret.encode(), f"toss-customer:{user_id}".encode(), hashlib.sha256).hexdigest()
+    return f"user_{digest[:40]}"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _fill(template: str, **values: str) -> str:
+    """The template with every value HTML-escaped (quotes too: some go into attributes)."""
+    return template.format(**{name: html.escape(value, quote=True) for name, value in values.items()})
+
+
+def _page(content: str, pg_origin: str) -> Response[str]:
+    # The page's own policy stands (the security-headers hook keeps it). It carries a bearer token:
+    # no cache may keep it.
+    return Response(
+        content,
+        media_type=MediaType.HTML,
+        headers={"Content-Security-Policy": pg_page_policy(pg_origin), "Cache-Control": "no-store"},
+    )
+
+
+def _max_polls(raw: str | None) -> int:
+    if raw is not None and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_POLLS_LIMIT:
+        return int(raw)
+    return DEFAULT_MAX_POLLS
+
+
+def _code(raw: str | None) -> str:
+    return raw if raw is not None and _CODE.fullmatch(raw) else ""
 
 
 class DemoController(Controller):
     path = "/demo"
     include_in_schema = False
 
-    @get("/", media_type=MediaType.HTML)
-    async def shop(self, token_authority: TokenAuthority) -> str:
-        token = token_authority.mint(DEVELOPMENT_USER_ID, ttl_seconds=8 * 3600)
-        return _PAGE.format(
-            attributes=f'data-page="shop" data-token="{html.escape(token)}"',
-            body=_SHOP_BODY.format(user=DEVELOPMENT_USER_ID),
-        )
-
-    @get("/payment/success", media_type=MediaType.HTML)
-    async def success(self) -> str:
-        return _PAGE.format(
-            attributes='data-page="result"',
-            body=_RESULT_BODY.format(title="Payment received", message="Checking…", shop="/demo/"),
-        )
-
-    @get("/payment/fail", media_type=MediaType.HTML)
-    async def fail(self, code: str | None = None, message: str | None = None) -> str:
-        # Anyone can send a browser here with any query: shown as escaped, printable text only.
-        return _PAGE.format(
-            attributes='data-page="result"',
-            body=_RESULT_BODY.format(
-                title=f"Payment failed ({html.escape(printable_text(code or '', 64) or 'unknown')})",
-                message=html.escape(printable_text(message or "", 510)),
-                shop="/demo/",
+    @get("/")
+    async def shop(self, services: ServicesDependency, token_authority: TokenAuthority) -> Response[str]:
+        settings = services.settings
+        return _page(
+            _fill(
+                _SHOP_PAGE,
+                token=token_authority.mint(DEVELOPMENT_USER_ID, ttl_seconds=TOKEN_TTL_SECONDS),
+                customer_key=customer_key(settings.http.jwt_secret, DEVELOPMENT_USER_ID),
+                user=DEVELOPMENT_USER_ID,
+                sdk_url=f"{settings.toss.api_url.rstrip('/')}/v2/standard",
             ),
+            _origin(settings.toss.api_url),
         )
 
-    @get("/assets/demo.js", media_type="text/javascript")
-    async def script(self) -> Response[str]:
-        return Response(_SCRIPT, media_type="text/javascript")
+    @get("/payment/success")
+    async def success(
+        self,
+        services: ServicesDependency,
+        token_authority: TokenAuthority,
+        transaction_id: TransactionIdQuery = None,
+        max_polls: MaxPollsQuery = None,
+    ) -> Response[str]:
+        return self._result(services, token_authority, "success", transaction_id, max_polls)
 
-    @get("/assets/demo.css", media_type="text/css")
-    async def style(self) -> Response[str]:
-        return Response(_STYLE, media_type="text/css")
+    @get("/payment/fail")
+    async def fail(
+        self,
+        services: ServicesDependency,
+        token_authority: TokenAuthority,
+        transaction_id: TransactionIdQuery = None,
+        code: str | None = None,
+        message: str | None = None,
+        error_code: ErrorCodeQuery = None,
+        max_polls: MaxPollsQuery = None,
+    ) -> Response[str]:
+        # Anyone can send a browser here with any query: codes only if they look like codes,
+        # the message as printable text, everything escaped.
+        return self._result(
+            services,
+            token_authority,
+            "fail",
+            transaction_id,
+            max_polls,
+            code=_code(code),
+            message=printable_text(message or "", 510),
+            error_code=_code(error_code),
+        )
+
+    @staticmethod
+    def _result(
+        services: Core,
+        token_authority: TokenAuthority,
+        kind: str,
+        transaction_id: str | None,
+        max_polls: str | None,
+        *,
+        code: str = "",
+        message: str = "",
+        error_code: str = "",
+    ) -> Response[str]:
+        settings = services.settings
+        return _page(
+            _fill(
+                _RESULT_PAGE,
+                kind=kind,
+                state="failure" if kind == "fail" else "checking",
+                token=token_authority.mint(DEVELOPMENT_USER_ID, ttl_seconds=TOKEN_TTL_SECONDS),
+                transaction_id=printable_text(transaction_id or "", 64),
+                max_polls=str(_max_polls(max_polls)),
+                mock_url=settings.toss.api_url.rstrip("/"),
+                code=code,
+                message=message,
+                error_code=error_code,
+            ),
+            _origin(settings.toss.api_url),
+        )
+
+    @get("/assets/{name:str}")
+    async def asset(self, name: str) -> Response[str]:
+        if name not in _STATIC:
+            raise NotFoundException()
+        content, media_type = _STATIC[name]
+        return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})

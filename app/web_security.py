@@ -39,6 +39,17 @@ def schema_page_policy(asset_origins: Sequence[str]) -> str:
     )
 
 
+def pg_page_policy(pg_origin: str) -> str:
+    """A checkout page that loads a PG's browser SDK (the demo, app/demo.py): PAGE_POLICY plus
+    `pg_origin` (scheme://host[:port]) for the SDK's script, its payment window (a frame or a form
+    post) and calls to it. Set by the page's handler, which the hook below leaves in place."""
+    return (
+        f"default-src 'none'; script-src 'self' {pg_origin}; style-src 'self'; img-src 'self'; "
+        f"connect-src 'self' {pg_origin}; frame-src {pg_origin}; base-uri 'none'; "
+        f"form-action 'self' {pg_origin}; frame-ancestors 'none'"
+    )
+
+
 def _is_under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 

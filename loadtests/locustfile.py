@@ -435,8 +435,8 @@ class PaymentsUser(FastHttpUser):
                 problem = f"callback: wrong redirect {location!r} (expected {expected_page})"
             elif params.get("transactionId") != transaction_id:
                 problem = f"callback: redirect names {params.get('transactionId')!r}, not {transaction_id}"
-            elif code is not None and params.get("code") != code:
-                problem = f"callback: fail code {params.get('code')!r}, expected {code}"
+            elif code is not None and params.get("errorCode") != code:  # ours; `code` is the PG's
+                problem = f"callback: fail errorCode {params.get('errorCode')!r}, expected {code}"
             if problem:
                 response.failure(problem)
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import sys
 import time
@@ -483,7 +484,8 @@ async def reset_mock(request: Request[Any, Any, Any]) -> Response[bytes]:
 @get("/_mock/health")
 async def health() -> Response[bytes]:
     """Liveness plus versions, so tests fail loudly on contract drift."""
-    return _json({"status": "ok", "version": __version__, "tossApiVersion": TOSS_API_VERSION})
+    pid = os.getpid()  # `payments dev` uses only the mock it started
+    return _json({"status": "ok", "version": __version__, "tossApiVersion": TOSS_API_VERSION, "pid": pid})
 
 
 # ---------------------------------------------------------------------------------------------

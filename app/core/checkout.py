@@ -27,9 +27,9 @@ from app.core.domain import (
     ValidationFailed,
     new_transaction_id,
 )
-from app.core.payment_results import Deadline, PaymentResults, window_failure_code
+from app.core.payment_results import Deadline, PaymentResults, window_failure
 from app.core.ports import Clock, PaymentGateway, ProductCatalog, TransactionRepository
-from app.core.printable import printable_text, require_printable
+from app.core.printable import pg_error_code, printable_text, require_printable
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 from app.metrics import TRANSACTIONS_CREATED
 
@@ -41,6 +41,7 @@ MAX_METADATA_BYTES = 4096
 MAX_METADATA_DEPTH = 16
 MAX_ORDER_NAME_LENGTH = 100
 MAX_PAYMENT_KEY_LENGTH = 200  # Toss's paymentKey is at most 200 characters
+MAX_PG_MESSAGE_LENGTH = 510  # the failure_pg_message column
 _AMOUNT_PATTERN = re.compile(r"[0-9]{1,12}")  # ASCII digits only, and short enough for int()
 _FAILED_AT_PG = frozenset(
     {PgPaymentStatus.READY, PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED}
@@ -79,20 +80,24 @@ class IssuedTransaction:
 @dataclass(frozen=True, slots=True)
 class CallbackOutcome:
     """Where a callback leaves the buyer: the success page (which polls the status, "confirming"
-    until the outcome is known) or the fail page with our code and a message."""
+    until the outcome is known) or the fail page with our code, a message, and the PG's code for
+    the failure when the PG gave one (a buyer's cancel and a declined card share our PAY_003)."""
 
     transaction_id: str | None
     failed: bool = False
-    code: str | None = None
+    code: str | None = None  # ours (ErrorCode)
     message: str | None = None
+    pg_code: str | None = None  # the PG's, always code-shaped (app.core.printable.pg_error_code)
 
     @classmethod
     def success(cls, transaction_id: str) -> CallbackOutcome:
         return cls(transaction_id)
 
     @classmethod
-    def fail(cls, transaction_id: str | None, code: str, message: str) -> CallbackOutcome:
-        return cls(transaction_id, failed=True, code=code, message=message)
+    def fail(
+        cls, transaction_id: str | None, code: str, message: str, *, pg_code: str | None = None
+    ) -> CallbackOutcome:
+        return cls(transaction_id, failed=True, code=code, message=message, pg_code=pg_error_code(pg_code))
 
     @classmethod
     def of(cls, transaction: Transaction) -> CallbackOutcome:
@@ -102,12 +107,24 @@ class CallbackOutcome:
                 transaction.transaction_id,
                 transaction.failure_code or ErrorCode.VERIFICATION_FAILED,
                 transaction.failure_message or "The payment failed.",
+                pg_code=transaction.failure_pg_code,
             )
         if transaction.status == Status.CREATED:
             return cls.fail(
                 transaction.transaction_id, ErrorCode.INVALID_STATE, "The payment was not completed."
             )
         return cls.success(transaction.transaction_id)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFailure:
+    """A failure in the payment window, as the fail redirect reported it."""
+
+    code: ErrorCode  # ours
+    message: str  # ours, for the buyer
+    pg_code: str | None  # the PG's, when the redirect carried a code-shaped one
+    pg_message: str | None  # the PG's, printable and bounded
+    notes: dict[str, Any]  # for the history row
 
 
 class Checkout:
@@ -281,7 +298,8 @@ class Checkout:
     async def handle_fail_callback(
         self, *, transaction_id: str | None, order_id: str | None, code: str | None, message: str | None
     ) -> CallbackOutcome:
-        """The PG's failure redirect: 10→41 with the PG's code; returns where the browser goes next.
+        """The PG's failure redirect: 10→41 with our code and message and the PG's code and message
+        beside them; returns where the browser goes next.
 
         Anyone can open this URL with someone else's transaction id, so the PG is asked first: a
         payment it reports as authenticated or paid is not failed (a paid one is applied).
@@ -296,19 +314,46 @@ class Checkout:
             return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
         if transaction.status != Status.CREATED:
             return await self._outcome_now(tid)
-        # Both come from the browser's URL: printable and bounded before they are stored or echoed.
-        pg_code = printable_text(code or "", 64) or "UNKNOWN"
-        text = printable_text(message or "", 510) or "The payment was not completed."
-        kind = self._gateway.window_failure_kind(provider=transaction.provider, code=pg_code)
-        our_code = window_failure_code(kind)
+        failure = self._window_failure(transaction.provider, code, message)
         verdict = await self._pg_view_of_failure(transaction)
         if verdict == "fail":
-            await self._results.fail_created(transaction, our_code, text, pg_code=pg_code)
+            await self._results.fail_created(
+                transaction,
+                failure.code,
+                failure.message,
+                pg_code=failure.pg_code,
+                pg_message=failure.pg_message,
+                metadata=failure.notes,
+            )
             return await self._outcome_now(tid)
         if verdict == "paid":
             return await self._outcome_now(tid)
         # "going on" or "unknown": nothing changes; the buyer's real redirect or the expiry decides.
-        return CallbackOutcome.fail(tid, our_code, text)
+        return CallbackOutcome.fail(tid, failure.code, failure.message, pg_code=failure.pg_code)
+
+    def window_failure_page(
+        self, transaction_id: str, *, code: str | None, message: str | None
+    ) -> CallbackOutcome:
+        """The fail page for a fail redirect that cannot be checked now (the database is away and
+        the callback is replayed later): what its code means, nothing stored."""
+        failure = self._window_failure(self._config.provider, code, message)
+        return CallbackOutcome.fail(transaction_id, failure.code, failure.message, pg_code=failure.pg_code)
+
+    def _window_failure(self, provider: str, code: str | None, message: str | None) -> WindowFailure:
+        """What a fail redirect's `code` and `message` (the browser's text, untrusted) mean: our
+        code and message by what the PG's code means, the PG's code only when it has a code's
+        shape, its message printable and bounded. Anything else in `code` is noted in the history."""
+        pg_code = pg_error_code(code)
+        kind = None if pg_code is None else self._gateway.window_failure_kind(provider=provider, code=pg_code)
+        our_code, our_message = window_failure(kind)
+        notes = {"callbackCode": printable_text(code, 64)} if code and pg_code is None else {}
+        return WindowFailure(
+            code=our_code,
+            message=our_message,
+            pg_code=pg_code,
+            pg_message=printable_text(message or "", MAX_PG_MESSAGE_LENGTH) or None,
+            notes=notes,
+        )
 
     async def _pg_view_of_failure(self, transaction: Transaction) -> str:
         """What the PG says of a CREATED transaction whose fail redirect arrived: "fail" (no payment

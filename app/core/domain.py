@@ -186,9 +186,14 @@ def new_transaction_id(now: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
+    """Why a transaction failed: our code and message, and the PG's own code and message when the
+    PG gave them (a buyer who cancelled in the window and a declined card share PAY_003; their
+    `pg_code` tells them apart)."""
+
     code: str
     message: str
     pg_code: str | None = None
+    pg_message: str | None = None
 
 
 @dataclass(slots=True)
@@ -214,6 +219,7 @@ class Transaction:
     failure_code: str | None = None
     failure_pg_code: str | None = None
     failure_message: str | None = None
+    failure_pg_message: str | None = None
     va_bank_code: str | None = None
     va_account_number: str | None = None
     va_due_date: datetime | None = None
@@ -237,7 +243,9 @@ class Transaction:
     def failure(self) -> Failure | None:
         if self.failure_code is None:
             return None
-        return Failure(self.failure_code, self.failure_message or "", self.failure_pg_code)
+        return Failure(
+            self.failure_code, self.failure_message or "", self.failure_pg_code, self.failure_pg_message
+        )
 
     def is_expired(self, now: datetime) -> bool:
         return self.status == Status.CREATED and now >= self.expires_at
@@ -263,6 +271,7 @@ class TransitionChange:
     failure_code: str | None = None
     failure_pg_code: str | None = None
     failure_message: str | None = None
+    failure_pg_message: str | None = None
     completed_at: datetime | None = None
     expires_at: datetime | None = None
     va_bank_code: str | None = None
@@ -341,14 +350,25 @@ class Transition:
         code: str,
         message: str,
         pg_code: str | None = None,
+        pg_message: str | None = None,
         history: Mapping[str, Any] | None = None,
     ) -> Transition:
+        """`code` and `message` are ours (what the buyer is told); `pg_code` and `pg_message` the
+        PG's own words, when it gave them."""
+        notes: dict[str, Any] = {"code": code, "pgCode": pg_code}
+        if pg_message:
+            notes["pgMessage"] = pg_message
         return cls(
             expected,
             Status.PAYMENT_FAILED,
             message,
-            TransitionChange(failure_code=code, failure_pg_code=pg_code or None, failure_message=message),
-            {"code": code, "pgCode": pg_code, **(history or {})},
+            TransitionChange(
+                failure_code=code,
+                failure_pg_code=pg_code or None,
+                failure_message=message,
+                failure_pg_message=pg_message or None,
+            ),
+            {**notes, **(history or {})},
         )
 
     @classmethod

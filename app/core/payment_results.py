@@ -25,9 +25,14 @@ from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPa
 
 log = logging.getLogger("app.core")
 
-# What a PG error means for the buyer, as the SPEC's codes.
-_ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[str, str]] = {
+# What a PG error means for the buyer: the SPEC's code and our message (the PG's own code and
+# message are kept beside them, as the failure's pgCode and pgMessage).
+_ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[ErrorCode, str]] = {
     GatewayErrorKind.DECLINED: (ErrorCode.VERIFICATION_FAILED, "The payment was declined."),
+    GatewayErrorKind.CANCELED_BY_BUYER: (
+        ErrorCode.VERIFICATION_FAILED,
+        "The payment was cancelled in the payment window.",
+    ),
     GatewayErrorKind.INSUFFICIENT_FUNDS: (
         ErrorCode.INSUFFICIENT_FUNDS,
         "Insufficient balance or card limit.",
@@ -61,14 +66,29 @@ _KEY_MAY_BELONG_ELSEWHERE = frozenset(
 )
 
 
-def window_failure_code(kind: GatewayErrorKind) -> ErrorCode:
-    """A failure in the payment window (the fail redirect): the buyer's balance or limit is PAY_004,
-    anything else PAY_003."""
-    return (
+# The fail redirect named no code of the PG's (or one that is not a PG's code).
+_WINDOW_NOT_COMPLETED = "The payment was not completed."
+# How the PG's view of a payment that did not go through reads for the buyer.
+_FAILED_AT_PG_MESSAGES: dict[PgPaymentStatus, str] = {
+    PgPaymentStatus.ABORTED: "The payment was not approved by the payment provider.",
+    PgPaymentStatus.EXPIRED: "The payment session expired before it was confirmed.",
+    PgPaymentStatus.CANCELED: "The payment was cancelled at the payment provider.",
+}
+
+
+def window_failure(kind: GatewayErrorKind | None) -> tuple[ErrorCode, str]:
+    """Our code and message for a failure in the payment window (the fail redirect), by what the
+    PG's code means (None: no code of the PG's). The buyer's balance or limit is PAY_004, anything
+    else PAY_003; a buyer who cancelled is told so, not that the payment was declined."""
+    if kind is None:
+        return ErrorCode.VERIFICATION_FAILED, _WINDOW_NOT_COMPLETED
+    _, message = _ERROR_KIND_TO_CODE.get(kind, (ErrorCode.VERIFICATION_FAILED, _WINDOW_NOT_COMPLETED))
+    code = (
         ErrorCode.INSUFFICIENT_FUNDS
         if kind == GatewayErrorKind.INSUFFICIENT_FUNDS
         else ErrorCode.VERIFICATION_FAILED
     )
+    return code, message
 
 
 OnPaid = Callable[[str], Awaitable[bool]]
@@ -242,7 +262,7 @@ class PaymentResults:
                 await self._on_paid(tid)
         elif payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT and payment.virtual_account is not None:
             changed = await self._apply_waiting_for_deposit(transaction, payment, now)
-        elif payment.status in (PgPaymentStatus.ABORTED, PgPaymentStatus.EXPIRED, PgPaymentStatus.CANCELED):
+        elif payment.status in _FAILED_AT_PG_MESSAGES:
             failure = payment.failure
             code = (
                 ErrorCode.EXPIRED
@@ -252,8 +272,9 @@ class PaymentResults:
             changed = await self.fail_pending(
                 tid,
                 code,
-                failure.message if failure else f"The payment provider reports {payment.status.value}.",
+                _FAILED_AT_PG_MESSAGES[payment.status],
                 failure.code if failure else payment.status.value,
+                pg_message=failure.message if failure else None,
             )
         else:
             # READY / IN_PROGRESS / PARTIAL_CANCELED: not decided yet; reconciliation asks again later.
@@ -327,30 +348,60 @@ class PaymentResults:
         message: str,
         *,
         pg_code: str | None,
+        pg_message: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> bool:
         failure = Transition.fail(
-            Status.CREATED, code=code, message=message, pg_code=pg_code, history=metadata
+            Status.CREATED,
+            code=code,
+            message=message,
+            pg_code=pg_code,
+            pg_message=pg_message,
+            history=metadata,
         )
         return await self._apply_counted(transaction.transaction_id, failure, self._clock.now())
 
-    async def fail_created_by_pg(self, transaction: Transaction, pg_status: str) -> bool:
-        """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED)."""
-        code = ErrorCode.EXPIRED if pg_status == "EXPIRED" else ErrorCode.VERIFICATION_FAILED
+    async def fail_created_by_pg(self, transaction: Transaction, payment: PaymentInfo) -> bool:
+        """10 → 41 when the PG reports the buyer's session ended (ABORTED/EXPIRED), with the PG's
+        failure (its code and message) when it gave one."""
+        code = (
+            ErrorCode.EXPIRED if payment.status == PgPaymentStatus.EXPIRED else ErrorCode.VERIFICATION_FAILED
+        )
+        message = _FAILED_AT_PG_MESSAGES.get(
+            payment.status, f"The payment provider reports {payment.status.value}."
+        )
+        failure = payment.failure
         return await self.fail_created(
-            transaction, code, f"The payment provider reports {pg_status}.", pg_code=pg_status
+            transaction,
+            code,
+            message,
+            pg_code=failure.code if failure else payment.status.value,
+            pg_message=failure.message if failure else None,
         )
 
     async def fail_with_gateway_error(self, transaction_id: str, error: GatewayError) -> bool:
-        """30 → 41 for a PG answer that means "not approved", with the SPEC's code."""
+        """30 → 41 for a PG answer that means "not approved": the SPEC's code and our message, the
+        PG's code and message beside them."""
         code, message = _ERROR_KIND_TO_CODE.get(
             error.kind, (ErrorCode.VERIFICATION_FAILED, "The payment failed.")
         )
-        return await self.fail_pending(transaction_id, code, error.message or message, error.pg_code)
+        return await self.fail_pending(
+            transaction_id, code, message, error.pg_code, pg_message=error.message or None
+        )
 
-    async def fail_pending(self, transaction_id: str, code: str, message: str, pg_code: str | None) -> bool:
-        """30 → 41 (guarded)."""
-        failure = Transition.fail(Status.PAYMENT_PENDING, code=code, message=message, pg_code=pg_code)
+    async def fail_pending(
+        self,
+        transaction_id: str,
+        code: str,
+        message: str,
+        pg_code: str | None,
+        *,
+        pg_message: str | None = None,
+    ) -> bool:
+        """30 → 41 (guarded). `code`, `message` are ours; `pg_code`, `pg_message` the PG's."""
+        failure = Transition.fail(
+            Status.PAYMENT_PENDING, code=code, message=message, pg_code=pg_code, pg_message=pg_message
+        )
         return await self._apply_counted(transaction_id, failure, self._clock.now())
 
     async def _apply_counted(self, transaction_id: str, transition: Transition, now: datetime) -> bool:

@@ -77,6 +77,8 @@ class StatusView:
     va_due_date: datetime | None
     refunded_amount: int = 0
     refund_reserved_amount: int = 0
+    failure_pg_code: str | None = None
+    failure_pg_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """Text that came from a buyer, a browser or a PG, made fit to store and to show. Pure Python.
 
-Two rules, one definition of "unprintable":
+Three rules, one definition of "unprintable":
 - our API's own input (an orderName, a refund reason) with such characters is refused: PAY_000
   naming the field (`require_printable`);
 - text we cannot refuse (a fail redirect's message, a PG's error or cancel reason) is cleaned
-  (`printable_text`) before it is stored or put in a redirect.
+  (`printable_text`) before it is stored or put in a redirect;
+- a fail redirect's `code` is kept only when it has the shape of a PG's code (`pg_error_code`).
 
 Unprintable: control characters (C0, DEL, C1), lone surrogates, line and paragraph separators,
 and format characters (bidi overrides and isolates, zero-width spaces, BOM), which can hide or
@@ -24,6 +25,7 @@ _ZWNJ, _ZWJ = "\u200c", "\u200d"
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 # Line breaks and tabs separate words: they become a space, not nothing.
 _BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+_PG_ERROR_CODE = re.compile(r"[A-Z_]{1,64}")
 # A skin-tone modifier belongs to the emoji before it.
 _EMOJI_MODIFIERS = range(0x1F3FB, 0x1F400)
 
@@ -42,6 +44,12 @@ def printable_text(value: str, max_length: int) -> str:
     if len(text) > max_length:
         text = text[: _cluster_start(text, max_length)].rstrip()
     return text
+
+
+def pg_error_code(value: str | None) -> str | None:
+    """A PG's error code as we store it and put it in a URL: 1–64 of A–Z and `_` (every Toss code
+    is), else None. A fail redirect's `code` is the browser's text: anything else is not a code."""
+    return value if value is not None and _PG_ERROR_CODE.fullmatch(value) else None
 
 
 def require_printable(fields: Mapping[str, str | None]) -> None:

@@ -93,6 +93,7 @@ class PaymentReconciler:
                     ErrorCode.VERIFICATION_FAILED,
                     "The payment provider has no record of this payment.",
                     error.pg_code,
+                    pg_message=error.message or None,
                 )
                 return ReconcileOutcome.FAILED
             return await self._retry_later(transaction_id, attempt, f"lookup failed: {error.pg_code}")

@@ -81,9 +81,16 @@ class IssueResponse(ApiStruct):
 
 
 class FailureBody(ApiStruct):
-    code: str
-    message: str
-    pg_code: str | None = None
+    """Why a transaction failed. A buyer who cancelled in the payment window and a declined card
+    share our `code` (PAY_003); the PG's `pgCode` tells them apart (PAY_PROCESS_CANCELED,
+    REJECT_CARD_COMPANY, …)."""
+
+    code: Annotated[str, Meta(description="Our code: PAY_002 … PAY_006")]
+    message: Annotated[str, Meta(description="Our message, for the buyer")]
+    pg_code: Annotated[
+        str | None, Meta(description="The PG's code for the failure, when it gave one (null otherwise)")
+    ]
+    pg_message: Annotated[str | None, Meta(description="The PG's own message, when it gave one")]
 
 
 class VirtualAccountBody(ApiStruct):
@@ -196,7 +203,12 @@ def _virtual_account(
 def status_response(view: StatusView, message: str, retry_after: int | None) -> StatusResponse:
     failure = None
     if view.status in (Status.PAYMENT_FAILED, Status.PROVISION_FAILED) and view.failure_code:
-        failure = FailureBody(code=view.failure_code, message=view.failure_message or "")
+        failure = FailureBody(
+            code=view.failure_code,
+            message=view.failure_message or "",
+            pg_code=view.failure_pg_code,
+            pg_message=view.failure_pg_message,
+        )
     return StatusResponse(
         transaction_id=view.transaction_id,
         status=view.status.name,
@@ -274,7 +286,9 @@ def _transaction_fields(t: Transaction) -> dict[str, Any]:
         "updated_at": t.updated_at,
         "expires_at": t.expires_at,
         "completed_at": t.completed_at,
-        "failure": FailureBody(failure.code, failure.message, failure.pg_code) if failure else None,
+        "failure": FailureBody(failure.code, failure.message, failure.pg_code, failure.pg_message)
+        if failure
+        else None,
         "virtual_account": _virtual_account(t.status, t.va_bank_code, t.va_account_number, t.va_due_date),
     }
 

@@ -162,7 +162,7 @@ class WebhookService:
             PgPaymentStatus.ABORTED,
             PgPaymentStatus.EXPIRED,
         ):
-            changed = await self._results.fail_created_by_pg(transaction, payment.status.value)
+            changed = await self._results.fail_created_by_pg(transaction, payment)
         elif payment.status in (PgPaymentStatus.CANCELED, PgPaymentStatus.PARTIAL_CANCELED):
             if before in (Status.PAYMENT_SUCCESS, Status.PROVISION_PENDING):
                 # Paid and about to be granted (40 → 45 → 50/51): decide once the grant settled, in a

@@ -126,9 +126,9 @@ TOSS_ERROR_KINDS: Final[Mapping[str, GatewayErrorKind]] = MappingProxyType(
         # only seen as Payment.failure.code of an EXPIRED payment
         "EXPIRED_PAYMENT": GatewayErrorKind.SESSION_EXPIRED,
         # --- 4.4 failUrl (browser redirect) codes ------------------------------------------------
-        "PAY_PROCESS_CANCELED": _DECLINED,
+        "PAY_PROCESS_CANCELED": GatewayErrorKind.CANCELED_BY_BUYER,
         "PAY_PROCESS_ABORTED": _DECLINED,
-        "USER_CANCEL": _DECLINED,
+        "USER_CANCEL": GatewayErrorKind.CANCELED_BY_BUYER,
         "INVALID_CLIENT_KEY": _MISCONFIGURED,
         "INCORRECT_SUCCESS_URL_FORMAT": _INVALID,
         "INCORRECT_FAIL_URL_FORMAT": _INVALID,

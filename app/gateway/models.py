@@ -84,6 +84,7 @@ class GatewayErrorKind(enum.StrEnum):
     """What a PG error means for Core, whatever the PG's own code."""
 
     DECLINED = "DECLINED"  # card/buyer/PG refused for good → PAY_003
+    CANCELED_BY_BUYER = "CANCELED_BY_BUYER"  # the buyer cancelled or closed the payment window → PAY_003
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"  # balance or limit → PAY_004
     UNAVAILABLE = "UNAVAILABLE"  # timeout, 5xx, connection error: outcome UNKNOWN → PAY_005
     PROVIDER_ERROR = "PROVIDER_ERROR"  # the PG answered that it failed on its side: not approved → PAY_005

@@ -37,7 +37,10 @@ class CallbackController(Controller):
         status_code=302,
         summary="Toss success redirect (browser)",
         description="Verifies and confirms S2S, then redirects the browser to the frontend's success or fail page.",
-        response_description="Redirect to {FRONTEND_BASE_URL}/payment/success or /payment/fail",
+        response_description=(
+            "Redirect to {FRONTEND_BASE_URL}/payment/success?transactionId=…, or "
+            "/payment/fail?transactionId=…&code=…&message=…&errorCode=… (see the fail callback)"
+        ),
         responses=error_responses(400),
     )
     async def success_callback(
@@ -58,14 +61,23 @@ class CallbackController(Controller):
             if not database_unavailable(error):
                 raise
             query = {"paymentKey": payment_key, "orderId": order_id, "amount": amount}
-            outcome = await _answer_later(provisioning_queue, "success", query, order_id)
+            outcome = await _answer_later(checkout, provisioning_queue, "success", query, order_id)
         return Redirect(path=frontend_pages.url(outcome), status_code=302)
 
     @get(
         "/fail",
         status_code=302,
         summary="Toss failure redirect (browser)",
-        response_description="Redirect to {FRONTEND_BASE_URL}/payment/fail",
+        description=(
+            "Fails a CREATED transaction unless the PG reports its payment going on, then redirects the "
+            "browser to the frontend's fail page. `code` and `message` are the PG's, untrusted: a `code` "
+            "that is not 1-64 of A-Z and _ is not kept."
+        ),
+        response_description=(
+            "Redirect to {FRONTEND_BASE_URL}/payment/fail?transactionId=…&code=…&message=…&errorCode=…: "
+            "`code` is the PG's code when it gave one (PAY_PROCESS_CANCELED for a buyer who cancelled, "
+            "REJECT_CARD_COMPANY, …), else ours; `errorCode` is always ours (PAY_…); `message` is ours"
+        ),
         responses=error_responses(400),
     )
     async def fail_callback(
@@ -86,11 +98,14 @@ class CallbackController(Controller):
             if not database_unavailable(error):
                 raise
             query = {"transactionId": transaction_id, "orderId": order_id, "code": code, "message": message}
-            outcome = await _answer_later(provisioning_queue, "fail", query, transaction_id or order_id)
+            outcome = await _answer_later(
+                checkout, provisioning_queue, "fail", query, transaction_id or order_id
+            )
         return Redirect(path=frontend_pages.url(outcome), status_code=302)
 
 
 async def _answer_later(
+    checkout: Checkout,
     queue: ProvisioningQueue,
     kind: str,
     query: dict[str, str | None],
@@ -119,6 +134,4 @@ async def _answer_later(
             )
     if kind == "success":
         return CallbackOutcome.success(transaction_id)
-    return CallbackOutcome.fail(
-        transaction_id, ErrorCode.VERIFICATION_FAILED, "The payment was not completed."
-    )
+    return checkout.window_failure_page(transaction_id, code=query["code"], message=query["message"])

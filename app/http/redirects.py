@@ -25,14 +25,18 @@ class FrontendPages:
 
 def redirect_url(frontend_base_url: str, outcome: CallbackOutcome) -> str:
     """`{FRONTEND}/payment/success?transactionId=…` (the page polls the status, "confirming" until
-    the outcome is known) or `{FRONTEND}/payment/fail?transactionId=…&code=…&message=…`."""
+    the outcome is known) or `{FRONTEND}/payment/fail?transactionId=…&code=…&message=…&errorCode=…`:
+    `code` is the PG's code for the failure when the PG gave one (`PAY_PROCESS_CANCELED` for a
+    buyer who cancelled, `REJECT_CARD_COMPANY`, …), else ours; `errorCode` is always ours (`PAY_…`);
+    `message` is ours, for the buyer. `transactionId` is left out when no transaction is known."""
     frontend = frontend_base_url.rstrip("/")
     if not outcome.failed:
         return f"{frontend}/payment/success?" + urlencode({"transactionId": outcome.transaction_id or ""})
-    query = {
-        "code": outcome.code or ErrorCode.VERIFICATION_FAILED,
-        "message": outcome.message or "The payment failed.",
-    }
+    ours = outcome.code or ErrorCode.VERIFICATION_FAILED
+    query: dict[str, str] = {}
     if outcome.transaction_id:
-        query = {"transactionId": outcome.transaction_id, **query}
+        query["transactionId"] = outcome.transaction_id
+    query["code"] = outcome.pg_code or ours
+    query["message"] = outcome.message or "The payment failed."
+    query["errorCode"] = ours
     return f"{frontend}/payment/fail?" + urlencode(query)

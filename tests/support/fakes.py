@@ -135,6 +135,8 @@ class InMemoryTransactionRepository:
             va_due_date=t.va_due_date,
             refunded_amount=t.refunded_amount,
             refund_reserved_amount=t.refund_reserved_amount,
+            failure_pg_code=t.failure_pg_code,
+            failure_pg_message=t.failure_pg_message,
         )
 
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:

@@ -85,14 +85,15 @@ class Stack:
         self.workers.append(worker)
         return worker
 
-    def start_api(self) -> RunningServer:
-        port = free_port()
-        env = {**self.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    def start_api(self, *, port: int | None = None, env: Mapping[str, str] | None = None) -> RunningServer:
+        """One more API process, on `port` (a free one unless given), with `env` over the stack's."""
+        port = port or free_port()
+        process_env = {**self.env, "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **(env or {})}
         server = start_server(
             ["app.cli", "serve", "--port", str(port)],
             port=port,
             health_path="/health/ready",
-            env=env,
+            env=process_env,
             name="api",
         )
         self.apis.append(server)

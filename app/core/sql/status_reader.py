@@ -36,6 +36,8 @@ _STATUS_COLUMNS = (
     tx_table.c.va_due_date,
     tx_table.c.refunded_amount,
     tx_table.c.refund_reserved_amount,
+    tx_table.c.failure_pg_code,
+    tx_table.c.failure_pg_message,
 )
 # Built once: SQLAlchemy caches its compiled form, so a poll costs one round trip and no compiling.
 _STATUS_QUERY = select(*_STATUS_COLUMNS).where(tx_table.c.transaction_id == bindparam("transaction_id"))
@@ -68,6 +70,8 @@ def _to_view(row: Sequence[Any]) -> StatusView:
         va_due_date=_as_utc(row[11]),
         refunded_amount=int(row[12]),
         refund_reserved_amount=int(row[13]),
+        failure_pg_code=row[14],
+        failure_pg_message=row[15],
     )
 
 

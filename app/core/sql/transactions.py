@@ -63,6 +63,7 @@ def _to_transaction(row: Row[Any]) -> Transaction:
         failure_code=m["failure_code"],
         failure_pg_code=m["failure_pg_code"],
         failure_message=m["failure_message"],
+        failure_pg_message=m["failure_pg_message"],
         va_bank_code=m["va_bank_code"],
         va_account_number=m["va_account_number"],
         va_due_date=m["va_due_date"],
@@ -322,8 +323,8 @@ class SqlTransactionRepository:
             )
 
 
-# A failure's message and code come from a browser redirect or a PG answer.
-_PG_TEXT_COLUMNS = ("failure_message", "failure_pg_code")
+# A failure's PG code and message come from a browser redirect or a PG answer.
+_PG_TEXT_COLUMNS = ("failure_message", "failure_pg_code", "failure_pg_message")
 
 
 def _change_values(change: TransitionChange | None) -> dict[str, Any]:

@@ -90,12 +90,12 @@ async def test_buyer_cancelling_the_window_lands_on_the_fail_page(checkout: Chec
     landed = page_redirect(await checkout.follow(window.redirect_url))
     assert landed.is_fail
     assert landed.params["transactionId"] == tid
-    assert landed.params["code"] == "PAY_003"
-    assert landed.params["message"]
+    assert (landed.params["code"], landed.params["errorCode"]) == ("PAY_PROCESS_CANCELED", "PAY_003")
+    assert landed.params["message"] == "The payment was cancelled in the payment window."
     status = await checkout.status(shopper, tid)
     assert (status["statusCode"], status["isSettled"], status["needsPolling"]) == (41, True, False)
     assert status["retryAfterMs"] is None
-    assert status["failure"]["code"] == "PAY_003"
+    assert (status["failure"]["code"], status["failure"]["pgCode"]) == ("PAY_003", "PAY_PROCESS_CANCELED")
     detail = await checkout.detail(shopper, tid)
     assert detail["failure"]["pgCode"] == "PAY_PROCESS_CANCELED"
     assert status_codes(detail) == [10, 41]

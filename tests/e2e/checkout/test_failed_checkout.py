@@ -48,14 +48,19 @@ async def test_card_declined_at_confirm_fails_after_one_confirm(
     tid = issued["transactionId"]
     assert window.payment_key  # the window itself went through
     assert landed.is_fail, landed.location
-    assert (landed.params["transactionId"], landed.params["code"]) == (tid, our_code)
+    assert (landed.params["transactionId"], landed.params["code"], landed.params["errorCode"]) == (
+        tid,
+        pg_code,  # the PG's word, from its answer to our confirm
+        our_code,
+    )
     status = await checkout.status(shopper, tid)
     assert (status["status"], status["statusCode"]) == ("PAYMENT_FAILED", 41)
     assert (status["isSettled"], status["needsPolling"], status["retryAfterMs"]) == (True, False, None)
-    assert status["failure"]["code"] == our_code
-    assert status["failure"]["message"]
+    assert (status["failure"]["code"], status["failure"]["pgCode"]) == (our_code, pg_code)
+    assert status["failure"]["message"] == landed.params["message"] == status["message"]
+    assert status["failure"]["pgMessage"]  # the mock's own (Korean) message
     detail = await checkout.detail(shopper, tid)
-    assert detail["failure"]["pgCode"] == pg_code
+    assert detail["failure"] == status["failure"]
     assert status_codes(detail) == [10, 30, 41]
     confirms = await checkout.confirms(tid)
     assert len(confirms) == 1, confirms
@@ -71,14 +76,57 @@ async def test_window_rejection_fails_without_any_confirm(checkout: Checkout) ->
     assert window.payment_key is None
     assert "REJECT_CARD_COMPANY" in window.redirect_url
     assert landed.is_fail
-    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_003")
+    assert (landed.params["transactionId"], landed.params["code"], landed.params["errorCode"]) == (
+        tid,
+        "REJECT_CARD_COMPANY",
+        "PAY_003",
+    )
+    assert landed.params["message"] == "The payment was declined."
     status = await checkout.status(shopper, tid)
     assert status["statusCode"] == 41
-    assert status["failure"]["code"] == "PAY_003"
+    assert (status["failure"]["code"], status["failure"]["pgCode"]) == ("PAY_003", "REJECT_CARD_COMPANY")
     detail = await checkout.detail(shopper, tid)
-    assert detail["failure"]["pgCode"] == "REJECT_CARD_COMPANY"
+    assert detail["failure"] == status["failure"]
     assert status_codes(detail) == [10, 41]
     assert await checkout.confirms(tid) == []
+
+
+async def test_a_buyer_cancel_is_told_apart_from_a_decline(checkout: Checkout) -> None:
+    """The buyer closes the payment window: Toss redirects to our failUrl with PAY_PROCESS_CANCELED
+    (and no orderId). Our code is PAY_003 as for a declined card, but the PG's code travels with it:
+    in the fail redirect's `code` and in the status and detail answers' `failure.pgCode`."""
+    shopper = checkout.shopper("cancelvsdecline")
+    issued = await checkout.issue(shopper)
+    tid = issued["transactionId"]
+    window = await checkout.open_window(issued, action="cancel")
+    assert "code=PAY_PROCESS_CANCELED" in window.redirect_url and "orderId=" not in window.redirect_url
+
+    landed = page_redirect(await checkout.follow(window.redirect_url))
+
+    assert landed.is_fail
+    assert list(landed.params) == ["transactionId", "code", "message", "errorCode"]
+    assert landed.params == {
+        "transactionId": tid,
+        "code": "PAY_PROCESS_CANCELED",
+        "message": "The payment was cancelled in the payment window.",
+        "errorCode": "PAY_003",
+    }
+    status = await checkout.status(shopper, tid)
+    assert (status["statusCode"], status["message"]) == (41, landed.params["message"])
+    assert status["failure"]["code"] == "PAY_003"
+    assert status["failure"]["pgCode"] == "PAY_PROCESS_CANCELED"
+    assert status["failure"]["message"] == "The payment was cancelled in the payment window."
+    assert status["failure"]["pgMessage"]  # the mock's "사용자에 의해 결제가 취소되었습니다."
+    detail = await checkout.detail(shopper, tid)
+    assert detail["failure"] == status["failure"]
+    assert await checkout.confirms(tid) == []
+
+    # A declined card shares our code, not the PG's.
+    declined = checkout.shopper("cancelvsdecline")
+    issued_declined, _, landed_declined = await checkout.pay(declined, card=CARD_REJECT_BALANCE)
+    declined_status = await checkout.status(declined, issued_declined["transactionId"])
+    assert landed_declined.params["code"] == declined_status["failure"]["pgCode"] == "REJECT_CARD_PAYMENT"
+    assert declined_status["failure"]["message"] != status["failure"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -101,10 +149,14 @@ async def test_tampered_amount_fails_before_any_confirm(checkout: Checkout, amou
     landed = page_redirect(await checkout.follow(_with_params(window.redirect_url, amount=amount)))
 
     assert landed.is_fail
-    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_003")
+    assert (landed.params["transactionId"], landed.params["code"], landed.params["errorCode"]) == (
+        tid,
+        "PAY_003",  # no PG code: our own, twice
+        "PAY_003",
+    )
     status = await checkout.status(shopper, tid)
     assert status["statusCode"] == 41
-    assert status["failure"]["code"] == "PAY_003"
+    assert (status["failure"]["code"], status["failure"]["pgCode"]) == ("PAY_003", None)
     detail = await checkout.detail(shopper, tid)
     assert status_codes(detail) == [10, 41]
     assert detail["paymentKey"] is None
@@ -171,9 +223,11 @@ async def test_a_fail_redirect_for_a_payment_the_pg_never_saw_fails_it(checkout:
     landed = page_redirect(
         await checkout.fail_callback(transactionId=tid, code="PAY_PROCESS_CANCELED", message="취소")
     )
-    assert landed.is_fail and landed.params["code"] == "PAY_003"
+    assert landed.is_fail
+    assert (landed.params["code"], landed.params["errorCode"]) == ("PAY_PROCESS_CANCELED", "PAY_003")
     detail = await checkout.detail(shopper, tid)
     assert (detail["statusCode"], detail["failure"]["pgCode"]) == (41, "PAY_PROCESS_CANCELED")
+    assert detail["failure"]["pgMessage"] == "취소"
     assert await checkout.confirms(tid) == []
 
 
@@ -188,10 +242,20 @@ async def test_insufficient_funds_from_the_window_is_pay_004(checkout: Checkout)
         )
     )
 
-    assert (landed.params["transactionId"], landed.params["code"]) == (tid, "PAY_004")
+    assert (landed.params["transactionId"], landed.params["code"], landed.params["errorCode"]) == (
+        tid,
+        "REJECT_CARD_PAYMENT",
+        "PAY_004",
+    )
     status = await checkout.status(shopper, tid)
-    assert (status["statusCode"], status["failure"]["code"]) == (41, "PAY_004")
-    assert status["message"] == "잔액이 부족합니다."
+    assert status["statusCode"] == 41
+    assert status["failure"] == {
+        "code": "PAY_004",
+        "message": "Insufficient balance or card limit.",
+        "pgCode": "REJECT_CARD_PAYMENT",
+        "pgMessage": "잔액이 부족합니다.",
+    }
+    assert status["message"] == "Insufficient balance or card limit."
 
 
 async def test_forged_payment_key_is_refused_by_the_pg_and_never_charges(checkout: Checkout) -> None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -441,8 +441,24 @@ async def test_fail_callback_over_http(api: Api, user: str) -> None:
         follow_redirects=False,
     )
     assert response.status_code == 302
-    query = parse_qs(urlsplit(response.headers["location"]).query)
-    assert query == {"transactionId": [tid], "code": ["PAY_003"], "message": ["cancelled"]}
+    query = parse_qsl(urlsplit(response.headers["location"]).query)
+    assert query == [
+        ("transactionId", tid),
+        ("code", "PAY_PROCESS_CANCELED"),  # the PG's word: the buyer cancelled
+        ("message", "The payment was cancelled in the payment window."),
+        ("errorCode", "PAY_003"),  # ours
+    ]
+    expected = {
+        "code": "PAY_003",
+        "message": "The payment was cancelled in the payment window.",
+        "pgCode": "PAY_PROCESS_CANCELED",
+        "pgMessage": "cancelled",
+    }
+    status = (await api.client.get(f"/api/payments/{tid}/status", headers=api.headers(user))).json()
+    assert (status["statusCode"], status["failure"]) == (41, expected)
+    assert status["message"] == expected["message"]
+    detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
+    assert detail["failure"] == expected
 
 
 # --- public endpoints -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import unicodedata
 import pytest
 
 from app.core.domain import ValidationFailed
-from app.core.printable import printable_text, require_printable
+from app.core.printable import pg_error_code, printable_text, require_printable
 
 RLO = "\u202e"  # right-to-left override: makes "gpj.exe" read as "exe.jpg"
 ZWJ = "\u200d"
@@ -124,3 +124,27 @@ def test_require_printable_names_every_bad_field() -> None:
         require_printable({"reason": "a\x00", "holderName": "b\u202e", "bank": "신한"})
 
     assert [d["field"] for d in refused.value.details] == ["reason", "holderName"]
+
+
+@pytest.mark.parametrize("code", ["PAY_PROCESS_CANCELED", "REJECT_CARD_COMPANY", "A", "_" * 64])
+def test_a_pg_error_code_of_tosss_shape_is_kept(code: str) -> None:
+    assert pg_error_code(code) == code
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        None,
+        "",
+        "reject",
+        "REJECT CARD",
+        "REJECT-CARD",
+        "REJECT\n",
+        "X" * 65,
+        "<script>",
+        "ＲＥＪＥＣＴ",
+        "ÉCHEC",
+    ],
+)
+def test_anything_else_is_no_pg_error_code(code: str | None) -> None:
+    assert pg_error_code(code) is None

@@ -14,6 +14,7 @@ import pytest
 from app.core.checkout import CallbackOutcome, Checkout, IssueCommand
 from app.core.domain import (
     AmountMismatch,
+    Failure,
     Method,
     ProductNotFound,
     ProductType,
@@ -22,7 +23,8 @@ from app.core.domain import (
     TransactionNotFound,
     ValidationFailed,
 )
-from app.core.schemas import StatusResponse, status_response
+from app.core.printable import printable_text
+from app.core.schemas import FailureBody, StatusResponse, status_response
 from app.gateway.models import GatewayErrorKind, PaymentMethod, PgPaymentStatus
 from app.http.errors import http_status_of
 from app.http.redirects import redirect_url
@@ -346,7 +348,8 @@ async def test_repeated_success_callback_after_failure_shows_the_failure(world: 
     )
     first = await success_callback(world, t.transaction_id)
     second = await success_callback(world, t.transaction_id)
-    assert fail_page(first)["code"] == fail_page(second)["code"] == "PAY_004"
+    assert fail_page(first) == fail_page(second)
+    assert (fail_page(first)["code"], fail_page(first)["errorCode"]) == ("REJECT_CARD_PAYMENT", "PAY_004")
     assert len(world.gateway.confirm_calls) == 1
 
 
@@ -446,12 +449,14 @@ async def test_confirm_refused_by_the_pg(
     assert stored.status == Status.PAYMENT_FAILED
     assert stored.failure is not None
     assert (stored.failure.code, stored.failure.pg_code) == (our_code, pg_code)
-    assert stored.failure.message == "the PG says no"
+    assert stored.failure.pg_message == "the PG says no"
+    assert stored.failure.message and stored.failure.message != "the PG says no"  # ours, for the buyer
     page = fail_page(url)
-    assert (page["code"], page["transactionId"], page["message"]) == (
-        our_code,
+    assert (page["transactionId"], page["code"], page["errorCode"], page["message"]) == (
         t.transaction_id,
-        "the PG says no",
+        pg_code,  # the PG's word
+        our_code,
+        stored.failure.message,
     )
     # A refusal is final: no lookup, but for the answers a foreign key also gets.
     assert len(world.gateway.calls_to("find_payment")) == (1 if kind in KEY_MAY_BELONG_ELSEWHERE else 0)
@@ -514,15 +519,30 @@ async def test_lookup_aborted_after_unknown_confirm_fails(world: World) -> None:
     stored = world.repo.stored(t.transaction_id)
     assert stored.status == Status.PAYMENT_FAILED
     assert stored.failure_pg_code == "REJECT_CARD_COMPANY"
-    assert fail_page(url)["code"] == "PAY_003"
+    assert (fail_page(url)["code"], fail_page(url)["errorCode"]) == ("REJECT_CARD_COMPANY", "PAY_003")
 
 
 async def test_pg_reports_expired_payment(world: World) -> None:
     t = await issue(world)
-    world.gateway.on_confirm(aborted_payment(t.transaction_id, STUDY_PRICE, status=PgPaymentStatus.EXPIRED))
+    world.gateway.on_confirm(
+        aborted_payment(
+            t.transaction_id,
+            STUDY_PRICE,
+            status=PgPaymentStatus.EXPIRED,
+            code="EXPIRED_PAYMENT",
+            message="결제 유효 시간이 지나 만료된 결제입니다.",
+        )
+    )
     url = await success_callback(world, t.transaction_id)
-    assert world.repo.stored(t.transaction_id).failure_code == "PAY_002"
-    assert fail_page(url)["code"] == "PAY_002"
+    failure = world.repo.stored(t.transaction_id).failure
+    assert failure is not None
+    assert (failure.code, failure.pg_code, failure.pg_message) == (
+        "PAY_002",
+        "EXPIRED_PAYMENT",
+        "결제 유효 시간이 지나 만료된 결제입니다.",
+    )
+    assert failure.message == "The payment session expired before it was confirmed."
+    assert (fail_page(url)["code"], fail_page(url)["errorCode"]) == ("EXPIRED_PAYMENT", "PAY_002")
 
 
 async def test_virtual_account_waits_for_the_deposit(world: World) -> None:
@@ -609,15 +629,19 @@ async def test_pg_payment_that_does_not_match_ours_fails(
 
 
 @pytest.mark.parametrize(
-    ("pg_code", "our_code"),
+    ("pg_code", "our_code", "our_message"),
     [
-        ("REJECT_CARD_PAYMENT", "PAY_004"),
-        ("EXCEED_MAX_AMOUNT", "PAY_004"),
-        ("PAY_PROCESS_CANCELED", "PAY_003"),
-        ("REJECT_CARD_COMPANY", "PAY_003"),
+        ("REJECT_CARD_PAYMENT", "PAY_004", "Insufficient balance or card limit."),
+        ("EXCEED_MAX_AMOUNT", "PAY_004", "Insufficient balance or card limit."),
+        ("PAY_PROCESS_CANCELED", "PAY_003", "The payment was cancelled in the payment window."),
+        ("USER_CANCEL", "PAY_003", "The payment was cancelled in the payment window."),
+        ("REJECT_CARD_COMPANY", "PAY_003", "The payment was declined."),
+        ("A_CODE_NOBODY_DOCUMENTED", "PAY_003", "The payment was declined."),
     ],
 )
-async def test_fail_callback_fails_a_created_transaction(world: World, pg_code: str, our_code: str) -> None:
+async def test_fail_callback_fails_a_created_transaction(
+    world: World, pg_code: str, our_code: str, our_message: str
+) -> None:
     t = await issue(world)
     world.gateway.on_find(NO_PAYMENT_AT_PG)
     url = await fail_callback(
@@ -625,17 +649,78 @@ async def test_fail_callback_fails_a_created_transaction(world: World, pg_code: 
         transaction_id=t.transaction_id,
         order_id=None,
         code=pg_code,
-        message="사용자가 결제를 취소하였습니다",
+        message="PG의 메시지",
     )
     stored = world.repo.stored(t.transaction_id)
     assert stored.status == Status.PAYMENT_FAILED
-    assert (stored.failure_code, stored.failure_pg_code) == (our_code, pg_code)
+    assert stored.failure == Failure(our_code, our_message, pg_code, "PG의 메시지")
     assert fail_page(url) == {
         "transactionId": t.transaction_id,
-        "code": our_code,
-        "message": "사용자가 결제를 취소하였습니다",
+        "code": pg_code,
+        "message": our_message,
+        "errorCode": our_code,
     }
+    assert list(fail_page(url)) == ["transactionId", "code", "message", "errorCode"]  # in this order
     assert [c.operation for c in world.gateway.calls] == ["find_payment"]  # is it really failed?
+    last = world.repo.stored_history(t.transaction_id)[-1]
+    assert (last.message, last.metadata["pgCode"], last.metadata["pgMessage"]) == (
+        our_message,
+        pg_code,
+        "PG의 메시지",
+    )
+    wire = await wire_status(world, t.transaction_id)
+    assert wire.failure == FailureBody(our_code, our_message, pg_code, "PG의 메시지")
+    assert wire.message == our_message
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        pytest.param("REJECT_CARD_COMPANY\x00\x1b[0m", id="control-characters"),
+        pytest.param("reject_card_company", id="lower-case"),
+        pytest.param("<script>alert(1)</script>", id="markup"),
+        pytest.param("X" * 65, id="too-long"),
+        pytest.param("REJECT CARD", id="space"),
+        pytest.param("ＲＥＪＥＣＴ", id="full-width"),
+        pytest.param("", id="empty"),
+        pytest.param(None, id="missing"),
+    ],
+)
+async def test_a_fail_callback_code_that_is_no_pg_code_is_not_kept(world: World, code: str | None) -> None:
+    t = await issue(world)
+    world.gateway.on_find(NO_PAYMENT_AT_PG)
+    url = await fail_callback(world, transaction_id=t.transaction_id, order_id=None, code=code, message=None)
+    stored = world.repo.stored(t.transaction_id)
+    assert stored.failure == Failure("PAY_003", "The payment was not completed.", None, None)
+    assert fail_page(url) == {
+        "transactionId": t.transaction_id,
+        "code": "PAY_003",
+        "message": "The payment was not completed.",
+        "errorCode": "PAY_003",
+    }
+    noted = world.repo.stored_history(t.transaction_id)[-1].metadata.get("callbackCode")
+    assert noted == (printable_text(code, 64) if code else None)
+
+
+def test_a_fail_redirect_answered_without_the_database_says_what_its_code_means(world: World) -> None:
+    """The database is away: the callback is queued for a replay and the buyer still lands on the
+    fail page, with the PG's code, ours and our message (nothing is stored)."""
+    cancelled = world.checkout.window_failure_page("TXN_1", code="PAY_PROCESS_CANCELED", message="취소")
+    garbled = world.checkout.window_failure_page("TXN_1", code="<b>", message=None)
+
+    assert fail_page(page(cancelled)) == {
+        "transactionId": "TXN_1",
+        "code": "PAY_PROCESS_CANCELED",
+        "message": "The payment was cancelled in the payment window.",
+        "errorCode": "PAY_003",
+    }
+    assert fail_page(page(garbled)) == {
+        "transactionId": "TXN_1",
+        "code": "PAY_003",
+        "message": "The payment was not completed.",
+        "errorCode": "PAY_003",
+    }
+    assert world.gateway.calls == []
 
 
 async def test_fail_callback_by_order_id(world: World) -> None:
@@ -741,9 +826,10 @@ async def test_status_of_a_failed_payment_carries_the_failure(world: World) -> N
     await success_callback(world, t.transaction_id)
     report = await wire_status(world, t.transaction_id)
     assert report.status == "PAYMENT_FAILED" and report.retry_after_ms is None
-    assert report.failure is not None
-    assert (report.failure.code, report.failure.message) == ("PAY_004", "한도 초과")
-    assert report.message == "한도 초과"
+    assert report.failure == FailureBody(
+        "PAY_004", "Insufficient balance or card limit.", "REJECT_CARD_PAYMENT", "한도 초과"
+    )
+    assert report.message == "Insufficient balance or card limit."
 
 
 # --- detail and list ------------------------------------------------------------------------------

@@ -90,24 +90,32 @@ async def test_a_hostile_fail_callback_message_is_stored_printable_and_bounded(a
     )
 
     assert response.status_code == 302
-    shown = parse_qs(urlsplit(response.headers["location"]).query)["message"][0]
-    assert_printable(shown, FAILURE_MESSAGE_COLUMN)
+    # The redirect carries our code and message only: the browser's code is not a PG's code.
+    shown = parse_qs(urlsplit(response.headers["location"]).query)
+    assert shown == {
+        "transactionId": [tid],
+        "code": ["PAY_003"],
+        "message": ["The payment was not completed."],
+        "errorCode": ["PAY_003"],
+    }
     detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
     failure = detail["failure"]
     assert detail["status"] == "PAYMENT_FAILED"
-    assert failure["message"].startswith("카드사 거절 [31mRED[0m gpj.exe 가가")
-    assert len(failure["message"]) == FAILURE_MESSAGE_COLUMN
-    assert_printable(failure["message"], FAILURE_MESSAGE_COLUMN)
-    assert failure["pgCode"] == ("REJECT_CARD_COMPANY[0m" + "X" * 100)[:64]
+    assert (failure["code"], failure["message"]) == ("PAY_003", "The payment was not completed.")
+    assert failure["pgMessage"].startswith("카드사 거절 [31mRED[0m gpj.exe 가가")
+    assert len(failure["pgMessage"]) == FAILURE_MESSAGE_COLUMN
+    assert_printable(failure["pgMessage"], FAILURE_MESSAGE_COLUMN)
+    assert failure["pgCode"] is None  # not a code's shape: not kept
     last = detail["history"][-1]
     assert_printable(last["message"], HISTORY_MESSAGE_COLUMN)
-    assert last["message"].startswith("카드사 거절 [31mRED[0m gpj.exe")
-    assert all(
-        "\x00" not in value and RLO not in value
-        for value in last["metadata"].values()
-        if isinstance(value, str)
-    )
+    assert last["metadata"]["pgMessage"].startswith("카드사 거절 [31mRED[0m gpj.exe")
+    assert last["metadata"]["callbackCode"] == ("REJECT_CARD_COMPANY[0m" + "X" * 100)[:64]
+    for value in last["metadata"].values():
+        if isinstance(value, str):
+            assert_printable(value, HISTORY_MESSAGE_COLUMN)
+            assert "\x00" not in value and RLO not in value
     status = (await api.client.get(f"/api/payments/{tid}/status", headers=api.headers(user))).json()
+    assert status["failure"] == failure
     assert status["message"] == failure["message"]
 
 
@@ -126,8 +134,9 @@ async def test_a_pg_decline_message_is_stored_printable(api: Api, user: str) -> 
 
     detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
     assert detail["status"] == "PAYMENT_FAILED"
-    assert detail["failure"]["message"].startswith("한도초과[31m!!!")
-    assert_printable(detail["failure"]["message"], FAILURE_MESSAGE_COLUMN)
+    assert detail["failure"]["message"] == "The payment was declined."
+    assert detail["failure"]["pgMessage"].startswith("한도초과[31m!!!")
+    assert_printable(detail["failure"]["pgMessage"], FAILURE_MESSAGE_COLUMN)
     assert detail["failure"]["pgCode"] == "REJECT_CARD_PAYMENT"
     for entry in detail["history"]:
         assert_printable(entry["message"], HISTORY_MESSAGE_COLUMN)
@@ -237,12 +246,33 @@ async def test_a_refund_reason_with_control_characters_is_refused(
 
 async def test_the_demo_fail_page_shows_the_message_as_plain_text(api: Api) -> None:
     message = "<img src=x onerror=alert(1)>" + RLO + "\x1b[31m" + "x" * 2000
-    response = await api.client.get(f"/demo/payment/fail?code={quote('<script>')}&message={quote(message)}")
+    hostile_id = '"><script>alert(1)</script>'
+    hostile_code = 'PAY_003" onload="x'
+    response = await api.client.get(
+        f"/demo/payment/fail?transactionId={quote(hostile_id)}&code={quote('<script>')}"
+        f"&message={quote(message)}&errorCode={quote(hostile_code)}&maxPolls={quote('9<b>')}"
+    )
 
     assert response.status_code == 200
     page = response.text
-    assert "<img" not in page and "(<script>)" not in page
-    assert "Payment failed (&lt;script&gt;)" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<img" not in page and "<script>" not in page and 'onload="' not in page
+    # The message is text (in the page and in the data attribute the script reads), escaped,
+    # printable and bounded; what does not look like a code is not shown as one.
+    assert 'data-message="&lt;img src=x onerror=alert(1)&gt;' in page
+    assert '<p id="failure-pg-message" class="muted">&lt;img src=x onerror=alert(1)&gt;' in page
+    assert 'data-code=""' in page and 'data-error-code=""' in page
+    assert 'data-transaction-id="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in page
+    assert 'data-max-polls="25"' in page
     assert RLO not in page and "\x1b" not in page
     assert "x" * 511 not in page
+
+
+async def test_the_demo_fail_page_hands_the_redirects_codes_to_its_script(api: Api) -> None:
+    response = await api.client.get(
+        "/demo/payment/fail?transactionId=TXN_1&code=PAY_PROCESS_CANCELED&message=cancelled&errorCode=PAY_003"
+    )
+
+    page = response.text
+    assert 'data-kind="fail"' in page and 'data-current-state="failure"' in page
+    assert 'data-code="PAY_PROCESS_CANCELED"' in page and 'data-error-code="PAY_003"' in page
+    assert 'data-transaction-id="TXN_1"' in page

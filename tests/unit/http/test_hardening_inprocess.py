@@ -206,25 +206,29 @@ async def test_development_serves_the_schema(database_url: str) -> None:
 # --- security headers ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path", ["/demo/", "/demo/payment/success?transactionId=tx_1", "/demo/payment/fail?code=X&message=no"]
-)
+DEMO_PAGES = ["/demo/", "/demo/payment/success?transactionId=tx_1", "/demo/payment/fail?code=X&message=no"]
+MOCK_ORIGIN = "http://mock-toss.test:8090"
+
+
+@pytest.mark.parametrize("path", DEMO_PAGES)
 async def test_demo_pages_run_under_a_strict_content_security_policy(database_url: str, path: str) -> None:
-    async with serving(database_url) as (client, _):
+    async with serving(database_url, TOSS_API_URL=MOCK_ORIGIN) as (client, _):
         page = await client.get(path)
         assert page.status_code == 200, page.text
         found = resources(page.text)
-        loaded = {src: await client.get(src) for src in found.scripts + found.stylesheets}
+        own = [src for src in found.scripts + found.stylesheets if not urlsplit(src).netloc]
+        loaded = {src: await client.get(src) for src in own}
 
     assert page.headers["content-type"].startswith("text/html")
     directives = csp_directives(page)
     assert directives.get("frame-ancestors") == ["'none'"], directives
     assert page.headers.get("x-frame-options") == "DENY"
     assert page.headers.get("x-content-type-options") == "nosniff"
+    assert page.headers.get("cache-control") == "no-store"  # it carries a bearer token
     for kind in ("script-src", "style-src"):
         sources = directives.get(kind, directives.get("default-src", []))
         assert "'unsafe-inline'" not in sources and "'unsafe-eval'" not in sources, (kind, sources)
-    # Nothing inline that the policy would block: the page works only through its own files.
+    # Nothing inline that the policy would block: the page works only through its files.
     assert not found.inline_scripts, found.inline_scripts
     assert found.inline_styles == 0 and not found.event_handlers, page.text
     assert found.scripts, "the page lost its script"
@@ -240,18 +244,83 @@ async def test_demo_pages_run_under_a_strict_content_security_policy(database_ur
     assert "connect-src" in directives and allowed_by(directives, "connect-src", "/api/payments/issue")
 
 
-async def test_the_shop_page_still_hands_its_script_a_working_token(database_url: str) -> None:
-    async with serving(database_url) as (client, settings):
-        page = await client.get("/demo/")
-        script = await client.get(resources(page.text).scripts[0])
+@pytest.mark.parametrize("path", DEMO_PAGES)
+async def test_demo_pages_allow_exactly_their_own_origin_and_the_mocks(database_url: str, path: str) -> None:
+    """The SDK's script, its window and the deposit button come from TOSS_API_URL (the mock):
+    that origin, and no other, is added to the page policy."""
+    async with serving(database_url, TOSS_API_URL=f"{MOCK_ORIGIN}/") as (client, _):
+        page = await client.get(path)
+        products = await client.get("/api/products")
+        schema = await client.get("/schema")
 
-    tokens = re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", page.text)
-    assert tokens, "the shop page carries no token for its script"
-    assert (
-        TokenAuthority(settings.http.jwt_secret).verify(f"Bearer {tokens[0]}").user_id == DEVELOPMENT_USER_ID
-    )
-    for used in ("/api/products", "/api/payments/issue", "retryAfterMs"):
+    directives = csp_directives(page)
+    assert directives["script-src"] == ["'self'", MOCK_ORIGIN], directives
+    assert directives["connect-src"] == ["'self'", MOCK_ORIGIN], directives
+    assert directives["frame-src"] == [MOCK_ORIGIN], directives
+    assert directives["form-action"] == ["'self'", MOCK_ORIGIN], directives
+    for kind in ("style-src", "img-src"):
+        assert directives[kind] == ["'self'"], directives
+    assert directives["default-src"] == ["'none'"] and directives["base-uri"] == ["'none'"], directives
+    every_source = {source for sources in directives.values() for source in sources}
+    assert every_source == {"'self'", "'none'", MOCK_ORIGIN}, every_source
+    # Other answers keep their own policies: the mock's origin is the demo's alone.
+    assert MOCK_ORIGIN not in products.headers["content-security-policy"]
+    assert csp_directives(products) == {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}
+    assert MOCK_ORIGIN not in schema.headers["content-security-policy"]
+
+
+async def test_the_shop_page_loads_the_toss_sdk_from_the_mock(database_url: str) -> None:
+    async with serving(database_url, TOSS_API_URL=MOCK_ORIGIN) as (client, _):
+        page = await client.get("/demo/")
+
+    scripts = resources(page.text).scripts
+    assert scripts[0] == f"{MOCK_ORIGIN}/v2/standard", scripts  # before the page's own scripts
+    assert all(not urlsplit(src).netloc for src in scripts[1:]), scripts
+
+
+async def test_the_demo_serves_only_its_own_files(database_url: str) -> None:
+    async with serving(database_url) as (client, _):
+        answers = {
+            name: await client.get(f"/demo/assets/{name}")
+            for name in ("common.js", "shop.js", "result.js", "demo.css", "shop.html", "..%2Fdemo.py")
+        }
+
+    assert {name: r.status_code for name, r in answers.items()} == {
+        "common.js": 200,
+        "shop.js": 200,
+        "result.js": 200,
+        "demo.css": 200,
+        "shop.html": 404,
+        "..%2Fdemo.py": 404,
+    }
+
+
+async def test_the_demo_pages_hand_their_scripts_a_working_token(database_url: str) -> None:
+    async with serving(database_url) as (client, settings):
+        pages = [await client.get(path) for path in DEMO_PAGES]
+        script = await client.get("/demo/assets/shop.js")
+        poller = await client.get("/demo/assets/result.js")
+
+    for page in pages:
+        tokens = re.findall(r'data-token="(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"', page.text)
+        assert tokens, f"{page.request.url.path} carries no token for its script"
+        caller = TokenAuthority(settings.http.jwt_secret).verify(f"Bearer {tokens[0]}")
+        assert caller.user_id == DEVELOPMENT_USER_ID
+    for used in ("/api/products", "/api/payments/issue", "Idempotency-Key", "requestPayment"):
         assert used in script.text, used
+    for used in ("/status?attempt=", "retryAfterMs", "/_mock/virtual-accounts/"):
+        assert used in poller.text, used
+
+
+async def test_the_result_pages_limit_of_polls_comes_from_the_query(database_url: str) -> None:
+    async with serving(database_url) as (client, _):
+        default = await client.get("/demo/payment/success?transactionId=tx_1")
+        shortened = await client.get("/demo/payment/success?transactionId=tx_1&maxPolls=3")
+        nonsense = await client.get("/demo/payment/success?transactionId=tx_1&maxPolls=-1")
+
+    assert 'data-max-polls="25"' in default.text
+    assert 'data-max-polls="3"' in shortened.text
+    assert 'data-max-polls="25"' in nonsense.text
 
 
 async def test_the_schema_page_loads_only_what_its_policy_allows(database_url: str) -> None:
