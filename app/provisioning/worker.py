@@ -15,7 +15,9 @@ builds Payment Core (app.bootstrap) and nothing of the HTTP side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import time
@@ -28,7 +30,7 @@ from arq.worker import Function, Worker, check_health, create_worker, func
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from app.provisioning.jobs import (
@@ -190,15 +192,24 @@ async def _run_both(settings: Settings, *, burst: bool) -> None:
     await startup(ctx)  # once for both: they share the Services, and neither closes them alone
     try:
         # Each worker gets a ctx of its own (arq writes its Redis pool into it).
-        workers = [
-            create_worker(arq_settings, burst=burst, ctx=dict(ctx), on_startup=None, on_shutdown=None)
+        makers = [
+            functools.partial(
+                create_worker, arq_settings, burst=burst, ctx=dict(ctx), on_startup=None, on_shutdown=None
+            )
             for arq_settings in (grant_worker_settings(settings), webhook_worker_settings(settings))
         ]
-        # Each Worker installed its own SIGINT/SIGTERM handler, the last replacing the first: one
-        # handler stops both (arq's handle_sig cancels a worker's jobs, which arq runs again later).
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, _stop, workers, signum)
+        workers = [make() for make in makers]
+        stopping = asyncio.Event()
+
+        def take_signals() -> None:
+            # Each Worker installs its own SIGINT/SIGTERM handler as it is made, the last replacing
+            # the others: ours, installed after, stops both (arq's handle_sig cancels a worker's
+            # jobs, which arq runs again later).
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, _stop, workers, signum, stopping)
+
+        take_signals()
         log.info(
             "grants, refunds and the sweeper on %s (%d at once); webhooks on %s (%d at once)",
             workers[0].queue_name,
@@ -206,10 +217,13 @@ async def _run_both(settings: Settings, *, burst: bool) -> None:
             workers[1].queue_name,
             workers[1].max_jobs,
         )
-        runs = [asyncio.ensure_future(worker.async_run()) for worker in workers]
+        runs = [
+            asyncio.ensure_future(_run_restarting(workers, slot, make, stopping, take_signals))
+            for slot, make in enumerate(makers)
+        ]
         # Returns when both ended (a signal, or burst), or as soon as one of them crashed.
         await asyncio.wait(runs, return_when=asyncio.FIRST_EXCEPTION)
-        _stop(workers, signal.SIGTERM)
+        _stop(workers, signal.SIGTERM, stopping)
         await asyncio.gather(*runs, return_exceptions=True)
         for worker in workers:
             await worker.close()
@@ -221,7 +235,50 @@ async def _run_both(settings: Settings, *, burst: bool) -> None:
         await shutdown(ctx)
 
 
-def _stop(workers: list[Worker], signum: signal.Signals) -> None:
+async def _run_restarting(
+    workers: list[Worker],
+    slot: int,
+    make: Callable[[], Worker],
+    stopping: asyncio.Event,
+    take_signals: Callable[[], None],
+) -> None:
+    """Run `workers[slot]`; when Redis drops while it claims a job, run a new one in its place.
+
+    arq claims a job under WATCH, and redis-py answers a connection lost while watching with
+    WatchError before any retry, which ends arq's poll loop. The claim did not happen (the job
+    stays queued), so nothing is lost by polling again with a fresh Worker; jobs the old Worker
+    started finish on their own tasks, and its Redis pool is closed once they are done.
+    """
+    while True:
+        try:
+            await workers[slot].async_run()
+            return
+        except WatchError as error:
+            if stopping.is_set():
+                raise
+            log.warning(
+                "Redis dropped while the worker claimed a job; it polls again with a new worker",
+                extra={"queue": workers[slot].queue_name, "error": repr(error)},
+            )
+            retired = workers[slot]
+            workers[slot] = make()
+            take_signals()
+            retired_close = asyncio.ensure_future(_close_quietly(retired))
+            _RETIRED.add(retired_close)
+            retired_close.add_done_callback(_RETIRED.discard)
+            await asyncio.sleep(0.5)
+
+
+_RETIRED: set[asyncio.Future[None]] = set()
+
+
+async def _close_quietly(worker: Worker) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await worker.close()
+
+
+def _stop(workers: list[Worker], signum: signal.Signals, stopping: asyncio.Event) -> None:
+    stopping.set()
     for worker in workers:
         if worker.main_task is not None and not worker.main_task.done():
             worker.handle_sig(signum)
