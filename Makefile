@@ -12,10 +12,13 @@ help:
 	@echo "              ports: make run PORT=8000 MOCK_PORT=8090 (the defaults; the API's, the mock Toss's)"
 	@echo "make test     the whole suite against real MariaDB, Redis and headless chromium (installs/starts them if needed)"
 	@echo "make check    ruff, ruff format --check, mypy"
+	@echo "make client   regenerate clients/typescript (openapi.json, src/schema.d.ts) after an API change"
 	@echo "make mock     the mock Toss server alone on 127.0.0.1:8090"
+	@echo "make mock-wheel  the mock Toss as its own wheel in dist/ (asyncsite-mock-toss; mock_toss/README.md)"
 	@echo "make format   apply ruff's formatting and fixes"
 	@echo "make loadtest the Locust checkout scenario against a full local stack (loadtest-ui: with the web UI)"
 	@echo "make bench    the benchmark table: bare endpoint vs status, issue and checkout"
+	@echo "make bench-sse 1,000 open status streams on one API process: CPU and memory while open, idle, fanning out"
 	@echo "make fuzz     the contract fuzzer at scale: >= 10,000 requests, fixed seed, stateful links, on a full"
 	@echo "              local stack; about 3 min on 2 cores, stopped and failed after 15 min (FUZZ_ARGS=--help)"
 
@@ -39,6 +42,11 @@ run: $(STAMP)
 mock: $(STAMP)
 	$(VENV)/bin/mock-toss
 
+# The mock alone as a distribution (scripts/build_mock_wheel.py stages packaging/mock-toss).
+.PHONY: mock-wheel
+mock-wheel:
+	python3 scripts/build_mock_wheel.py
+
 services:
 	@bash scripts/ensure-services.sh
 
@@ -60,7 +68,19 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) services browser check
+# The TypeScript client's tools (openapi-typescript, typescript), pinned in its own package.json.
+.PHONY: clients client
+TS_CLIENT := clients/typescript
+clients:
+	@test -d $(TS_CLIENT)/node_modules/openapi-typescript -a -d $(TS_CLIENT)/node_modules/typescript || { \
+		echo "[clients] npm install in $(TS_CLIENT) (openapi-typescript, typescript)"; \
+		npm install --prefix $(TS_CLIENT) --no-package-lock --no-audit --no-fund --loglevel=error; }
+
+# After an API change: openapi.json and src/schema.d.ts from the code, then tsc --noEmit.
+client: $(STAMP) clients
+	@bash scripts/generate-typescript-client.sh
+
+test: $(STAMP) services browser clients check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
@@ -81,6 +101,12 @@ loadtest-ui: $(STAMP) services
 
 bench: $(STAMP) services
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+# 1,000 open status streams on one API process: open, idle, fan-out (CPU and memory per stage).
+BENCH_SSE_ARGS ?=
+.PHONY: bench-sse
+bench-sse: $(STAMP) services
+	$(PY) scripts/bench_sse.py $(BENCH_SSE_ARGS)
 
 # --- contract fuzzing at scale (scripts/fuzz.py; make test runs a short version) ---------------------
 # Extra options: make fuzz FUZZ_ARGS="--seed 7 --examples 800 --scenarios 1500 --time-limit 1200"

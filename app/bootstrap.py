@@ -27,6 +27,7 @@ from app.core.sql.transactions import SqlTransactionRepository
 from app.core.sql.webhook_events import SqlWebhookEventRepository
 from app.core.status_cache import CachedStatusReader, StatusViewCache
 from app.core.status_changes import LocalStatusChanges, RedisStatusChanges
+from app.core.status_stream import StatusWatchers
 from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.db import create_engine
@@ -47,6 +48,7 @@ class Core:
     engine: AsyncEngine
     status_reader: MySqlStatusReader | None
     status_cache: StatusViewCache
+    status_watchers: StatusWatchers
     redis: ArqRedis | None
     http: httpx.AsyncClient
     downstream_http: httpx.AsyncClient
@@ -115,8 +117,13 @@ def build_core(
     status_cache = StatusViewCache(
         ttl_seconds=settings.payments.status_cache_ttl_seconds, coherent=redis is None
     )
+    # The open status streams of this process (API only) are woken by the same announcements; like
+    # the cache, they trust them only while the listener is subscribed (always, without Redis).
+    status_watchers = StatusWatchers(live=redis is None)
     status_changes: StatusChanges = (
-        RedisStatusChanges(redis, status_cache) if redis is not None else LocalStatusChanges(status_cache)
+        RedisStatusChanges(redis, status_cache, watchers=status_watchers)
+        if redis is not None
+        else LocalStatusChanges(status_cache, watchers=status_watchers)
     )
     # Polls read through this process's cache; the repositories announce each committed write.
     status_views = CachedStatusReader(status_reader or SqlStatusReader(engine), status_cache)
@@ -134,7 +141,7 @@ def build_core(
             )
     checkout_url = settings.toss.checkout_url
     if checkout_url is None and not settings.is_production:
-        checkout_url = f"{settings.toss.api_url.rstrip('/')}/checkout"
+        checkout_url = f"{settings.toss.browser_base_url}/checkout"  # a page the browser opens
     catalog = StaticProductCatalog.from_file(settings.payments.product_catalog_path)
     clock = clock or SystemClock()
     refunds = RefundService(
@@ -224,6 +231,7 @@ def build_core(
         engine=engine,
         status_reader=status_reader,
         status_cache=status_cache,
+        status_watchers=status_watchers,
         redis=redis,
         http=http,
         downstream_http=downstream_http,

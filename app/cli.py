@@ -1,4 +1,4 @@
-"""The `payments` command: dev | serve | migrate | token (and worker, with provisioning)."""
+"""The `payments` command: dev | serve | migrate | token | openapi (and worker, with provisioning)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,18 @@ def migrate() -> None:
     upgrade_database(settings.database.url)
     shown = make_url(settings.database.url).render_as_string(hide_password=True)
     click.echo(f"database is up to date: {shown}")
+
+
+@main.command()
+def openapi() -> None:
+    """Print the OpenAPI document, as /schema/openapi.json serves it (no server, no database).
+
+    The same whatever the environment: clients generate their types from it (`make client`)."""
+    from app.http.openapi import openapi_json
+    from app.main import create_app
+
+    settings = load_settings({"DATABASE_URL": "sqlite+aiosqlite://", "SCHEMA_ENABLED": "true"})
+    click.echo(openapi_json(create_app(settings)), nl=False)
 
 
 @main.command()

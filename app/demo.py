@@ -1,8 +1,9 @@
 """A reference checkout, served only outside production (app/main.py imports it only then).
 
 `make run` prints its URL: pick a product and a payment method, pay in the mock Toss's window
-through the Toss SDK (loaded from the mock, `{TOSS_API_URL}/v2/standard`), and watch the result
-page follow the status endpoint with the server's `retryAfterMs` to "ready".
+through the Toss SDK (loaded from the mock, `{TOSS_BROWSER_URL or TOSS_API_URL}/v2/standard`), and
+watch the result page follow the status to "ready": pushed by the event stream (EventSource with the
+first status answer's `streamToken`), or polled with the server's `retryAfterMs` when the stream fails.
 
 The pages are files in app/demo_assets/: two HTML templates filled in here, and the JavaScript
 and CSS a frontend developer would copy (plain files, no build step). They carry no inline script
@@ -112,9 +113,9 @@ class DemoController(Controller):
                 token=token_authority.mint(DEVELOPMENT_USER_ID, ttl_seconds=TOKEN_TTL_SECONDS),
                 customer_key=customer_key(settings.http.jwt_secret, DEVELOPMENT_USER_ID),
                 user=DEVELOPMENT_USER_ID,
-                sdk_url=f"{settings.toss.api_url.rstrip('/')}/v2/standard",
+                sdk_url=f"{settings.toss.browser_base_url}/v2/standard",
             ),
-            _origin(settings.toss.api_url),
+            _origin(settings.toss.browser_base_url),
         )
 
     @get("/payment/success")
@@ -172,12 +173,12 @@ class DemoController(Controller):
                 token=token_authority.mint(DEVELOPMENT_USER_ID, ttl_seconds=TOKEN_TTL_SECONDS),
                 transaction_id=printable_text(transaction_id or "", 64),
                 max_polls=str(_max_polls(max_polls)),
-                mock_url=settings.toss.api_url.rstrip("/"),
+                mock_url=settings.toss.browser_base_url,
                 code=code,
                 message=message,
                 error_code=error_code,
             ),
-            _origin(settings.toss.api_url),
+            _origin(settings.toss.browser_base_url),
         )
 
     @get("/assets/{name:str}")

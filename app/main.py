@@ -29,16 +29,21 @@ from app.core.ports import (
     PaymentGateway,
     ProvisioningQueue,
 )
+from app.core.sql.status_reader import SqlStatusReader
 from app.core.status_changes import StatusChangeListener
+from app.core.status_stream import StatusStreams, StreamConfig, StreamSlots
+from app.core.stream_tokens import StreamTokens
 from app.http.callbacks import CallbackController
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.health import health_live, health_ready
-from app.http.openapi import CLOSED_REQUEST_BODIES, document_links
+from app.http.openapi import finish_document
 from app.http.payments import PaymentController, RequestGuards, StatusHotPath
 from app.http.products import ProductController
 from app.http.redirects import FrontendPages
 from app.http.requests import PaymentsRequest
+from app.http.status_events import StatusEventsController, StatusEventsPieces
 from app.http.webhooks import WebhookController
+from app.http_server import on_server_shutdown
 from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
 from app.provisioning.api import EntitlementController
@@ -57,6 +62,9 @@ class Services(Core):
     idempotency: IdempotencyStore
     tokens: TokenAuthority
     rate_limiter: RateLimiter
+    stream_tokens: StreamTokens  # ?streamToken= of the status stream
+    status_streams: StatusStreams
+    stream_slots: StreamSlots  # the per-user cap on open streams
 
 
 def build_services(
@@ -73,6 +81,18 @@ def build_services(
         idempotency = RedisIdempotencyStore(core.redis, ttl_seconds=settings.http.idempotency_ttl_seconds)
     else:
         idempotency = InMemoryIdempotencyStore(ttl_seconds=settings.http.idempotency_ttl_seconds)
+    stream = settings.stream
+    status_streams = StatusStreams(
+        reader=core.status_reader or SqlStatusReader(core.engine),  # the database, never the cache
+        queries=core.queries,
+        watchers=core.status_watchers,
+        config=StreamConfig(
+            heartbeat_seconds=stream.heartbeat_seconds,
+            max_seconds=stream.max_seconds,
+            poll_seconds=stream.poll_seconds,
+            max_per_user=stream.max_per_user,
+        ),
+    )
     return Services(
         **{f.name: getattr(core, f.name) for f in fields(core)},
         idempotency=idempotency,
@@ -85,19 +105,13 @@ def build_services(
                 "webhook": settings.http.rate_limit_webhook_per_minute,  # per source address
             },
         ),
+        stream_tokens=StreamTokens(settings.http.jwt_secret, ttl_seconds=stream.token_ttl_seconds),
+        status_streams=status_streams,
+        stream_slots=StreamSlots(stream.max_per_user),
     )
 
 
 # --- the app --------------------------------------------------------------------------------------
-
-
-def _document_closed_bodies(app: Litestar) -> None:
-    """Request bodies that refuse unknown fields say so in the OpenAPI document (Litestar omits it)."""
-    schemas = app.openapi_schema.components.schemas or {}
-    for struct in CLOSED_REQUEST_BODIES:
-        schema = schemas.get(struct.__name__)
-        if schema is not None:
-            schema.additional_properties = False
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Litestar:
@@ -110,19 +124,24 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        if app.openapi_config is not None:  # SCHEMA_ENABLED
-            _document_closed_bodies(app)
-            document_links(app.openapi_schema)
+        finish_document(app)  # when SCHEMA_ENABLED: examples, error codes, links (app.http.openapi)
         if not settings.is_production:
             log.warning("AsyncSite Payments is running in %s mode", settings.environment.upper())
         if isinstance(built.queue, InProcessQueue):
             built.queue.start_sweeper()  # the embedded default has no worker process
-        listener = StatusChangeListener(built.redis, built.status_cache) if built.redis is not None else None
+        listener = (
+            StatusChangeListener(built.redis, built.status_cache, watchers=built.status_watchers)
+            if built.redis is not None
+            else None
+        )
         if listener is not None:
             listener.start()  # until it is subscribed, polls read the database
+        # A graceful shutdown ends the open status streams at once (uvicorn would wait for them).
+        forget_streams = on_server_shutdown(built.status_watchers.close_all)
         try:
             yield
         finally:
+            forget_streams()
             if listener is not None:
                 await listener.stop()
             if isinstance(built.queue, InProcessQueue):
@@ -132,6 +151,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     route_handlers: list[Any] = [
         PaymentController,
+        StatusEventsController,
         CallbackController,
         ProductController,
         EntitlementController,
@@ -169,14 +189,21 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=[lifespan],
         state=State(
             {
-                "status_hot_path": StatusHotPath(tokens=built.tokens, queries=built.queries),
+                "status_hot_path": StatusHotPath(
+                    tokens=built.tokens, queries=built.queries, stream_tokens=built.stream_tokens
+                ),
+                "status_events": StatusEventsPieces(
+                    tokens=built.tokens,
+                    stream_tokens=built.stream_tokens,
+                    streams=built.status_streams,
+                    slots=built.stream_slots,
+                    retry_ms=settings.stream.retry_ms,
+                ),
                 "request_guards": RequestGuards(tokens=built.tokens, rate_limiter=built.rate_limiter),
             }
         ),
         middleware=[request_id_middleware],
-        before_send=[
-            security_headers(schema_path="/schema", schema_policy=schema_page_policy(swagger.asset_origins))
-        ],
+        before_send=[security_headers(schema_path="/schema", schema_policy=schema_page_policy())],
         request_class=PaymentsRequest,
         openapi_config=OpenAPIConfig(
             title="AsyncSite Payments",

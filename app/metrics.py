@@ -14,6 +14,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -53,6 +54,12 @@ STATUS_CHANGE_BUS = Counter(
     "payments_status_change_bus_total",
     "Status-change bus events (subscribed, subscription_lost, publish_failed)",
     ["event"],
+)
+# Open status streams (GET /api/payments/{id}/events); summed over the live processes of a host.
+STATUS_STREAMS_OPEN = Gauge(
+    "payments_status_streams_open",
+    "Open status event streams (Server-Sent Events)",
+    multiprocess_mode="livesum",
 )
 # Redis unreachable, by what gave way: rate_limiter (failed open), idempotency (503 or a response
 # not stored for replay), request (anything else answered 503). Non-zero means Redis is down.

@@ -16,6 +16,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from app.core.domain import ErrorCode
 from app.core.schemas import ErrorBody
+from app.messages import METRICS_TOKEN_REQUIRED, language_of
 from app.metrics import render_metrics
 from app.settings import Settings
 
@@ -31,7 +32,8 @@ def metrics_route(settings: Settings) -> HTTPRouteHandler | None:
         if token is not None and not presents_token(request.headers.get("authorization"), token):
             return Response(
                 ErrorBody(
-                    code=ErrorCode.UNAUTHENTICATED, message="The metrics need the metrics bearer token."
+                    code=ErrorCode.UNAUTHENTICATED,
+                    message=METRICS_TOKEN_REQUIRED(language_of(request.headers.get("accept-language"))),
                 ),
                 status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},

@@ -15,7 +15,9 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app import messages as texts
 from app.core.domain import PaymentError
+from app.messages import Text
 from app.metrics import REDIS_UNAVAILABLE
 
 log = logging.getLogger("app.ratelimit")
@@ -24,10 +26,10 @@ _FAILED_OPEN = REDIS_UNAVAILABLE.labels(component="rate_limiter")
 
 
 class RateLimited(PaymentError):
-    code, default_message = "RATE_LIMITED", "Too many requests; retry later."
+    code = "RATE_LIMITED"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, details={"retryAfterSeconds": retry_after})
+    def __init__(self, text: Text | None = None, *, retry_after: int) -> None:
+        super().__init__(text, details={"retryAfterSeconds": retry_after})
         self.retry_after = retry_after
 
 
@@ -56,7 +58,11 @@ class RateLimiter:
         if count > limit:
             retry_after = max(1, int((window + 1) * self.WINDOW_SECONDS - now))
             raise RateLimited(
-                f"At most {limit} {action} requests per minute; retry in {retry_after} s.",
+                texts.RATE_LIMIT_EXCEEDED.format(
+                    limit=limit,
+                    action=texts.RATE_LIMITED_ACTIONS.get(action, Text(action, action)),
+                    seconds=retry_after,
+                ),
                 retry_after=retry_after,
             )
 

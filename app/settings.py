@@ -67,6 +67,16 @@ class TossSettings(msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed("
     max_attempts: AtLeastOne = 3
     retry_delay_seconds: Delay = 1.0
     checkout_url: str | None = None  # where the frontend opens the window; default: the mock's
+    # Where a browser reaches the PG's own pages when that differs from TOSS_API_URL (compose: the
+    # API calls http://mock-toss:8090, the browser http://localhost:8090): the mock's payment
+    # window (the default checkout URL), its SDK script and test controls (the demo). Unset:
+    # TOSS_API_URL.
+    browser_url: str | None = None
+
+    @property
+    def browser_base_url(self) -> str:
+        """The PG's origin (and base path) as a browser reaches it, without a trailing slash."""
+        return (self.browser_url or self.api_url).rstrip("/")
 
 
 class PaymentSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
@@ -144,6 +154,19 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 ) from None
 
 
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True, rename=_prefixed("STREAM")):
+    """The status stream, GET /api/payments/{id}/events (Server-Sent Events; README, "The status
+    stream")."""
+
+    # How long a streamToken (issue and status answers) opens a stream: at most an hour.
+    token_ttl_seconds: Annotated[int, Meta(ge=60, le=3600)] = 3600
+    heartbeat_seconds: Annotated[float, Meta(ge=1, le=60)] = 15.0  # a comment at least this often
+    max_seconds: Seconds = 600.0  # then the stream ends (EventSource reconnects with Last-Event-ID)
+    poll_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0  # reading the database while the bus is down
+    max_per_user: AtLeastOne = 5  # open streams per user in one API process; 429 RATE_LIMITED above
+    retry_ms: Annotated[int, Meta(ge=0, le=600_000)] = 3000  # the `retry:` the stream tells clients
+
+
 class ObservabilitySettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     """Logs and /metrics (README, "Running in production").
 
@@ -170,6 +193,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     provisioning: ProvisioningSettings = msgspec.field(default_factory=ProvisioningSettings)
     reconciliation: ReconciliationSettings = msgspec.field(default_factory=ReconciliationSettings)
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    stream: StreamSettings = msgspec.field(default_factory=StreamSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     @property

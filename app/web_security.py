@@ -7,11 +7,12 @@ matched route, while `before_send` also sees the router's own 404/405 answers an
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from litestar import Request, Response, Router, get
+from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import BeforeMessageSendHookHandler, Message, Scope
 
@@ -26,15 +27,16 @@ NON_PAGE_POLICY = "default-src 'none'; frame-ancestors 'none'"
 _NO_STORE_PREFIX = "/api/payments"
 
 
-def schema_page_policy(asset_origins: Sequence[str]) -> str:
-    """The Swagger page: its bundle and stylesheet from the CDN, its start-up script from us.
+def schema_page_policy() -> str:
+    """The Swagger page: Swagger UI's bundle and stylesheet, its start-up script and the document,
+    all from us (SwaggerPage serves the files the swagger-ui-bundle package installed): it works
+    without the internet, and loads nothing from anywhere else.
 
     Swagger UI sets inline styles at run time, so styles (not scripts) allow 'unsafe-inline'.
     """
-    cdn = " ".join(sorted(set(asset_origins)))
     return (
-        f"default-src 'none'; script-src 'self' {cdn}; style-src 'self' 'unsafe-inline' {cdn}; "
-        f"img-src 'self' data: {cdn}; font-src 'self' data:; connect-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 
@@ -116,18 +118,32 @@ window.ui = SwaggerUIBundle({
 """
 
 
+# Swagger UI's files as the swagger-ui-bundle-v2 package installed them, served by us at
+# /schema/swagger/assets/<name>: only these, each with its type.
+SWAGGER_ASSETS: dict[str, str] = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
+SWAGGER_ASSETS_PATH = "/swagger/assets"  # under the schema router's /schema
+
+
 class SwaggerPage(SwaggerRenderPlugin):
-    """Swagger UI at /schema (and /schema/swagger) reading /schema/openapi.json; no inline code."""
+    """Swagger UI at /schema/swagger (and /schema) reading /schema/openapi.json: its bundle and
+    stylesheet from our own /schema/swagger/assets/ (installed with the package, no CDN), its
+    start-up script from a file; no inline code."""
 
     init_script_path = "/swagger-init.js"
 
     def __init__(self) -> None:
-        # No favicon or inline <style>: nothing on the page but the CDN's bundle and our script.
-        super().__init__(path=["/", "/swagger"], favicon="", style="")
-
-    @property
-    def asset_origins(self) -> list[str]:
-        return [f"{urlsplit(url).scheme}://{urlsplit(url).netloc}" for url in (self.js_url, self.css_url)]
+        # No inline <style>: nothing on the page but Swagger UI's files and our script.
+        super().__init__(
+            path=["/swagger", "/"],
+            js_url=f"/schema{SWAGGER_ASSETS_PATH}/swagger-ui-bundle.js",
+            css_url=f"/schema{SWAGGER_ASSETS_PATH}/swagger-ui.css",
+            favicon=f'<link rel="icon" type="image/png" href="/schema{SWAGGER_ASSETS_PATH}/favicon-32x32.png">',
+            style="",
+        )
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         title = html.escape(str(openapi_schema["info"]["title"]))
@@ -136,15 +152,38 @@ class SwaggerPage(SwaggerRenderPlugin):
         return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+{self.favicon}
 <link rel="stylesheet" href="{self.css_url}">
-<script src="{self.js_url}" crossorigin></script></head>
+<script src="{self.js_url}"></script></head>
 <body><div id="swagger-ui" data-spec-url="{spec_url}"></div>
 <script src="{init_url}"></script></body></html>""".encode()
 
     def receive_router(self, router: Router) -> None:
         # Instead of Swagger's OAuth2 redirect page (inline script; we use bearer tokens only).
         router.register(get(self.init_script_path, name="swagger-init", sync_to_thread=False)(_swagger_init))
+        router.register(
+            get(f"{SWAGGER_ASSETS_PATH}/{{name:str}}", name="swagger-asset", sync_to_thread=False)(
+                _swagger_asset
+            )
+        )
 
 
 def _swagger_init() -> Response[str]:
     return Response(_SWAGGER_INIT, media_type="text/javascript")
+
+
+@lru_cache(maxsize=len(SWAGGER_ASSETS))
+def _swagger_file(name: str) -> bytes:
+    from swagger_ui_bundle import swagger_ui_path
+
+    return (Path(str(swagger_ui_path)) / name).read_bytes()
+
+
+def _swagger_asset(name: str) -> Response[bytes]:
+    """One of SWAGGER_ASSETS, read once; its version is the package's, so caches may keep it a day."""
+    media_type = SWAGGER_ASSETS.get(name)
+    if media_type is None:
+        raise NotFoundException()
+    return Response(
+        _swagger_file(name), media_type=media_type, headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -74,7 +74,7 @@ POLL_SCHEDULE_S: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 5.0)
 # A server-suggested wait is honoured up to this (a VA awaiting its deposit may suggest a minute).
 MAX_SERVER_WAIT_S = 10.0
 
-# The mock's test cards (SPEC §4).
+# The mock's test cards (mock_toss/README.md, "Test cards").
 CARD_APPROVE = "4330000000000005"
 CARD_DECLINED = "4330000000000013"  # confirm → 403 REJECT_CARD_PAYMENT → 41 with PAY_004
 

@@ -135,7 +135,7 @@ def summarize(records: Sequence[CheckoutRecord]) -> dict[str, Any]:
 class Thresholds:
     """What makes a run fail; a None budget is not checked.
 
-    Defaults fit the default scenario on a 2-core developer machine (SPEC polling schedule
+    Defaults fit the default scenario on a 2-core developer machine (docs/api.md's polling schedule
     0, 1, 2, 3, 5 s: an approved card is paid at the first poll and provisioned by the second).
     """
 

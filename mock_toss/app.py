@@ -19,13 +19,18 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.types import Message, Scope
 
 from mock_toss import TOSS_API_VERSION, __version__
+from mock_toss.answers import encode_answer
 from mock_toss.auth import authenticate
 from mock_toss.browser_sdk import return_page, sdk_script
+from mock_toss.cash_receipts import attach_receipt_request, parse_receipt_request
 from mock_toss.checkout import fail_redirect, parse_checkout, render_window
 from mock_toss.config import MockConfig
+from mock_toss.core_routes import core_routes
 from mock_toss.errors import ERRORS, NOT_TEST_CODES, Language, TossError, language_of
 from mock_toss.idempotency import MAX_KEY_LENGTH, IdempotencyIdentity
 from mock_toss.payments import Payment, toss_time
+from mock_toss.report_routes import report_routes
+from mock_toss.routing import method_fallbacks, routing_routes
 from mock_toss.service import MockToss
 
 __all__ = ["MockConfig", "create_app"]
@@ -172,7 +177,7 @@ async def _answer_api(
         if test_code is not None:
             raise _test_code_error(test_code)
         payment = await operation(body, secret_key)
-        status, content = 200, _encoder.encode(payment.to_toss(language, mock.clock.now()))
+        status, content = 200, encode_answer(payment, language, mock.clock.now())
     except TossError as error:
         status, content = error.status, _encoder.encode(error.body(language))
     except BaseException:
@@ -236,7 +241,10 @@ async def issue_virtual_account(request: Request[Any, Any, Any]) -> Response[byt
     mock = _mock(request)
 
     async def issue(body: Any, _: str) -> Payment:
-        return mock.issue_virtual_account(body)
+        receipt = parse_receipt_request(body.get("cashReceipt") if isinstance(body, dict) else None)
+        payment = mock.issue_virtual_account(body)
+        attach_receipt_request(mock, payment, receipt)  # issued with the deposit
+        return payment
 
     return await _serve_api(request, "virtual-accounts", issue)
 
@@ -310,6 +318,7 @@ async def checkout_without_browser(request: Request[Any, Any, Any]) -> Response[
         )
     try:
         order = parse_checkout(body, mock.config.client_keys)
+        receipt = parse_receipt_request(body.get("cashReceipt"), order.method)
     except TossError as error:
         return _toss_error(error, language)
     try:
@@ -320,6 +329,8 @@ async def checkout_without_browser(request: Request[Any, Any, Any]) -> Response[
     result = mock.finish_window(
         payment, approve=action == "approve", card_number=card_number, language=language
     )
+    if result.payment_key is not None:
+        attach_receipt_request(mock, payment, receipt)
     return _json({"paymentKey": result.payment_key, "redirectUrl": result.redirect_url})
 
 
@@ -560,7 +571,7 @@ def create_app(config: MockConfig, *, mock: MockToss | None = None) -> Litestar:
                 await task
         await service.webhooks.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             confirm_payment,
             get_payment,
@@ -585,6 +596,9 @@ def create_app(config: MockConfig, *, mock: MockToss | None = None) -> Litestar:
             advance_clock,
             reset_mock,
             health,
+            *report_routes(_serve_api),
+            *routing_routes(_serve_api),
+            *core_routes(_serve_api),
         ],
         state=State({"mock": service}),
         on_startup=[start],
@@ -599,3 +613,7 @@ def create_app(config: MockConfig, *, mock: MockToss | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    # Registered last: they answer the methods that the /v1 paths above lack.
+    for handler in method_fallbacks(app):
+        app.register(handler)
+    return app

@@ -60,6 +60,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "Repeated requests are not allowed. Please try again later.",
     ),
     "NOT_FOUND": ErrorSpec(404, "존재하지 않는 정보 입니다.", "The requested information does not exist."),
+    "NOT_FOUND_HTTP_METHOD": ErrorSpec(
+        404, "존재하지 않는 HTTP 메소드 접근입니다.", "This HTTP method is not allowed on this path."
+    ),
     # Idempotency.
     "INVALID_IDEMPOTENCY_KEY": ErrorSpec(
         400, "멱등키는 300자 이하여야 합니다.", "The idempotency key must be 300 characters or fewer."
@@ -259,6 +262,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "INVALID_PAYMENT_KEY": ErrorSpec(400, "잘못된 paymentKey 입니다.", "The paymentKey is invalid."),
     "INVALID_CURRENCY": ErrorSpec(400, "잘못된 통화 값입니다.", "The currency is invalid."),
     "INVALID_DATE": ErrorSpec(400, "날짜 데이터가 잘못 되었습니다.", "The date is invalid."),
+    # Transactions: an unknown `startingAfter` cursor (message as observed from Toss).
+    "INVALID_TRANSACTION_KEY": ErrorSpec(400, "잘못된 페이징 키 입니다.", "The paging key is invalid."),
     "INVALID_ISO_DATE_FORMAT": ErrorSpec(
         400, "ISO 8601 형식의 날짜가 아닙니다.", "The date is not in ISO 8601 format."
     ),
@@ -293,7 +298,11 @@ ERRORS: dict[str, ErrorSpec] = {
     "NOT_FOUND_METHOD": ErrorSpec(
         404, "존재하지 않는 결제수단 입니다.", "The payment method does not exist."
     ),
-    "NOT_FOUND_BILLING": ErrorSpec(404, "존재하지 않는 빌링 정보 입니다.", "The billing key does not exist."),
+    "NOT_FOUND_BILLING": ErrorSpec(
+        404,
+        "존재하지 않는 빌링 결제 인증 정보 입니다.",
+        "The billing payment authentication information does not exist.",
+    ),
     # Virtual accounts.
     "INVALID_BANK": ErrorSpec(400, "유효하지 않은 은행입니다.", "The bank is not valid."),
     "INVALID_REGISTRATION_NUMBER_TYPE": ErrorSpec(
@@ -392,12 +401,43 @@ ERRORS: dict[str, ErrorSpec] = {
     ),
     "INVALID_BIRTH_DAY_FORMAT": ErrorSpec(
         400,
-        "생년월일 정보는 6자리의 yyMMdd 형식이어야 합니다.",
-        "The birthday must be 6 digits in yyMMdd format.",
+        "생년월일 정보는 6자리의 yyMMdd 형식이어야 합니다. 사업자등록번호는 10자리의 숫자여야 합니다.",
+        "The birth date must be 6 digits (yyMMdd), a business number 10 digits.",
     ),
     "NOT_SUPPORTED_CARD_TYPE": ErrorSpec(
         400, "지원되지 않는 카드 종류입니다.", "This card type is not supported."
     ),
+    "INVALID_EMAIL": ErrorSpec(
+        400, "이메일 주소 형식에 맞지 않습니다.", "The email address is not in a valid format."
+    ),
+    # Billing (automatic payments).
+    "INVALID_CUSTOMER_KEY": ErrorSpec(
+        400,
+        "customerKey는 영문 대소문자, 숫자, 특수문자 -, _, =, ., @로 2자 이상 300자 이하여야 합니다.",
+        "customerKey must be 2 to 300 letters, digits or the characters - _ = . , @.",
+    ),
+    "INVALID_BILL_KEY_REQUEST": ErrorSpec(
+        400,
+        "빌링키 인증이 완료되지 않았거나 유효하지 않은 빌링 거래 건입니다.",
+        "Billing key authentication has not been completed or is an invalid billing transaction.",
+    ),
+    "NOT_MATCHES_CUSTOMER_KEY": ErrorSpec(
+        400,
+        "빌링 인증 고객키와 결제 요청 고객키가 일치하지 않습니다.",
+        "The billing authentication customer key and the payment request customer key do not match.",
+    ),
+    "BILLING_KEY_NOT_FOUND": ErrorSpec(400, "빌링키가 존재하지 않습니다.", "The billing key does not exist."),
+    # Cash receipts.
+    "DUPLICATED_CASH_RECEIPT": ErrorSpec(
+        400, "이미 현금영수증이 발급된 주문입니다.", "A cash receipt was already issued for this order."
+    ),
+    "INVALID_CASH_RECEIPT_INFO": ErrorSpec(
+        400, "현금 영수증 정보가 잘못되었습니다.", "Cash receipt information is incorrect."
+    ),
+    "EXCEED_MAX_QUERY_LIMIT": ErrorSpec(
+        400, "최대 조회 개수를 초과했습니다.", "The maximum number of records per query was exceeded."
+    ),
+    "INVALID_PAGING_KEY": ErrorSpec(400, "잘못된 페이징 키 입니다.", "The paging key is invalid."),
     # Only ever a Payment.failure code (observed on EXPIRED payments), never an API answer.
     "EXPIRED_PAYMENT": ErrorSpec(
         400, "결제가 만료되었습니다. 다시 시도해주세요.", "The payment has expired. Please try again."

@@ -190,6 +190,13 @@ class Payment:
     # Confirms that failed on purpose so far (the fail-once test card).
     confirm_failures: int = 0
     refund_completes_at: datetime | None = None
+    # NORMAL (payment window, key-in) or BILLING (a billing key's charge, with its customerKey).
+    payment_type: str = "NORMAL"
+    customer_key: str | None = None
+    # The buyer asked for a cash receipt (transfers, virtual accounts): 소득공제 or 지출증빙, and the
+    # number it is issued to; cash_receipts.py derives the receipts from the payment's history.
+    cash_receipt_type: str | None = None
+    cash_receipt_number: str | None = None
 
     def __post_init__(self) -> None:
         if self.balance_amount == 0:
@@ -217,6 +224,12 @@ class Payment:
                 virtual_account["refundStatus"] = (
                     "COMPLETED" if now >= self.refund_completes_at else "PENDING"
                 )
+        cash_receipt: dict[str, Any] | None = None
+        cash_receipts: list[dict[str, Any]] | None = None
+        if self.cash_receipt_type is not None and self.approved_at is not None:
+            from mock_toss.cash_receipts import payment_receipts  # it builds on this module
+
+            cash_receipt, cash_receipts = payment_receipts(self)
         return {
             "mId": MERCHANT_ID,
             "lastTransactionKey": self.last_transaction_key,
@@ -234,12 +247,12 @@ class Payment:
             "transfer": self.transfer,
             "mobilePhone": self.mobile_phone,
             "giftCertificate": None,
-            "cashReceipt": None,
-            "cashReceipts": None,
+            "cashReceipt": cash_receipt,
+            "cashReceipts": cash_receipts,
             "discount": None,
             "cancels": [dict(cancel) for cancel in self.cancels] if self.cancels else None,
             "secret": self.secret,
-            "type": "NORMAL",
+            "type": self.payment_type,
             "easyPay": self.easy_pay,
             "easyPayAmount": None,
             "easyPayDiscountAmount": None,

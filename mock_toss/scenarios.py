@@ -55,9 +55,9 @@ def card_outcome(card_number: str) -> CardOutcome:
 # ---------------------------------------------------------------------------------------------
 # Chaos
 
-CHAOS_ROUTES = ("confirm", "cancel", "lookup", "virtual-accounts")
+CHAOS_ROUTES = ("confirm", "cancel", "lookup", "virtual-accounts", "key-in", "billing", "cash-receipts")
 # "*" in a chaos body means every POST route; lookups (GETs) change only when named.
-WRITE_ROUTES = ("confirm", "cancel", "virtual-accounts")
+WRITE_ROUTES = ("confirm", "cancel", "virtual-accounts", "key-in", "billing", "cash-receipts")
 MAX_LATENCY_MS = 120_000
 MAX_TIMEOUT_SECONDS = 600.0
 

@@ -38,6 +38,7 @@ from mock_toss.payments import (
     toss_time,
     webhook_time,
 )
+from mock_toss.reports import Reports
 from mock_toss.scenarios import CardOutcome, Chaos, card_outcome, normalize_card_number
 from mock_toss.store import MockClock, PaymentStore
 from mock_toss.webhooks import WebhookDispatcher
@@ -154,6 +155,8 @@ class MockToss:
         self.idempotency = IdempotencyStore(self.clock)
         self.journal = RequestJournal()
         self.chaos = Chaos()
+        # Transactions and settlements: record every approval and cancel with reports.record_transaction.
+        self.reports = Reports()
         self.webhooks = WebhookDispatcher(
             config.webhook_urls,
             self.clock,
@@ -163,6 +166,9 @@ class MockToss:
         )
         # Slow confirms run as tasks of their own so they finish even when the client hangs up.
         self._slow_confirms: set[asyncio.Task[None]] = set()
+        # State of the features kept in modules of their own (billing keys, cash receipts, …), by
+        # name; each has clear(), called by reset().
+        self.features: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ payment window
 
@@ -374,6 +380,7 @@ class MockToss:
             payment.refund_completes_at = now + REFUND_DELAY
         if waiting_for_deposit:
             self.store.schedule(payment, None)
+        self.reports.record_transaction(payment, now, payment.cancels[-1])
         self._publish_status_changed(payment)
         if payment.method is Method.VIRTUAL_ACCOUNT:
             self._publish_deposit_callback(payment)
@@ -467,6 +474,7 @@ class MockToss:
             depositor if isinstance(depositor, str) and depositor else payment.customer_name
         )
         self.store.schedule(payment, None)
+        self.reports.record_transaction(payment, now)
         self._publish_status_changed(payment)
         self._publish_deposit_callback(payment)
         return payment
@@ -488,7 +496,10 @@ class MockToss:
         self.journal.clear()
         self.webhooks.reset()
         self.chaos.clear()
+        self.reports.clear()
         self.clock.reset()
+        for feature in self.features.values():
+            feature.clear()
 
     async def sweep_forever(self, interval_seconds: float = 1.0) -> None:
         """Expire sessions even when no request arrives (their EXPIRED webhooks must still go out)."""
@@ -520,7 +531,7 @@ class MockToss:
             due_at = now + timedelta(hours=DEFAULT_VALID_HOURS)
             self._issue_account(payment, WINDOW_VIRTUAL_ACCOUNT_BANK, due_at, fixed=False)
             return
-        if payment.method is Method.CARD:
+        if payment.method is Method.CARD and payment.card is None:  # key-in and billing set their own
             payment.card = {
                 "issuerCode": "11",
                 "acquirerCode": "11",
@@ -548,6 +559,7 @@ class MockToss:
         payment.status = PaymentStatus.DONE
         payment.approved_at = now
         self.store.schedule(payment, None)
+        self.reports.record_transaction(payment, now)
         self._publish_status_changed(payment)
 
     def _issue_account(self, payment: Payment, bank_code: str, due_at: datetime, *, fixed: bool) -> None:
@@ -568,6 +580,7 @@ class MockToss:
             "refundReceiveAccount": None,
         }
         self.store.schedule(payment, due_at)
+        self.reports.record_transaction(payment, self.clock.now())
         self._publish_status_changed(payment)
         self._publish_deposit_callback(payment)
 

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/fuzz.py --seed 7 --min-requests 2000 --examples 60 --scenarios 150
 
 The same harness as `make test`'s short run (tests/e2e/topology/fuzzing.py and
-schemathesis_hooks.py): every built-in check plus the SPEC's error envelope, all four phases
+schemathesis_hooks.py): every built-in check plus the API's error envelope, all four phases
 (examples, coverage, fuzzing, stateful), a fixed seed, and the OpenAPI links the service documents,
 so the stateful phase walks catalog → issue → callback (the buyer pays in the mock's window) →
 status → refund. Only the sizes are larger: by default 12,000-20,000 requests (at least 10,000
@@ -69,6 +69,9 @@ STACK_ENV = {
     "RATE_LIMIT_ISSUE_PER_MINUTE": "0",
     "RATE_LIMIT_REFUND_PER_MINUTE": "0",
     "RATE_LIMIT_WEBHOOK_PER_MINUTE": "0",  # every webhook example comes from this one address
+    # A status stream of a pending transaction stays open for minutes: end each after a second, so
+    # that the fuzzer reads whole answers and no request waits for its --request-timeout.
+    "STREAM_MAX_SECONDS": "1",
 }
 
 

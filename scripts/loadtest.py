@@ -141,7 +141,7 @@ class LocalStack:
 
     @property
     def env(self) -> dict[str, str]:
-        """The service's environment (SPEC §5)."""
+        """The service's environment (README, "Configuration")."""
         return {
             "ENVIRONMENT": "test",
             "DATABASE_URL": self.database_url,

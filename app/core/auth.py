@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from app import messages as texts
 from app.core.domain import Unauthenticated
 
 # Outside production, `payments dev` prints a token for this user and the demo pages act as this
@@ -40,7 +41,7 @@ class TokenAuthority:
     def verify(self, authorization: str | None) -> Caller:
         """The caller behind an `Authorization: Bearer …` header; AUTH_001 otherwise."""
         if not authorization:
-            raise Unauthenticated("Missing bearer token.")
+            raise Unauthenticated(texts.TOKEN_MISSING)
         cached = self._verified.get(authorization)
         if cached is not None:
             if cached[1] > time.time():
@@ -48,18 +49,18 @@ class TokenAuthority:
             del self._verified[authorization]
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")
+            raise Unauthenticated(texts.TOKEN_NOT_BEARER)
         try:
             claims = jwt.decode(
                 token.strip(), self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated("The bearer token has expired.") from exc
+            raise Unauthenticated(texts.TOKEN_EXPIRED) from exc
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("The bearer token is invalid.") from exc
+            raise Unauthenticated(texts.TOKEN_INVALID) from exc
         user_id = claims.get("sub")
         if not isinstance(user_id, str) or not 1 <= len(user_id) <= 64:
-            raise Unauthenticated("The bearer token names no valid user.")
+            raise Unauthenticated(texts.TOKEN_NO_USER)
         roles = claims.get("roles") or []
         caller = Caller(user_id=user_id, is_admin=isinstance(roles, list) and "admin" in roles)
         if len(self._verified) >= self.CACHE_SIZE:

@@ -15,10 +15,12 @@ from urllib.parse import urlencode
 
 import msgspec
 
+from app import messages as texts
 from app.core.domain import (
     AmountMismatch,
     ErrorCode,
     Method,
+    Problem,
     ProductNotFound,
     ProductType,
     Status,
@@ -86,7 +88,7 @@ class CallbackOutcome:
     transaction_id: str | None
     failed: bool = False
     code: str | None = None  # ours (ErrorCode)
-    message: str | None = None
+    message: str | None = None  # ours, its English text (app.messages.buyer_text has both)
     pg_code: str | None = None  # the PG's, always code-shaped (app.core.printable.pg_error_code)
 
     @classmethod
@@ -106,13 +108,11 @@ class CallbackOutcome:
             return cls.fail(
                 transaction.transaction_id,
                 transaction.failure_code or ErrorCode.VERIFICATION_FAILED,
-                transaction.failure_message or "The payment failed.",
+                transaction.failure_message or texts.PAYMENT_FAILED.en,
                 pg_code=transaction.failure_pg_code,
             )
         if transaction.status == Status.CREATED:
-            return cls.fail(
-                transaction.transaction_id, ErrorCode.INVALID_STATE, "The payment was not completed."
-            )
+            return cls.fail(transaction.transaction_id, ErrorCode.INVALID_STATE, texts.NOT_COMPLETED.en)
         return cls.success(transaction.transaction_id)
 
 
@@ -146,24 +146,26 @@ class Checkout:
         self._config = config
 
     async def issue(self, command: IssueCommand) -> IssuedTransaction:
-        """Create a CREATED transaction priced by the catalog (SPEC §3 POST /api/payments/issue)."""
+        """Create a CREATED transaction priced by the catalog (docs/api.md, POST /api/payments/issue)."""
         if len(msgspec.json.encode(command.metadata)) > MAX_METADATA_BYTES:
             raise ValidationFailed(
-                "metadata is larger than 4 KB",
-                details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_BYTES} bytes of JSON"}],
+                Problem("metadata", texts.JSON_TOO_LARGE.format(field="metadata", n=MAX_METADATA_BYTES))
             )
         require_printable({"orderName": command.order_name})
         if _nesting_depth(command.metadata) > MAX_METADATA_DEPTH:
             raise ValidationFailed(
-                f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep",
-                details=[{"field": "metadata", "reason": f"at most {MAX_METADATA_DEPTH} levels of nesting"}],
+                Problem("metadata", texts.JSON_TOO_DEEP.format(field="metadata", n=MAX_METADATA_DEPTH))
             )
         product = await self._catalog.get_product(command.product_type, command.product_id)
         if product is None:
-            raise ProductNotFound(f"No {command.product_type.value} product with id '{command.product_id}'.")
+            raise ProductNotFound(
+                texts.PRODUCT_NOT_FOUND.format(type=command.product_type.value, id=command.product_id)
+            )
         if command.amount != product.amount:
             raise AmountMismatch(
-                f"amount {command.amount} differs from the price of {product.product_id}: {product.amount}",
+                texts.AMOUNT_DIFFERS.format(
+                    amount=command.amount, product=product.product_id, price=product.amount
+                ),
                 details={"expectedAmount": product.amount},
             )
         now = self._clock.now()
@@ -232,17 +234,13 @@ class Checkout:
         """
         deadline = Deadline.after(self._results.callback_budget_seconds)
         if not order_id or not payment_key:
-            return CallbackOutcome.fail(
-                order_id, ErrorCode.MALFORMED, "The payment callback is missing paymentKey or orderId."
-            )
+            return CallbackOutcome.fail(order_id, ErrorCode.MALFORMED, texts.CALLBACK_INCOMPLETE.en)
         if len(payment_key) > MAX_PAYMENT_KEY_LENGTH:
             # Not a key Toss issues: nothing to confirm, and nothing changes (the real callback may follow).
-            return CallbackOutcome.fail(
-                order_id, ErrorCode.MALFORMED, "The payment callback's paymentKey is not valid."
-            )
+            return CallbackOutcome.fail(order_id, ErrorCode.MALFORMED, texts.CALLBACK_KEY_INVALID.en)
         transaction = await self._repo.get(order_id)
         if transaction is None:
-            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
+            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, texts.TRANSACTION_NOT_FOUND.en)
         if transaction.status == Status.PAYMENT_PENDING and transaction.va_account_number is None:
             claimed_for = self._clock.now() - transaction.updated_at
             if claimed_for < timedelta(seconds=self._results.callback_budget_seconds):
@@ -259,7 +257,7 @@ class Checkout:
         now = self._clock.now()
         if transaction.is_expired(now):
             await self._results.fail_created(
-                transaction, ErrorCode.EXPIRED, "The transaction has expired.", pg_code=None
+                transaction, ErrorCode.EXPIRED, texts.TRANSACTION_EXPIRED.en, pg_code=None
             )
             return await self._outcome_now(transaction.transaction_id)
         if amount is None or not _AMOUNT_PATTERN.fullmatch(amount) or int(amount) != transaction.amount:
@@ -269,7 +267,7 @@ class Checkout:
                 await self._results.fail_created(
                     transaction,
                     ErrorCode.VERIFICATION_FAILED,
-                    f"The paid amount ({amount}) does not match the transaction amount ({transaction.amount}).",
+                    texts.PAID_AMOUNT_MISMATCH.en,  # the callback's amount is in the history
                     pg_code=None,
                     metadata={"callbackAmount": amount},
                 )
@@ -281,7 +279,7 @@ class Checkout:
             return CallbackOutcome.fail(
                 transaction.transaction_id,
                 ErrorCode.VERIFICATION_FAILED,
-                "The payment could not be verified.",
+                texts.NOT_VERIFIED.en,
             )
 
         # The callback's paymentKey is not stored: only the PG's own key for this order is.
@@ -306,12 +304,10 @@ class Checkout:
         """
         tid = transaction_id or order_id
         if not tid:
-            return CallbackOutcome.fail(
-                None, ErrorCode.MALFORMED, "The failure callback names no transaction."
-            )
+            return CallbackOutcome.fail(None, ErrorCode.MALFORMED, texts.CALLBACK_NAMES_NO_TRANSACTION.en)
         transaction = await self._repo.get(tid)
         if transaction is None:
-            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
+            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, texts.TRANSACTION_NOT_FOUND.en)
         if transaction.status != Status.CREATED:
             return await self._outcome_now(tid)
         failure = self._window_failure(transaction.provider, code, message)
@@ -390,7 +386,7 @@ class Checkout:
     async def _outcome_now(self, transaction_id: str) -> CallbackOutcome:
         transaction = await self._repo.get(transaction_id)
         if transaction is None:
-            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
+            return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, texts.TRANSACTION_NOT_FOUND.en)
         return CallbackOutcome.of(transaction)
 
 

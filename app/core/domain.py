@@ -9,6 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.messages import (
+    ERROR_MESSAGES,
+    NO_SUCH_PRODUCT,
+    PROVISIONING_FAILED_PREFIX,
+    TRANSACTION_EXPIRED,
+    Text,
+)
+
 
 class Status(enum.IntEnum):
     CREATED = 10
@@ -23,7 +31,7 @@ class Status(enum.IntEnum):
 
     @property
     def is_settled(self) -> bool:
-        """The payment outcome is known (SPEC: code ≥ 40)."""
+        """The payment outcome is known (docs/api.md: code ≥ 40)."""
         return self >= Status.PAYMENT_SUCCESS
 
     @property
@@ -31,7 +39,7 @@ class Status(enum.IntEnum):
         return self < Status.PAYMENT_SUCCESS
 
 
-# The only transitions the system may make (SPEC.md §2); anything else is PAY_001.
+# The only transitions the system may make (docs/api.md, "The state machine"); anything else is PAY_001.
 ALLOWED_TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
     {
         (Status.CREATED, Status.PAYMENT_PENDING),
@@ -47,19 +55,6 @@ ALLOWED_TRANSITIONS: frozenset[tuple[Status, Status]] = frozenset(
         (Status.REFUND_REQUESTED, Status.REFUNDED),
     }
 )
-
-STATUS_MESSAGES: dict[Status, str] = {
-    Status.CREATED: "Waiting for the buyer to pay.",
-    Status.PAYMENT_PENDING: "The payment is being confirmed with the payment provider.",
-    Status.PAYMENT_SUCCESS: "Payment confirmed; preparing your purchase.",
-    Status.PAYMENT_FAILED: "The payment failed.",
-    Status.PROVISION_PENDING: "Payment confirmed; your purchase is being granted.",
-    Status.PROVISION_SUCCESS: "Payment complete. Your purchase is ready.",
-    Status.PROVISION_FAILED: "We could not grant your purchase; a refund is on its way.",
-    Status.REFUND_REQUESTED: "A refund is being processed.",
-    Status.REFUNDED: "The payment was refunded.",
-}
-
 
 # Statuses no transition leaves: once there, a transaction never changes again (41, 95).
 FINAL_STATUSES: frozenset[Status] = frozenset(
@@ -105,55 +100,78 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "AUTH_002"
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a request: the field as the client sent it (`amount`,
+    `refundReceiveAccount.bank`, `Idempotency-Key`), where it was (`body`, `query`, `header` or
+    `path`) and why, in both languages (app.messages). The envelope's `details` lists them."""
+
+    field: str
+    reason: Text
+    location: str = "body"
+
+
 class PaymentError(Exception):
-    """An error the caller gets in the envelope: its code, a human message and optional details."""
+    """An error the caller gets in the envelope: its code, a text in both languages (the request's
+    Accept-Language picks one) and optional details. Without a text, the code's own
+    (app.messages.ERROR_MESSAGES)."""
 
     code: str = ErrorCode.MALFORMED
-    default_message = "The request is malformed."
+    default_text: Text | None = None
 
-    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
-        self.message = message or self.default_message
+    def __init__(self, text: Text | None = None, *, details: Any = None) -> None:
+        self.text = text or self.default_text or ERROR_MESSAGES[self.code]
         self.details = details
-        super().__init__(self.message)
+        self.problems: tuple[Problem, ...] = ()
+        super().__init__(self.text.en)
+
+    @property
+    def message(self) -> str:
+        """The text in English, for logs."""
+        return self.text.en
 
 
 class ValidationFailed(PaymentError):
-    code, default_message = ErrorCode.MALFORMED, "The request is malformed."
+    """PAY_000: what is wrong, field by field; the message is the first problem's reason."""
+
+    code = ErrorCode.MALFORMED
+
+    def __init__(self, *problems: Problem, text: Text | None = None) -> None:
+        super().__init__(text or (problems[0].reason if problems else None))
+        self.problems = problems
 
 
 class InvalidTransition(PaymentError):
-    code, default_message = ErrorCode.INVALID_STATE, "The transaction is not in a state that allows this."
+    code = ErrorCode.INVALID_STATE
 
 
 class AmountMismatch(PaymentError):
-    code, default_message = ErrorCode.AMOUNT_MISMATCH, "The amount differs from the product's price."
+    code = ErrorCode.AMOUNT_MISMATCH
 
 
 class TransactionNotFound(PaymentError):
-    code, default_message = ErrorCode.NOT_FOUND, "No such transaction."
+    code = ErrorCode.NOT_FOUND
 
 
 class ProductNotFound(PaymentError):
     # Unknown product → 404 with a clear message; PAY_008 is the "no such thing" code.
-    code, default_message = ErrorCode.NOT_FOUND, "No such product."
+    code, default_text = ErrorCode.NOT_FOUND, NO_SUCH_PRODUCT
 
 
 class IdempotencyKeyReused(PaymentError):
     code = ErrorCode.IDEMPOTENCY_KEY_REUSED
-    default_message = "This Idempotency-Key was used with a different request."
 
 
 class IdempotencyKeyInProgress(PaymentError):
     code = ErrorCode.IDEMPOTENCY_KEY_IN_PROGRESS
-    default_message = "A request with this Idempotency-Key is still in progress; retry later."
 
 
 class Unauthenticated(PaymentError):
-    code, default_message = ErrorCode.UNAUTHENTICATED, "Missing, invalid or expired bearer token."
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class Forbidden(PaymentError):
-    code, default_message = ErrorCode.FORBIDDEN, "You are not allowed to do this."
+    code = ErrorCode.FORBIDDEN
 
 
 # --- the transaction ---------------------------------------------------------------------------
@@ -377,7 +395,7 @@ class Transition:
             Status.CREATED,
             Status.PAYMENT_FAILED,
             "expired before payment",
-            TransitionChange(failure_code=ErrorCode.EXPIRED, failure_message="The transaction has expired."),
+            TransitionChange(failure_code=ErrorCode.EXPIRED, failure_message=TRANSACTION_EXPIRED.en),
         )
 
     # 40 → 45, 45 → 50, 45 → 51
@@ -396,7 +414,8 @@ class Transition:
             Status.PROVISION_FAILED,
             f"grant failed for good: {reason}",
             TransitionChange(
-                failure_code=ErrorCode.PROVISIONING_FAILED, failure_message=f"Provisioning failed: {reason}"
+                failure_code=ErrorCode.PROVISIONING_FAILED,
+                failure_message=f"{PROVISIONING_FAILED_PREFIX}{reason}",
             ),
             {"code": ErrorCode.PROVISIONING_FAILED.value, "reason": reason[:200]},
         )
@@ -414,7 +433,7 @@ class ForbiddenTransition(Exception):
 
 # --- polling schedule --------------------------------------------------------------------------
 
-# The design's client schedule (SPEC §3): poll at once, then wait 1, 2, 3, then 5 s between polls.
+# The design's client schedule (docs/api.md, "Polling"): poll at once, then wait 1, 2, 3, then 5 s between polls.
 POLL_SCHEDULE_MS: tuple[int, ...] = (0, 1000, 2000, 3000, 5000)
 # When each wait of the schedule starts, counted from the last status change (0, 1, 3, 6 s).
 _SCHEDULE_STARTS_S: tuple[float, ...] = (1.0, 3.0, 6.0)

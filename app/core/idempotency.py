@@ -20,6 +20,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app import messages as texts
 from app.core.domain import IdempotencyKeyInProgress, IdempotencyKeyReused
 from app.core.ports import ServiceUnavailable, StoredResponse
 from app.metrics import REDIS_UNAVAILABLE
@@ -76,9 +77,7 @@ class RedisIdempotencyStore:
         except (RedisError, OSError) as exc:
             _UNAVAILABLE.inc()
             log.warning("idempotency store unreachable", extra={"step": step, "error": repr(exc)})
-            raise ServiceUnavailable(
-                "Idempotency-Key cannot be checked right now; nothing was done. Retry shortly."
-            ) from exc
+            raise ServiceUnavailable(texts.IDEMPOTENCY_UNAVAILABLE) from exc
 
     async def begin(self, scope: str, key: str, fingerprint: str) -> StoredResponse | None:
         name = self._key(scope, key)

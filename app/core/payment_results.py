@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app import messages as texts
 from app.core.domain import ErrorCode, Status, Transaction, TransactionNotFound, Transition, TransitionChange
 from app.core.payment_metrics import count_payment_outcome
 from app.core.ports import Clock, PaymentGateway, TransactionRepository
@@ -25,40 +26,20 @@ from app.gateway.models import GatewayError, GatewayErrorKind, PaymentInfo, PgPa
 
 log = logging.getLogger("app.core")
 
-# What a PG error means for the buyer: the SPEC's code and our message (the PG's own code and
-# message are kept beside them, as the failure's pgCode and pgMessage).
+# What a PG error means for the buyer: our code and our message (the PG's own code and
+# message are kept beside them, as the failure's pgCode and pgMessage). Messages are stored in
+# English; app.messages has them in Korean too.
 _ERROR_KIND_TO_CODE: dict[GatewayErrorKind, tuple[ErrorCode, str]] = {
-    GatewayErrorKind.DECLINED: (ErrorCode.VERIFICATION_FAILED, "The payment was declined."),
-    GatewayErrorKind.CANCELED_BY_BUYER: (
-        ErrorCode.VERIFICATION_FAILED,
-        "The payment was cancelled in the payment window.",
-    ),
-    GatewayErrorKind.INSUFFICIENT_FUNDS: (
-        ErrorCode.INSUFFICIENT_FUNDS,
-        "Insufficient balance or card limit.",
-    ),
-    GatewayErrorKind.PROVIDER_ERROR: (
-        ErrorCode.PG_ERROR,
-        "The payment provider could not process the payment.",
-    ),
-    GatewayErrorKind.SESSION_EXPIRED: (
-        ErrorCode.EXPIRED,
-        "The payment session expired before it was confirmed.",
-    ),
-    GatewayErrorKind.NOT_FOUND: (
-        ErrorCode.VERIFICATION_FAILED,
-        "The payment provider does not know this payment.",
-    ),
-    GatewayErrorKind.INVALID_REQUEST: (
-        ErrorCode.VERIFICATION_FAILED,
-        "The payment provider refused the confirmation.",
-    ),
-    GatewayErrorKind.MISCONFIGURED: (ErrorCode.PG_ERROR, "The payment provider refused our credentials."),
-    GatewayErrorKind.NOT_CANCELABLE: (
-        ErrorCode.VERIFICATION_FAILED,
-        "The payment provider refused the request.",
-    ),
-    GatewayErrorKind.ALREADY_CANCELED: (ErrorCode.VERIFICATION_FAILED, "The payment was already cancelled."),
+    GatewayErrorKind.DECLINED: (ErrorCode.VERIFICATION_FAILED, texts.PAYMENT_DECLINED.en),
+    GatewayErrorKind.CANCELED_BY_BUYER: (ErrorCode.VERIFICATION_FAILED, texts.PAYMENT_CANCELED_IN_WINDOW.en),
+    GatewayErrorKind.INSUFFICIENT_FUNDS: (ErrorCode.INSUFFICIENT_FUNDS, texts.INSUFFICIENT_FUNDS.en),
+    GatewayErrorKind.PROVIDER_ERROR: (ErrorCode.PG_ERROR, texts.PROVIDER_FAILED.en),
+    GatewayErrorKind.SESSION_EXPIRED: (ErrorCode.EXPIRED, texts.SESSION_EXPIRED.en),
+    GatewayErrorKind.NOT_FOUND: (ErrorCode.VERIFICATION_FAILED, texts.PROVIDER_DOES_NOT_KNOW.en),
+    GatewayErrorKind.INVALID_REQUEST: (ErrorCode.VERIFICATION_FAILED, texts.PROVIDER_REFUSED_CONFIRM.en),
+    GatewayErrorKind.MISCONFIGURED: (ErrorCode.PG_ERROR, texts.PROVIDER_REFUSED_CREDENTIALS.en),
+    GatewayErrorKind.NOT_CANCELABLE: (ErrorCode.VERIFICATION_FAILED, texts.PROVIDER_REFUSED_REQUEST.en),
+    GatewayErrorKind.ALREADY_CANCELED: (ErrorCode.VERIFICATION_FAILED, texts.ALREADY_CANCELED.en),
 }
 # Confirm errors that a paymentKey of another order (a forged callback) also produces.
 _KEY_MAY_BELONG_ELSEWHERE = frozenset(
@@ -67,12 +48,12 @@ _KEY_MAY_BELONG_ELSEWHERE = frozenset(
 
 
 # The fail redirect named no code of the PG's (or one that is not a PG's code).
-_WINDOW_NOT_COMPLETED = "The payment was not completed."
+_WINDOW_NOT_COMPLETED = texts.NOT_COMPLETED.en
 # How the PG's view of a payment that did not go through reads for the buyer.
 _FAILED_AT_PG_MESSAGES: dict[PgPaymentStatus, str] = {
-    PgPaymentStatus.ABORTED: "The payment was not approved by the payment provider.",
-    PgPaymentStatus.EXPIRED: "The payment session expired before it was confirmed.",
-    PgPaymentStatus.CANCELED: "The payment was cancelled at the payment provider.",
+    PgPaymentStatus.ABORTED: texts.NOT_APPROVED_BY_PROVIDER.en,
+    PgPaymentStatus.EXPIRED: texts.SESSION_EXPIRED.en,
+    PgPaymentStatus.CANCELED: texts.CANCELED_AT_PROVIDER.en,
 }
 
 
@@ -243,7 +224,7 @@ class PaymentResults:
                 extra={"transactionId": tid, "pgOrderId": payment.order_id, "pgAmount": payment.total_amount},
             )
             changed = await self.fail_pending(
-                tid, ErrorCode.VERIFICATION_FAILED, "The PG's payment does not match the transaction.", None
+                tid, ErrorCode.VERIFICATION_FAILED, texts.PG_PAYMENT_MISMATCH.en, None
             )
         elif payment.status == PgPaymentStatus.DONE:
             paid = Transition.mark_paid(
@@ -296,9 +277,7 @@ class PaymentResults:
         tid = transaction.transaction_id
         if va.expired or now >= va.due_date:
             # Toss sends nothing when the due date passes: whoever notices fails it.
-            return await self.fail_pending(
-                tid, ErrorCode.EXPIRED, "The virtual account expired before the deposit.", None
-            )
+            return await self.fail_pending(tid, ErrorCode.EXPIRED, texts.VIRTUAL_ACCOUNT_EXPIRED.en, None)
         recheck_at = min(va.due_date, now + timedelta(seconds=self._config.virtual_account_recheck_seconds))
         # Written once: the callback and both of Toss's WAITING_FOR_DEPOSIT webhooks may race here.
         stored = await self._repo.store_virtual_account(
@@ -367,9 +346,8 @@ class PaymentResults:
         code = (
             ErrorCode.EXPIRED if payment.status == PgPaymentStatus.EXPIRED else ErrorCode.VERIFICATION_FAILED
         )
-        message = _FAILED_AT_PG_MESSAGES.get(
-            payment.status, f"The payment provider reports {payment.status.value}."
-        )
+        # Another status (READY: the window was left unfinished) is named by the failure's pgCode.
+        message = _FAILED_AT_PG_MESSAGES.get(payment.status, _WINDOW_NOT_COMPLETED)
         failure = payment.failure
         return await self.fail_created(
             transaction,
@@ -380,10 +358,10 @@ class PaymentResults:
         )
 
     async def fail_with_gateway_error(self, transaction_id: str, error: GatewayError) -> bool:
-        """30 → 41 for a PG answer that means "not approved": the SPEC's code and our message, the
+        """30 → 41 for a PG answer that means "not approved": our code and our message, the
         PG's code and message beside them."""
         code, message = _ERROR_KIND_TO_CODE.get(
-            error.kind, (ErrorCode.VERIFICATION_FAILED, "The payment failed.")
+            error.kind, (ErrorCode.VERIFICATION_FAILED, texts.PAYMENT_FAILED.en)
         )
         return await self.fail_pending(
             transaction_id, code, message, error.pg_code, pg_message=error.message or None

@@ -17,6 +17,7 @@ from app.core.domain import (
     HistoryEntry,
     Method,
     PaymentError,
+    Problem,
     ProductType,
     RefundStatus,
     RevokeStatus,
@@ -24,8 +25,10 @@ from app.core.domain import (
     Transaction,
     Transition,
     TransitionChange,
+    ValidationFailed,
 )
 from app.gateway.models import GatewayErrorKind, PaymentInfo, RefundAccount, RefundResult, WebhookNotice
+from app.messages import CURSOR_INVALID, Text
 
 
 class Clock(Protocol):
@@ -82,9 +85,34 @@ class StatusView:
 
 
 @dataclass(frozen=True, slots=True)
+class SequencedView:
+    """A status view and its sequence: how many history rows the transaction had when the view was
+    read, in the same statement. Every write that changes a view leaves a history row in its own
+    database transaction, so the sequence only grows, and any process reads the same one: the
+    status stream's event ids."""
+
+    view: StatusView
+    sequence: int
+
+
+class SequencedStatusReader(Protocol):
+    async def get_sequenced_view(self, transaction_id: str) -> SequencedView | None:
+        """The status view and its sequence from the database (never a cache), or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionPage:
     items: Sequence[Transaction]
     next_cursor: str | None
+
+
+class InvalidCursor(ValidationFailed):
+    """A list cursor that is not one a page of ours handed out: PAY_000 naming the `cursor` query
+    parameter, never the first page again."""
+
+    def __init__(self) -> None:
+        super().__init__(Problem("cursor", CURSOR_INVALID, "query"))
 
 
 class StatusReader(Protocol):
@@ -112,7 +140,8 @@ class TransactionRepository(StatusReader, Protocol):
     async def list_for_user(
         self, user_id: str, *, statuses: Sequence[Status] | None, cursor: str | None, limit: int
     ) -> TransactionPage:
-        """The user's transactions, newest first, cursor-paginated."""
+        """The user's transactions, newest first, cursor-paginated; InvalidCursor for a cursor that
+        is not a `next_cursor` of this repository's."""
         ...
 
     async def apply(self, transaction_id: str, transition: Transition, *, now: datetime) -> bool:
@@ -360,13 +389,12 @@ class PaymentGateway(Protocol):
 
 class ServiceUnavailable(PaymentError):
     """An adapter's backing service (Redis) cannot be reached; nothing was done: retry after
-    `retry_after` s. Not a SPEC code: 503 SERVICE_UNAVAILABLE with Retry-After."""
+    `retry_after` s. Not one of the PAY_ codes: 503 SERVICE_UNAVAILABLE with Retry-After."""
 
     code = "SERVICE_UNAVAILABLE"
-    default_message = "The service is briefly unavailable; nothing was done. Retry shortly."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
-        super().__init__(message, details={"retryAfterSeconds": retry_after})
+    def __init__(self, text: Text | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(text, details={"retryAfterSeconds": retry_after})
         self.retry_after = retry_after
 
 

@@ -19,7 +19,8 @@ import re
 import unicodedata
 from collections.abc import Mapping
 
-from app.core.domain import ValidationFailed
+from app import messages as texts
+from app.core.domain import Problem, ValidationFailed
 
 _ZWNJ, _ZWJ = "\u200c", "\u200d"
 _UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -55,17 +56,16 @@ def pg_error_code(value: str | None) -> str | None:
 def require_printable(fields: Mapping[str, str | None]) -> None:
     """Refuse our API's input (PAY_000, `details` naming each field) holding unprintable
     characters or nothing visible. Keys are the fields' names on the wire; None is absent."""
-    details = []
+    problems = []
     for field, value in fields.items():
         if value is None:
             continue
         if any(is_unprintable(char) for char in value):
-            details.append({"field": field, "reason": "must not contain control or format characters"})
+            problems.append(Problem(field, texts.UNPRINTABLE.format(field=field)))
         elif not value.strip():
-            details.append({"field": field, "reason": "must not be blank"})
-    if details:
-        first = details[0]
-        raise ValidationFailed(f"{first['field']}: {first['reason']}", details=details)
+            problems.append(Problem(field, texts.BLANK.format(field=field)))
+    if problems:
+        raise ValidationFailed(*problems)
 
 
 def _cluster_start(text: str, cut: int) -> int:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.core.domain import (
-    STATUS_MESSAGES,
     HistoryEntry,
     Status,
     Transaction,
@@ -14,13 +13,15 @@ from app.core.domain import (
     retry_after_ms,
 )
 from app.core.ports import Clock, Product, ProductCatalog, StatusView, TransactionPage, TransactionRepository
+from app.messages import DEFAULT_LANGUAGE, STATUS_TEXTS, WAITING_FOR_DEPOSIT, Lang, buyer_text
 
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
     view: StatusView
-    message: str
+    message: str  # in the language asked for
     retry_after_ms: int | None
+    lang: Lang = DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +36,30 @@ class PaymentQueries:
         self._catalog = catalog
         self._clock = clock
 
-    async def get_status(self, *, user_id: str, transaction_id: str, attempt: int | None) -> StatusReport:
-        """The polling endpoint: one indexed read, no writes."""
+    async def get_status(
+        self, *, user_id: str, transaction_id: str, attempt: int | None, lang: Lang = DEFAULT_LANGUAGE
+    ) -> StatusReport:
+        """The polling endpoint: one indexed read, no writes. The message is in `lang`: one of two
+        texts of app.messages, chosen (the hot path formats nothing)."""
         view = await self._repo.get_status_view(transaction_id)
         if view is None or view.user_id != user_id:
             raise TransactionNotFound()
+        return self.report(view, attempt=attempt, lang=lang)
+
+    def report(self, view: StatusView, *, attempt: int | None, lang: Lang = DEFAULT_LANGUAGE) -> StatusReport:
+        """What the status endpoint answers for `view` (the status stream sends the same)."""
         pending_for = (self._clock.now() - view.updated_at).total_seconds()
         awaiting_deposit = view.status == Status.PAYMENT_PENDING and view.va_account_number is not None
-        message = STATUS_MESSAGES[view.status]
+        text = STATUS_TEXTS[view.status]
         if awaiting_deposit:
-            message = "Waiting for your deposit to the virtual account."
+            text = WAITING_FOR_DEPOSIT
         elif view.status == Status.PAYMENT_FAILED and view.failure_message:
-            message = view.failure_message
+            text = buyer_text(view.failure_message)
         return StatusReport(
             view=view,
-            message=message,
+            message=text(lang),
             retry_after_ms=retry_after_ms(view.status, pending_for, attempt, awaiting_deposit),
+            lang=lang,
         )
 
     async def get_transaction(self, transaction_id: str) -> Transaction | None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app import messages as texts
 from app.core.domain import (
     REFUNDABLE_STATUSES,
     Forbidden,
     InvalidTransition,
+    Problem,
     Status,
     Transaction,
     ValidationFailed,
@@ -62,22 +64,22 @@ def decide_refund_amount(
     """
     balance = transaction.amount - transaction.refund_reserved_amount
     if requested_amount is not None and requested_amount <= 0:
-        raise ValidationFailed("amount must be positive", details=[{"field": "amount"}])
+        raise ValidationFailed(Problem("amount", texts.INT_POSITIVE.format(field="amount")))
     if requester.is_system:
         if transaction.status != Status.PROVISION_FAILED:
-            raise InvalidTransition("Automatic refunds follow a failed grant only.")
+            raise InvalidTransition(texts.REFUND_AUTOMATIC_AFTER_FAILED_GRANT)
         return balance
     if transaction.status not in REFUNDABLE_STATUSES:
-        raise InvalidTransition(
-            f"A transaction in {transaction.status.name} cannot be refunded; only paid ones can."
-        )
+        raise InvalidTransition(texts.REFUND_NOT_PAID.format(status=transaction.status.name))
     if balance <= 0:
-        raise InvalidTransition("Nothing is left to refund.")
+        raise InvalidTransition(texts.REFUND_NOTHING_LEFT)
     if requester.is_admin:
         if requested_amount is not None and requested_amount > balance:
             raise ValidationFailed(
-                f"amount {requested_amount} exceeds the refundable balance {balance}",
-                details=[{"field": "amount", "reason": f"at most {balance}"}],
+                Problem(
+                    "amount",
+                    texts.REFUND_AMOUNT_OVER_BALANCE.format(amount=requested_amount, balance=balance),
+                )
             )
         amount = requested_amount or balance
         _check_before_grant(transaction, amount, balance)
@@ -86,22 +88,18 @@ def decide_refund_amount(
     if study_starts_at is not None:
         share = study_refundable_amount(transaction.amount, study_starts_at, now)
         if share <= 0:
-            raise RefundRefused("The study started more than 7 days ago; it can no longer be refunded.")
+            raise RefundRefused(texts.REFUND_STUDY_STARTED)
         allowed = min(balance, share - transaction.refund_reserved_amount)
         if allowed <= 0:
-            raise RefundRefused(
-                f"The policy refunds {share} KRW of this purchase, and that was refunded already.",
-                details={"refundableAmount": 0},
-            )
+            raise RefundRefused(texts.REFUND_SHARE_TAKEN.format(share=share), details={"refundableAmount": 0})
     else:
         paid_at = transaction.completed_at or transaction.created_at
         if now > paid_at + timedelta(days=window_days):
-            raise RefundRefused(f"Refunds are possible within {window_days} days of payment.")
+            raise RefundRefused(texts.REFUND_WINDOW_PASSED.format(days=window_days))
         allowed = balance
     if requested_amount is not None and requested_amount != allowed:
         raise RefundRefused(
-            f"You may refund exactly {allowed} KRW of this purchase.",
-            details={"refundableAmount": allowed},
+            texts.REFUND_EXACT_AMOUNT.format(allowed=allowed), details={"refundableAmount": allowed}
         )
     _check_before_grant(transaction, allowed, balance)
     return allowed
@@ -109,7 +107,4 @@ def decide_refund_amount(
 
 def _check_before_grant(transaction: Transaction, amount: int, balance: int) -> None:
     if transaction.status == Status.PAYMENT_SUCCESS and amount != balance:
-        raise InvalidTransition(
-            "The purchase is not granted yet: only a full refund is possible now.",
-            details={"refundableAmount": balance},
-        )
+        raise InvalidTransition(texts.REFUND_FULL_BEFORE_GRANT, details={"refundableAmount": balance})

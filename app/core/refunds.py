@@ -22,8 +22,10 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
+from app import messages as texts
 from app.core.domain import (
     InvalidTransition,
+    Problem,
     ProductType,
     RefundStatus,
     RevokeStatus,
@@ -121,12 +123,7 @@ class RefundService:
         if transaction is None or (transaction.user_id != user_id and not is_admin):
             raise TransactionNotFound()
         if transaction.paid_by_virtual_account and refund_account is None:
-            raise ValidationFailed(
-                "refundReceiveAccount is required to refund a virtual-account payment.",
-                details=[
-                    {"field": "refundReceiveAccount", "reason": "the buyer's bank account for the refund"}
-                ],
-            )
+            raise ValidationFailed(Problem("refundReceiveAccount", texts.REFUND_ACCOUNT_REQUIRED))
         requester = RefundRequester(user_id=user_id, is_admin=is_admin)
         await self._start(
             transaction, requester, reason=reason, requested_amount=amount, refund_account=refund_account
@@ -190,7 +187,7 @@ class RefundService:
             now=now,
         )
         if not started:
-            raise InvalidTransition("The transaction changed while refunding; nothing was done.")
+            raise InvalidTransition(texts.REFUND_RACED)
         REFUNDS.labels(stage="requested").inc()
         log.info(
             "refund requested",

@@ -1,4 +1,4 @@
-"""Wire shapes of the HTTP API: msgspec Structs, camelCase on the wire (SPEC §3)."""
+"""Wire shapes of the HTTP API: msgspec Structs, camelCase on the wire (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from app.core.domain import (
     refundable_amount,
 )
 from app.core.ports import Product, RefundRecord, StatusView
+from app.messages import DEFAULT_LANGUAGE, Lang, buyer_text
 
 
 class ApiStruct(msgspec.Struct, rename="camel"):
@@ -64,6 +65,13 @@ class RefundRequest(ApiStruct, forbid_unknown_fields=True):
     refund_receive_account: RefundAccountBody | None = None
 
 
+_STREAM_TOKEN = (
+    "Opens this transaction's event stream: GET /api/payments/{transactionId}/events?streamToken=…"
+    " (for EventSource, which cannot send a bearer token). Good for this transaction only, for at"
+    " most an hour; never a bearer token."
+)
+
+
 class IssueResponse(ApiStruct):
     transaction_id: str
     status: str
@@ -78,6 +86,7 @@ class IssueResponse(ApiStruct):
     expires_at: datetime
     client_key: str
     checkout_url: str | None
+    stream_token: Annotated[str | None, Meta(description=_STREAM_TOKEN)] = None
 
 
 class FailureBody(ApiStruct):
@@ -113,6 +122,7 @@ class StatusResponse(ApiStruct):
     virtual_account: VirtualAccountBody | None
     refunded_amount: int = 0
     refundable_amount: int = 0
+    stream_token: Annotated[str | None, Meta(description=_STREAM_TOKEN)] = None
 
 
 class HistoryBody(ApiStruct):
@@ -200,12 +210,20 @@ def _virtual_account(
     return VirtualAccountBody(bank_code=bank_code, account_number=number, due_date=due)
 
 
-def status_response(view: StatusView, message: str, retry_after: int | None) -> StatusResponse:
+def status_response(
+    view: StatusView,
+    message: str,
+    retry_after: int | None,
+    lang: Lang = DEFAULT_LANGUAGE,
+    *,
+    stream_token: str | None = None,
+) -> StatusResponse:
+    """`message` is in `lang` already (PaymentQueries.get_status); so is our `failure.message`."""
     failure = None
     if view.status in (Status.PAYMENT_FAILED, Status.PROVISION_FAILED) and view.failure_code:
         failure = FailureBody(
             code=view.failure_code,
-            message=view.failure_message or "",
+            message=buyer_text(view.failure_message or "")(lang),
             pg_code=view.failure_pg_code,
             pg_message=view.failure_pg_message,
         )
@@ -225,18 +243,22 @@ def status_response(view: StatusView, message: str, retry_after: int | None) -> 
         ),
         refunded_amount=view.refunded_amount,
         refundable_amount=refundable_amount(view.status, view.amount, view.refund_reserved_amount),
+        stream_token=stream_token,
     )
 
 
-def transaction_body(t: Transaction) -> TransactionBody:
-    return TransactionBody(**_transaction_fields(t))
+def transaction_body(t: Transaction, lang: Lang = DEFAULT_LANGUAGE) -> TransactionBody:
+    return TransactionBody(**_transaction_fields(t, lang))
 
 
 def transaction_detail_body(
-    t: Transaction, history: list[HistoryEntry], refunds: Sequence[RefundRecord] = ()
+    t: Transaction,
+    history: list[HistoryEntry],
+    refunds: Sequence[RefundRecord] = (),
+    lang: Lang = DEFAULT_LANGUAGE,
 ) -> TransactionDetailBody:
     return TransactionDetailBody(
-        **_transaction_fields(t),
+        **_transaction_fields(t, lang),
         refunds=[
             RefundBody(
                 refund_id=r.refund_id,
@@ -264,7 +286,7 @@ def transaction_detail_body(
     )
 
 
-def _transaction_fields(t: Transaction) -> dict[str, Any]:
+def _transaction_fields(t: Transaction, lang: Lang) -> dict[str, Any]:
     failure = t.failure
     return {
         "transaction_id": t.transaction_id,
@@ -286,7 +308,9 @@ def _transaction_fields(t: Transaction) -> dict[str, Any]:
         "updated_at": t.updated_at,
         "expires_at": t.expires_at,
         "completed_at": t.completed_at,
-        "failure": FailureBody(failure.code, failure.message, failure.pg_code, failure.pg_message)
+        "failure": FailureBody(
+            failure.code, buyer_text(failure.message)(lang), failure.pg_code, failure.pg_message
+        )
         if failure
         else None,
         "virtual_account": _virtual_account(t.status, t.va_bank_code, t.va_account_number, t.va_due_date),

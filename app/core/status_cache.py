@@ -12,7 +12,13 @@ arrived:
    again sees the new row.
 2. A view read from the database is stored only if no invalidation (of any transaction) arrived
    while it was being read: take `ticket()` before the read, hand it to `put()` after. A read that
-   raced a write cannot store the older row.
+   raced a write cannot store the older row. And two reads of one transaction that disagree
+   leave nothing cached: between a write's commit and its announcement's arrival, a read that
+   started before the commit (the old row) and one that started after it (the new row) hold the
+   same good ticket, so whichever stores last would win, and a poll that was answered the new
+   row could be answered the old one next. Which of the two is newer is not known here, so
+   `put()` drops the stored view instead of replacing it with a different one; the next poll
+   reads the database.
 3. While the process is not subscribed to the bus (`coherent` is False), non-final views are
    neither stored nor served: an invalidation sent then would be lost. Every change of
    `coherent` empties the cache and voids the tickets handed out before it.
@@ -81,6 +87,12 @@ class StatusViewCache:
 
     def put(self, view: StatusView, ticket: int) -> bool:
         """Store a view read from the database. Returns whether it was stored."""
+        stored = self._views.get(view.transaction_id)
+        if stored is not None and stored[0] != view:
+            # Two reads disagree and no invalidation told them apart (rule 2): one of them is older
+            # than a committed write, and the view already served from here may be the newer one.
+            del self._views[view.transaction_id]
+            return False
         if ticket != self._invalidations:
             return False  # a write may have committed after the read: the row may be old
         if view.status in FINAL_STATUSES:
@@ -91,6 +103,7 @@ class StatusViewCache:
             return False
         if len(self._views) >= self._max_entries:
             self._views.clear()  # crude but bounded; polls refill what is still being polled
+            self._invalidations += 1  # a read that began before the clear cannot store over it
         self._views[view.transaction_id] = (view, expires_at)
         return True
 

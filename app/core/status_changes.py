@@ -5,6 +5,10 @@ Each write announces its transaction id after the commit. `LocalStatusChanges` s
 once and PUBLISHes the id; `StatusChangeListener`, one task per API process, SUBSCRIBEs and drops
 the views it hears about. The cache is only trusted while the listener is subscribed: rules in
 `app.core.status_cache`.
+
+The same announcements wake this process's open status streams (`StatusWatchers`, given as
+`watchers`): the listener fans each id out to the streams of that transaction, and tells them
+whether it is subscribed (while it is not, they read the database on a short interval).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.status_cache import StatusViewCache
+from app.core.status_stream import StatusWatchers
 from app.metrics import STATUS_CHANGE_BUS
 
 log = logging.getLogger("app.status_changes")
@@ -42,21 +47,29 @@ class UncachedStatusChanges:
 class LocalStatusChanges:
     """One process holds every cache that could be stale: drop the view here, nothing more."""
 
-    def __init__(self, cache: StatusViewCache) -> None:
+    def __init__(self, cache: StatusViewCache, *, watchers: StatusWatchers | None = None) -> None:
         self._cache = cache
+        self._watchers = watchers
 
     async def announce(self, transaction_id: str) -> None:
         self._cache.invalidate(transaction_id)
+        if self._watchers is not None:
+            self._watchers.changed(transaction_id)
 
 
 class RedisStatusChanges:
-    def __init__(self, redis: Redis, cache: StatusViewCache) -> None:
+    def __init__(
+        self, redis: Redis, cache: StatusViewCache, *, watchers: StatusWatchers | None = None
+    ) -> None:
         self._redis = redis
         self._cache = cache
+        self._watchers = watchers
         self._channel = status_channel(redis)
 
     async def announce(self, transaction_id: str) -> None:
         self._cache.invalidate(transaction_id)  # this process's own polls see the write at once
+        if self._watchers is not None:
+            self._watchers.changed(transaction_id)  # and its streams, even if Redis is away
         try:
             await self._redis.publish(self._channel, transaction_id)
         except (RedisError, OSError) as exc:
@@ -72,9 +85,17 @@ class RedisStatusChanges:
 class StatusChangeListener:
     """Keeps one process's cache subscribed; marks it incoherent whenever the subscription is lost."""
 
-    def __init__(self, redis: Redis, cache: StatusViewCache, *, ping_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        cache: StatusViewCache,
+        *,
+        ping_seconds: float = 2.0,
+        watchers: StatusWatchers | None = None,
+    ) -> None:
         self._redis = redis
         self._cache = cache
+        self._watchers = watchers
         self._channel = status_channel(redis)
         self._ping = ping_seconds
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +134,8 @@ class StatusChangeListener:
         if not self._cache.coherent:
             return
         self._cache.set_coherent(False)
+        if self._watchers is not None:
+            self._watchers.set_live(False)  # the streams read the database until it is back
         if error is not None:
             _LOST.inc()
             log.warning(
@@ -132,10 +155,15 @@ class StatusChangeListener:
                     last_heard = now
                     if message["type"] == "message":
                         data = message["data"]
-                        self._cache.invalidate(data.decode() if isinstance(data, bytes) else str(data))
+                        transaction_id = data.decode() if isinstance(data, bytes) else str(data)
+                        self._cache.invalidate(transaction_id)
+                        if self._watchers is not None:
+                            self._watchers.changed(transaction_id)
                     elif message["type"] == "subscribe":
                         # From here on every announcement reaches us: the cache may be trusted.
                         self._cache.set_coherent(True)
+                        if self._watchers is not None:
+                            self._watchers.set_live(True)  # and each stream reads once: gaps close
                         self._backoff = 0.1
                         _SUBSCRIBED.inc()
                         log.info("status-change subscription active", extra={"channel": self._channel})

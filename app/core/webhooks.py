@@ -16,7 +16,8 @@ import hmac
 import logging
 from collections.abc import Mapping
 
-from app.core.domain import ErrorCode, PaymentError, Status, ValidationFailed
+from app import messages as texts
+from app.core.domain import ErrorCode, PaymentError, Problem, Status, ValidationFailed
 from app.core.payment_results import PaymentResults
 from app.core.ports import (
     Clock,
@@ -39,7 +40,7 @@ class WebhookNotSettled(Exception):
 
 
 class WebhookRejected(PaymentError):
-    code, default_message = ErrorCode.UNAUTHENTICATED, "The webhook's signature or secret is not valid."
+    code = ErrorCode.UNAUTHENTICATED
 
 
 def read_notice(
@@ -52,11 +53,9 @@ def read_notice(
     except WebhookRefused as refused:
         if refused.forged:
             log.warning("webhook refused: %s", refused.message, extra={"provider": provider})
-            raise WebhookRejected(refused.message) from None
-        details = None
-        if refused.field:
-            details = [{"field": refused.field, **({"reason": refused.reason} if refused.reason else {})}]
-        raise ValidationFailed(refused.message, details=details) from None
+            raise WebhookRejected(refused.text) from None
+        problems = [Problem(refused.field, refused.text, refused.location)] if refused.field else []
+        raise ValidationFailed(*problems, text=refused.text) from None
 
 
 def _secrets_match(a: str, b: str) -> bool:
@@ -128,7 +127,7 @@ class WebhookService:
             )
             WEBHOOK_DELIVERIES.labels(outcome=WebhookOutcome.REJECTED).inc()
             log.warning("webhook secret mismatch", extra={"transactionId": transaction.transaction_id})
-            raise WebhookRejected("The webhook's secret does not match the payment.")
+            raise WebhookRejected(texts.WEBHOOK_SECRET_MISMATCH)
         await self._queue.enqueue_webhook(event_id)
         return WebhookOutcome.QUEUED
 

@@ -14,6 +14,15 @@
 // nothing (a paid transaction whose grant is still running). #payment-result carries the
 // current state in data-current-state (the CSS shows that section only) and every state it
 // went through in data-seen-states.
+//
+// Pushed, not polled, where it can: the first status answer carries a streamToken, with which the
+// page opens the event stream (EventSource on GET /api/payments/{id}/events?streamToken=…; an
+// EventSource cannot send the bearer token). Each `status` event is a status answer, shown by the
+// same apply() as a poll's. When the stream fails (an error before any event, or it ends without
+// a final state: a proxy, an expired token, the server's time limit), the page polls again from
+// there, waiting the last answer's retryAfterMs. data-transport says which one brought the state
+// shown: "sse" or "polling". The limit of polls (maxPolls) becomes a time limit on the stream: as
+// long as those polls would have taken on the schedule.
 
 (() => {
   const body = document.body;
@@ -35,6 +44,12 @@
   const OUR_CODE = /^PAY_\d{3}$/;
 
   let attempt = 0; // status requests made so far (the API's ?attempt=)
+  let stream = null; // the EventSource while the page follows the event stream
+  let streamFailed = false; // once the stream failed, the page polls
+  let lastStatus = null; // the last status answer or event
+  let lastStep = null; // what apply() said about it: "poll", "wait" or "stop"
+  let giveUpTimer = null;
+  const startedAt = Date.now();
   let failedInRow = 0;
   let timer = null;
   let productType = null; // from the transaction's detail, to say what is being prepared
@@ -252,6 +267,28 @@
     return SCHEDULE_MS[Math.min(attempt - 1, SCHEDULE_MS.length - 1)];
   }
 
+  /** How long maxPolls polls take on the schedule: the stream's time limit for the same answer. */
+  function pollingBudgetMs() {
+    let total = 0;
+    for (let made = 1; made < maxPolls; made += 1) total += SCHEDULE_MS[Math.min(made - 1, SCHEDULE_MS.length - 1)];
+    return total;
+  }
+
+  function statusDetails(status, transport) {
+    return [
+      ["transactionId", status.transactionId],
+      ["status", `${status.statusCode} ${status.status}`],
+      ["message", status.message],
+      ["failure.code", status.failure && status.failure.code],
+      ["failure.pgCode", status.failure && status.failure.pgCode],
+      ["redirect code", redirect.code],
+      ["redirect errorCode", redirect.errorCode],
+      ["retryAfterMs", status.retryAfterMs],
+      ["transport", transport],
+      ["attempt", attempt],
+    ];
+  }
+
   function pollIn(ms) {
     clearTimeout(timer);
     timer = setTimeout(poll, ms);
@@ -310,24 +347,78 @@
       return;
     }
     failedInRow = 0;
-    showDetails([
-      ["transactionId", status.transactionId],
-      ["status", `${status.statusCode} ${status.status}`],
-      ["message", status.message],
-      ["failure.code", status.failure && status.failure.code],
-      ["failure.pgCode", status.failure && status.failure.pgCode],
-      ["redirect code", redirect.code],
-      ["redirect errorCode", redirect.errorCode],
-      ["retryAfterMs", status.retryAfterMs],
-      ["attempt", attempt],
-    ]);
+    root.dataset.transport = "polling";
+    showDetails(statusDetails(status, "polling"));
+    lastStatus = status;
     const next = apply(status);
+    lastStep = next;
     if (next === "stop") return;
     if (next === "poll" && attempt >= maxPolls) {
       giveUp();
       return;
     }
+    if (!streamFailed && status.streamToken && typeof EventSource === "function") {
+      follow(status.streamToken);
+      return;
+    }
     pollIn(status.retryAfterMs ?? scheduleStep());
+  }
+
+  // --- the event stream -------------------------------------------------------------------------------
+
+  function follow(streamToken) {
+    const url =
+      `/api/payments/${encodeURIComponent(transactionId)}/events` +
+      `?streamToken=${encodeURIComponent(streamToken)}`;
+    const source = new EventSource(url);
+    stream = source;
+    source.addEventListener("status", (event) => {
+      if (stream !== source) return;
+      let status;
+      try {
+        status = JSON.parse(event.data);
+      } catch {
+        return; // not ours; the next event or the fallback will tell
+      }
+      root.dataset.transport = "sse";
+      showDetails(statusDetails(status, "sse"));
+      lastStatus = status;
+      const next = apply(status);
+      lastStep = next;
+      if (next === "stop") {
+        closeStream(); // before the server closes it: a closed EventSource does not reconnect
+      } else if (next === "poll" && Date.now() - startedAt >= pollingBudgetMs()) {
+        closeStream();
+        giveUp();
+      }
+    });
+    // An error before any event (refused, unreachable) or after some (the stream ended without a
+    // final state, the network went away): EventSource would reconnect; the page polls instead.
+    source.onerror = () => {
+      if (stream !== source) return;
+      closeStream();
+      streamFailed = true;
+      root.dataset.transport = "polling";
+      pollIn((lastStatus && lastStatus.retryAfterMs) ?? scheduleStep());
+    };
+    clearTimeout(giveUpTimer);
+    giveUpTimer = setTimeout(
+      () => {
+        if (stream === source && lastStep === "poll") {
+          closeStream();
+          giveUp();
+        }
+      },
+      Math.max(0, startedAt + pollingBudgetMs() - Date.now()),
+    );
+  }
+
+  function closeStream() {
+    clearTimeout(giveUpTimer);
+    if (stream !== null) {
+      stream.close();
+      stream = null;
+    }
   }
 
   function onPollError(error) {
@@ -395,7 +486,7 @@
         return;
       }
       Demo.setText(note, { ko: "입금했어요. 결제를 확인하고 있어요…", en: "Deposited. Waiting for the confirmation…" });
-      pollIn(500); // the deposit webhook moves the payment on in a moment: ask soon
+      if (stream === null) pollIn(500); // the deposit webhook moves the payment on in a moment: ask soon
     } catch {
       Demo.setText(note, { ko: "Mock Toss에 연결할 수 없어요.", en: "Could not reach the mock Toss." });
       button.disabled = false;

@@ -25,7 +25,8 @@
     AI_RESUME: { ko: "AI 이력서 크레딧", en: "AI resume credits" },
   };
 
-  // What to tell the buyer for our API's error codes (the envelope's message is in English only).
+  // What to tell the buyer for our API's error codes: the page's own words, in its own language
+  // (the envelope's message, shown to developers beside the code, follows Accept-Language).
   const API_ERRORS = {
     AUTH_001: { ko: "로그인이 만료되었어요. 페이지를 새로고침해 주세요.", en: "Your session expired: reload the page." },
     RATE_LIMITED: { ko: "요청이 너무 많아요. 잠시 후 다시 시도해 주세요.", en: "Too many attempts: try again in a minute." },

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.messages import Text
+
 
 class PgPaymentStatus(enum.StrEnum):
     """The PG's view of one payment (Toss's statuses; other PGs map onto these)."""
@@ -149,13 +151,16 @@ class WebhookNotice:
 
 
 class WebhookRefused(Exception):
-    """A delivery that is malformed (`forged` False) or that cannot be from the PG (`forged` True)."""
+    """A delivery that is malformed (`forged` False) or that cannot be from the PG (`forged` True),
+    and why, in both languages. `field` is the part of the delivery at fault when it is one part,
+    `location` where it is (`body` or `header`)."""
 
     def __init__(
-        self, message: str, *, forged: bool = False, field: str | None = None, reason: str | None = None
+        self, text: Text, *, forged: bool = False, field: str | None = None, location: str = "body"
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(text.en)
+        self.text = text
+        self.message = text.en
         self.forged = forged
-        self.field = field  # the part of the delivery at fault, and why, when it is one part
-        self.reason = reason
+        self.field = field
+        self.location = location

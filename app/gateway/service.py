@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Final, Protocol
 
+from app import messages as texts
 from app.gateway.models import (
     GatewayError,
     GatewayErrorKind,
@@ -100,7 +101,7 @@ class GatewayService:
         or forged."""
         reader = self._webhooks.get(provider)
         if reader is None:
-            raise WebhookRefused(f"No webhooks are read for {provider!r}.")
+            raise WebhookRefused(texts.WEBHOOK_UNKNOWN_PROVIDER)
         return reader.read(raw, headers)
 
     def confirm_window(self, provider: str) -> timedelta:

@@ -18,10 +18,12 @@ from typing import Any
 
 import msgspec
 
+from app import messages as texts
 from app.gateway.models import WebhookNotice, WebhookRefused
 
 TRANSMISSION_ID_HEADER = "tosspayments-webhook-transmission-id"
 RETRIED_COUNT_HEADER = "tosspayments-webhook-transmission-retried-count"
+_RETRIED_COUNT_NAME = "TossPayments-Webhook-Transmission-Retried-Count"  # as Toss spells it
 SIGNATURE_HEADER = "x-toss-signature"
 _RETRIED_COUNT = re.compile(r"[0-9]{1,9}")  # ASCII digits only, and within the column's INT
 
@@ -46,14 +48,17 @@ def parse_toss_webhook(raw: bytes) -> TossNotice:
     try:
         body = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError):
-        raise WebhookRefused("The webhook body is not JSON.") from None
+        raise WebhookRefused(texts.WEBHOOK_NOT_JSON, field="body") from None
     if not isinstance(body, dict):
-        raise WebhookRefused("The webhook body must be a JSON object.")
+        raise WebhookRefused(texts.WEBHOOK_NOT_OBJECT, field="body")
     event_type = body.get("eventType")
     if event_type == "PAYMENT_STATUS_CHANGED":
         data = body.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("orderId"), str):
-            raise WebhookRefused("PAYMENT_STATUS_CHANGED needs data.orderId.", field="data.orderId")
+            raise WebhookRefused(
+                texts.WEBHOOK_FIELD_REQUIRED.format(event=event_type, field="data.orderId"),
+                field="data.orderId",
+            )
         return TossNotice(
             event_type=event_type,
             order_id=_text(data.get("orderId"), 64),
@@ -66,7 +71,10 @@ def parse_toss_webhook(raw: bytes) -> TossNotice:
         nested = body.get("data")
         fields: dict[str, Any] = nested if isinstance(nested, dict) else body
         if not isinstance(fields.get("orderId"), str) or not isinstance(fields.get("status"), str):
-            raise WebhookRefused("DEPOSIT_CALLBACK needs orderId and status.", field="orderId")
+            raise WebhookRefused(
+                texts.WEBHOOK_FIELD_REQUIRED.format(event="DEPOSIT_CALLBACK", field="orderId, status"),
+                field="orderId",
+            )
         return TossNotice(
             event_type="DEPOSIT_CALLBACK",
             order_id=_text(fields.get("orderId"), 64),
@@ -78,7 +86,7 @@ def parse_toss_webhook(raw: bytes) -> TossNotice:
         return TossNotice(
             event_type=event_type[:40], order_id=None, payment_key=None, status=None, secret=None
         )
-    raise WebhookRefused("Unknown webhook shape.")
+    raise WebhookRefused(texts.WEBHOOK_UNKNOWN_SHAPE, field="eventType")
 
 
 def signature_is_valid(secret: str, raw: bytes, signature: str | None) -> bool:
@@ -97,9 +105,9 @@ def retried_count(headers: Mapping[str, str]) -> int:
         return 0
     if not _RETRIED_COUNT.fullmatch(raw):
         raise WebhookRefused(
-            f"{RETRIED_COUNT_HEADER} must be a count (1 to 9 ASCII digits).",
-            field=RETRIED_COUNT_HEADER,
-            reason="1 to 9 ASCII digits",
+            texts.WEBHOOK_RETRY_COUNT_INVALID.format(field=_RETRIED_COUNT_NAME),
+            field=_RETRIED_COUNT_NAME,
+            location="header",
         )
     return int(raw)
 
@@ -116,11 +124,11 @@ class TossWebhooks:
         if self._signing_secret and not signature_is_valid(
             self._signing_secret, raw, headers.get(SIGNATURE_HEADER)
         ):
-            raise WebhookRefused("X-Toss-Signature is missing or wrong.", forged=True)
+            raise WebhookRefused(texts.WEBHOOK_SIGNATURE_INVALID, forged=True)
         notice = parse_toss_webhook(raw)
         if notice.event_type == "DEPOSIT_CALLBACK" and notice.secret is None:
             # Toss always sends the virtual account's secret: without one the delivery is forged.
-            raise WebhookRefused("A DEPOSIT_CALLBACK must carry the virtual account's secret.", forged=True)
+            raise WebhookRefused(texts.WEBHOOK_SECRET_MISSING, forged=True)
         transmission_id = headers.get(TRANSMISSION_ID_HEADER) or "sha256:" + hashlib.sha256(raw).hexdigest()
         return WebhookNotice(
             provider=self.provider,

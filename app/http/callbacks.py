@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.params import Parameter
 from litestar.response import Redirect
 
 from app.core.checkout import CallbackOutcome, Checkout
 from app.core.domain import ErrorCode
 from app.core.ports import ProvisioningQueue
-from app.http.openapi import error_responses
+from app.http.errors import request_language
 from app.http.redirects import FrontendPages
+from app.messages import TRANSACTION_NOT_FOUND
 from app.metrics import DATABASE_UNAVAILABLE
 from app.outages import database_unavailable
 
@@ -41,10 +42,10 @@ class CallbackController(Controller):
             "Redirect to {FRONTEND_BASE_URL}/payment/success?transactionId=…, or "
             "/payment/fail?transactionId=…&code=…&message=…&errorCode=… (see the fail callback)"
         ),
-        responses=error_responses(400),
     )
     async def success_callback(
         self,
+        request: Request[Any, Any, Any],
         checkout: Checkout,
         frontend_pages: FrontendPages,
         provisioning_queue: ProvisioningQueue,
@@ -62,7 +63,8 @@ class CallbackController(Controller):
                 raise
             query = {"paymentKey": payment_key, "orderId": order_id, "amount": amount}
             outcome = await _answer_later(checkout, provisioning_queue, "success", query, order_id)
-        return Redirect(path=frontend_pages.url(outcome), status_code=302)
+        # The fail page's message in the browser's language (Accept-Language).
+        return Redirect(path=frontend_pages.url(outcome, request_language(request)), status_code=302)
 
     @get(
         "/fail",
@@ -78,10 +80,10 @@ class CallbackController(Controller):
             "`code` is the PG's code when it gave one (PAY_PROCESS_CANCELED for a buyer who cancelled, "
             "REJECT_CARD_COMPANY, …), else ours; `errorCode` is always ours (PAY_…); `message` is ours"
         ),
-        responses=error_responses(400),
     )
     async def fail_callback(
         self,
+        request: Request[Any, Any, Any],
         checkout: Checkout,
         frontend_pages: FrontendPages,
         provisioning_queue: ProvisioningQueue,
@@ -101,7 +103,8 @@ class CallbackController(Controller):
             outcome = await _answer_later(
                 checkout, provisioning_queue, "fail", query, transaction_id or order_id
             )
-        return Redirect(path=frontend_pages.url(outcome), status_code=302)
+        # The fail page's message in the browser's language (Accept-Language).
+        return Redirect(path=frontend_pages.url(outcome, request_language(request)), status_code=302)
 
 
 async def _answer_later(
@@ -117,7 +120,7 @@ async def _answer_later(
     30 is also reconciled), and the replay acts on the state it finds, so the PG's confirm still
     happens at most once."""
     if transaction_id is None or not _ORDER_ID.fullmatch(transaction_id):
-        return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, "No such transaction.")
+        return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, TRANSACTION_NOT_FOUND.en)
     given = {name: value for name, value in query.items() if value is not None}
     if all(len(value) <= _MAX_REPLAYED_VALUE for value in given.values()):
         try:

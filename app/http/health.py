@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import MediaType, Response, get
-from litestar.openapi.datastructures import ResponseSpec
+from typing import Any
+
+from litestar import MediaType, Request, Response, get
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.schemas import ErrorBody
-from app.http.errors import envelope
+from app.http.errors import ApiError, envelope, request_language
+from app.messages import ERROR_MESSAGES
 
 
 @get("/health/live", tags=["health"], media_type=MediaType.JSON)
@@ -17,17 +18,10 @@ async def health_live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get(
-    "/health/ready",
-    tags=["health"],
-    media_type=MediaType.JSON,
-    responses={
-        503: ResponseSpec(
-            data_container=ErrorBody, description="NOT_READY: the database or Redis is unreachable"
-        )
-    },
-)
-async def health_ready(engine: AsyncEngine, redis_client: Redis | None) -> Response[dict[str, str]]:
+@get("/health/ready", tags=["health"], media_type=MediaType.JSON)
+async def health_ready(
+    request: Request[Any, Any, Any], engine: AsyncEngine, redis_client: Redis | None
+) -> Response[dict[str, str]]:
     checks: dict[str, str] = {}
     try:
         async with engine.connect() as conn:
@@ -43,4 +37,6 @@ async def health_ready(engine: AsyncEngine, redis_client: Redis | None) -> Respo
             checks["redis"] = f"error: {type(exc).__name__}"
     if all(value == "ok" for value in checks.values()):
         return Response({"status": "ok", **checks})
-    return envelope(503, "NOT_READY", "A dependency is unreachable.", checks)  # type: ignore[return-value]
+    code = ApiError.NOT_READY
+    message = ERROR_MESSAGES[code](request_language(request))
+    return envelope(code.status, code, message, checks)  # type: ignore[return-value]

@@ -12,9 +12,10 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter
 from litestar.types import Guard
 
+from app import messages as texts
 from app.core.auth import Caller, TokenAuthority
 from app.core.checkout import Checkout, IssueCommand
-from app.core.domain import Status, ValidationFailed
+from app.core.domain import Problem, Status, ValidationFailed
 from app.core.ports import IdempotencyStore
 from app.core.queries import PaymentQueries
 from app.core.refunds import RefundService
@@ -30,10 +31,13 @@ from app.core.schemas import (
     transaction_body,
     transaction_detail_body,
 )
+from app.core.stream_tokens import StreamTokens
 from app.gateway.models import RefundAccount
+from app.http.errors import request_language
 from app.http.idempotency import run_idempotently
-from app.http.openapi import BEARER, error_responses
+from app.http.openapi import BEARER
 from app.http.requests import MAX_BODY_BYTES, StrictBody
+from app.messages import language_of
 from app.metrics import STATUS_POLLS
 from app.ratelimit import RateLimiter
 
@@ -44,6 +48,7 @@ class StatusHotPath:
 
     tokens: TokenAuthority
     queries: PaymentQueries
+    stream_tokens: StreamTokens  # each answer carries a streamToken (app.http.status_events)
 
 
 _POLLS_SETTLED = STATUS_POLLS.labels(settled="true")
@@ -51,7 +56,15 @@ _POLLS_PENDING = STATUS_POLLS.labels(settled="false")
 
 TransactionIdPath = Annotated[str, Parameter(min_length=1, max_length=64, description="Our transaction id")]
 IdempotencyKeyHeader = Annotated[
-    str | None, Parameter(header="Idempotency-Key", required=False, min_length=1, max_length=255)
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        required=False,
+        min_length=1,
+        max_length=255,
+        # No control characters (tab, DEL); bytes past ASCII pass: a UTF-8 key arrives as Latin-1.
+        pattern=r"^[\x20-\x7E\x80-\xFF]+$",
+    ),
 ]
 
 
@@ -65,8 +78,7 @@ def _parse_statuses(raw: str | None) -> list[Status] | None:
             statuses.append(Status(int(token)) if token.isdigit() else Status[token.upper()])
         except (KeyError, ValueError):
             raise ValidationFailed(
-                f"unknown status '{token}'",
-                details=[{"field": "status", "reason": "a status name or code, comma-separated"}],
+                Problem("status", texts.STATUS_FILTER_INVALID.format(value=token[:40]), "query")
             ) from None
     return statuses
 
@@ -102,7 +114,6 @@ class PaymentController(Controller):
         summary="Issue a transaction",
         description="Creates a CREATED transaction priced by the catalog. Honours Idempotency-Key.",
         response_description="The new transaction and the URLs the payment window needs",
-        responses=error_responses(400, 401, 404, 409, 413, 422, 429, 503),
         request_max_body_size=MAX_BODY_BYTES,
         dto=StrictBody[IssueRequest],
         guards=[authorized_within_limits("issue")],
@@ -116,6 +127,7 @@ class PaymentController(Controller):
         idempotency_store: IdempotencyStore,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[IssueResponse]:
+        stream_tokens: StreamTokens = request.app.state.status_hot_path.stream_tokens
 
         async def produce() -> IssueResponse:
             issued = await checkout.issue(
@@ -144,6 +156,7 @@ class PaymentController(Controller):
                 expires_at=t.expires_at,
                 client_key=issued.client_key,
                 checkout_url=issued.checkout_url,
+                stream_token=stream_tokens.mint(t.transaction_id, t.user_id),
             )
 
         return await run_idempotently(
@@ -158,7 +171,6 @@ class PaymentController(Controller):
     @get(
         "/{transaction_id:str}/status",
         summary="Poll a transaction's status (hot path)",
-        responses=error_responses(400, 401, 404, 503),
     )
     async def status(
         self,
@@ -177,12 +189,17 @@ class PaymentController(Controller):
         # The hot path resolves its two collaborators itself: Litestar resolves two or more
         # dependencies per request through a task group, which costs more than the poll's query.
         hot: StatusHotPath = request.app.state.status_hot_path
-        caller = hot.tokens.verify(request.headers.get("authorization"))
+        headers = request.headers
+        caller = hot.tokens.verify(headers.get("authorization"))
+        lang = language_of(headers.get("accept-language"))  # remembered per header value
         report = await hot.queries.get_status(
-            user_id=caller.user_id, transaction_id=transaction_id, attempt=attempt
+            user_id=caller.user_id, transaction_id=transaction_id, attempt=attempt, lang=lang
         )
         (_POLLS_SETTLED if report.view.status.is_settled else _POLLS_PENDING).inc()
-        return status_response(report.view, report.message, report.retry_after_ms)
+        stream_token = hot.stream_tokens.mint(transaction_id, caller.user_id)  # the same one all minute
+        return status_response(
+            report.view, report.message, report.retry_after_ms, lang, stream_token=stream_token
+        )
 
     @post(
         "/{transaction_id:str}/refund",
@@ -190,7 +207,6 @@ class PaymentController(Controller):
         summary="Request a refund",
         description="Owner or admin; policy-checked; 40/50 → 90, then the PG cancel runs as a job. "
         "Honours Idempotency-Key.",
-        responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
         request_max_body_size=MAX_BODY_BYTES,
         dto=StrictBody[RefundRequest],
         guards=[authorized_within_limits("refund")],
@@ -223,7 +239,7 @@ class PaymentController(Controller):
                     else None
                 ),
             )
-            return transaction_body(transaction)
+            return transaction_body(transaction, request_language(request))
 
         return await run_idempotently(
             produce,
@@ -237,10 +253,10 @@ class PaymentController(Controller):
     @get(
         "/{transaction_id:str}",
         summary="A transaction with its history",
-        responses=error_responses(400, 401, 404, 503),
     )
     async def detail(
         self,
+        request: Request[Any, Any, Any],
         transaction_id: TransactionIdPath,
         caller: Caller,
         payment_queries: PaymentQueries,
@@ -250,15 +266,17 @@ class PaymentController(Controller):
             user_id=caller.user_id, is_admin=caller.is_admin, transaction_id=transaction_id
         )
         refunds = await refund_service.list_refunds(transaction_id)
-        return transaction_detail_body(detail.transaction, list(detail.history), refunds)
+        return transaction_detail_body(
+            detail.transaction, list(detail.history), refunds, request_language(request)
+        )
 
     @get(
         "/",
         summary="The caller's transactions, newest first",
-        responses=error_responses(400, 401, 503),
     )
     async def list_transactions(
         self,
+        request: Request[Any, Any, Any],
         caller: Caller,
         payment_queries: PaymentQueries,
         status: Annotated[
@@ -271,6 +289,7 @@ class PaymentController(Controller):
         page = await payment_queries.list_transactions(
             user_id=caller.user_id, statuses=_parse_statuses(status), cursor=cursor, limit=limit
         )
+        lang = request_language(request)
         return TransactionListBody(
-            items=[transaction_body(t) for t in page.items], next_cursor=page.next_cursor
+            items=[transaction_body(t, lang) for t in page.items], next_cursor=page.next_cursor
         )

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from app.core.checkout import CallbackOutcome
 from app.core.domain import ErrorCode
+from app.messages import DEFAULT_LANGUAGE, PAYMENT_FAILED, Lang, buyer_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,16 +20,17 @@ class FrontendPages:
 
     base_url: str
 
-    def url(self, outcome: CallbackOutcome) -> str:
-        return redirect_url(self.base_url, outcome)
+    def url(self, outcome: CallbackOutcome, lang: Lang = DEFAULT_LANGUAGE) -> str:
+        return redirect_url(self.base_url, outcome, lang)
 
 
-def redirect_url(frontend_base_url: str, outcome: CallbackOutcome) -> str:
+def redirect_url(frontend_base_url: str, outcome: CallbackOutcome, lang: Lang = DEFAULT_LANGUAGE) -> str:
     """`{FRONTEND}/payment/success?transactionId=…` (the page polls the status, "confirming" until
     the outcome is known) or `{FRONTEND}/payment/fail?transactionId=…&code=…&message=…&errorCode=…`:
     `code` is the PG's code for the failure when the PG gave one (`PAY_PROCESS_CANCELED` for a
     buyer who cancelled, `REJECT_CARD_COMPANY`, …), else ours; `errorCode` is always ours (`PAY_…`);
-    `message` is ours, for the buyer. `transactionId` is left out when no transaction is known."""
+    `message` is ours, for the buyer, in `lang` (the browser's Accept-Language). `transactionId` is
+    left out when no transaction is known."""
     frontend = frontend_base_url.rstrip("/")
     if not outcome.failed:
         return f"{frontend}/payment/success?" + urlencode({"transactionId": outcome.transaction_id or ""})
@@ -37,6 +39,6 @@ def redirect_url(frontend_base_url: str, outcome: CallbackOutcome) -> str:
     if outcome.transaction_id:
         query["transactionId"] = outcome.transaction_id
     query["code"] = outcome.pg_code or ours
-    query["message"] = outcome.message or "The payment failed."
+    query["message"] = (buyer_text(outcome.message) if outcome.message else PAYMENT_FAILED)(lang)
     query["errorCode"] = ours
     return f"{frontend}/payment/fail?" + urlencode(query)

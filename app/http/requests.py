@@ -16,7 +16,9 @@ from litestar import Request
 from litestar.dto import AbstractDTO
 from litestar.typing import FieldDefinition
 
-from app.core.domain import ValidationFailed
+from app import messages as texts
+from app.core.domain import Problem, ValidationFailed
+from app.http.validation import BODY, body_problem
 
 if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
@@ -36,19 +38,15 @@ def strict_body(raw: bytes, kind: type[BodyT]) -> BodyT:
     try:
         return msgspec.json.decode(raw, type=kind, strict=True)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        field = text.rsplit("at `$.", 1)[-1].rstrip("`") if "at `$." in text else "body"
-        raise ValidationFailed(text, details=[{"field": field, "reason": text}]) from None
+        raise ValidationFailed(body_problem(exc, kind)) from None  # the field and reason in words
     except msgspec.DecodeError:
-        raise ValidationFailed("The body is not valid JSON.", details=[{"field": "body"}]) from None
+        raise ValidationFailed(Problem(BODY, texts.BODY_NOT_JSON)) from None
     except RecursionError:
         raise _nested_too_deeply() from None
 
 
 def _nested_too_deeply() -> ValidationFailed:
-    return ValidationFailed(
-        "The JSON body is nested too deeply.", details=[{"field": "body", "reason": "nested too deeply"}]
-    )
+    return ValidationFailed(Problem(BODY, texts.BODY_TOO_DEEP))
 
 
 class _BodyOnly(AbstractDTO[BodyT]):

@@ -11,7 +11,6 @@ from app.client_address import request_source
 from app.core.domain import ErrorCode, PaymentError
 from app.core.webhooks import WebhookService
 from app.gateway.toss_webhooks import TossWebhooks
-from app.http.openapi import error_responses
 from app.http.requests import MAX_BODY_BYTES, RawBody
 from app.metrics import WEBHOOK_DELIVERIES
 from app.ratelimit import RateLimited, RateLimiter
@@ -27,7 +26,6 @@ class WebhookController(Controller):
         summary="Toss webhooks (PAYMENT_STATUS_CHANGED, DEPOSIT_CALLBACK)",
         description="Public (Toss does not sign payment webhooks): limited per source address, "
         "429 with Retry-After above the limit, which Toss retries later.",
-        responses=error_responses(400, 401, 413, 429, 503),
         request_max_body_size=MAX_BODY_BYTES,
         # The bytes as sent: the gateway checks the signature over them, then decodes them once.
         dto=RawBody[dict[str, Any]],

@@ -9,7 +9,7 @@ from litestar import Controller, get
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.auth import Caller
-from app.http.openapi import BEARER, error_responses
+from app.http.openapi import BEARER
 from app.provisioning.handlers import list_entitlements
 
 
@@ -32,7 +32,7 @@ class EntitlementController(Controller):
     tags = ["provisioning"]
     security = BEARER
 
-    @get("/", summary="The caller's grants recorded in the local ledger", responses=error_responses(401))
+    @get("/", summary="The caller's grants recorded in the local ledger")
     async def list_grants(self, caller: Caller, engine: AsyncEngine) -> EntitlementListBody:
         grants = await list_entitlements(engine, caller.user_id)
         return EntitlementListBody(

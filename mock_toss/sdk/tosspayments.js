@@ -256,6 +256,33 @@
     return openLayer(order, shapeResult);
   }
 
+  // ------------------------------------------------------------------ automatic payments (billing)
+
+  var BILLING_METHODS = { CARD: true, "카드": true };
+
+  // Redirect mode only: this window goes to the mock's card-registration window, which sends it on
+  // to successUrl?customerKey&authKey or failUrl?code&message, like Toss's.
+  function requestBillingAuth(clientKey, customerKey, method, params) {
+    return attempt(function () {
+      checkClientKey(clientKey, false);
+      if (typeof method !== "string" || !BILLING_METHODS[method.trim()]) {
+        fail("NOT_SUPPORTED_METHOD", "자동결제는 카드(CARD)만 지원합니다: " + String(method));
+      }
+      if (!params || typeof params !== "object") fail("INVALID_PARAMETERS");
+      if (customerKey === ANONYMOUS) fail("INVALID_CUSTOMER_KEY", "자동결제에는 ANONYMOUS를 쓸 수 없습니다");
+      checkCustomerKey({ customerKey: customerKey });
+      var urls = redirectUrls(params);
+      if (!urls) fail("INVALID_PARAMETERS", "자동결제 등록창은 successUrl과 failUrl이 필요합니다");
+      var query = new URLSearchParams({
+        clientKey: clientKey, customerKey: customerKey, successUrl: urls.success, failUrl: urls.fail,
+      });
+      if (isText(params.customerName)) query.set("customerName", params.customerName);
+      if (isText(params.customerEmail)) query.set("customerEmail", params.customerEmail);
+      window.location.assign(MOCK_ORIGIN + "/billing-auth?" + query.toString());
+      return Promise.resolve();
+    });
+  }
+
   // ------------------------------------------------------------------ SDK v2: payment()
 
   function v2Payment(clientKey, params) {
@@ -276,8 +303,8 @@
           return start(order, urls, v2Result);
         });
       },
-      requestBillingAuth: function () {
-        return Promise.reject(TossPaymentsError("NOT_SUPPORTED_METHOD", "자동결제(빌링)는 모의 SDK에서 지원하지 않습니다."));
+      requestBillingAuth: function (request) {
+        return requestBillingAuth(clientKey, params.customerKey, request && request.method, request);
       },
       destroy: function () {
         return Promise.resolve();
@@ -447,8 +474,8 @@
           return start(order, urls, v1Result);
         });
       },
-      requestBillingAuth: function () {
-        return Promise.reject(TossPaymentsError("NOT_SUPPORTED_METHOD", "자동결제(빌링)는 모의 SDK에서 지원하지 않습니다."));
+      requestBillingAuth: function (method, params) {
+        return requestBillingAuth(clientKey, params && params.customerKey, method, params);
       },
     };
   }

@@ -340,6 +340,55 @@ def test_a_result_page_that_cannot_reach_the_api_says_so_and_can_check_again(
     expect_ready(page)
 
 
+# --- pushed by the event stream, or polled when it fails ----------------------------------------------
+
+
+def test_the_result_page_follows_the_event_stream(page: Page, demo_stack: DemoStack) -> None:
+    polls: list[str] = []
+    streams: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/status?" in request.url else None)
+    page.on("request", lambda request: streams.append(request.url) if "/events?" in request.url else None)
+
+    # The slow card: the first poll sees 30, so the page opens the stream before anything is settled.
+    pay(page, demo_stack, card=CARD_SLOW_CONFIRM)
+
+    section = expect_ready(page)
+    expect_paid_receipt(page, section)
+    expect(result(page)).to_have_attribute("data-transport", "sse")
+    seen = seen_states(page)
+    assert seen.index("confirming") < seen.index("success"), seen
+    # One poll (its streamToken opened the stream), one stream, and every later state came by it.
+    assert len(polls) == 1, polls
+    assert len(streams) == 1 and "streamToken=st1." in streams[0], streams
+    assert "Bearer" not in streams[0] and "eyJ" not in streams[0]  # never the bearer token in a URL
+    page.locator("details.developer summary").click()
+    expect(page.locator("#developer-details")).to_contain_text("50 PROVISION_SUCCESS")
+    expect(page.locator("#developer-details")).to_contain_text("sse")
+    screenshot(page, "demo-stream-ready")
+
+
+def test_the_result_page_polls_when_the_event_stream_fails(page: Page, demo_stack: DemoStack) -> None:
+    refused: list[str] = []
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "/status?" in request.url else None)
+
+    def refuse(route: Route) -> None:
+        refused.append(route.request.url)
+        route.abort("connectionrefused")
+
+    page.route("**/api/payments/*/events?**", refuse)
+    pay(page, demo_stack, card=CARD_SLOW_CONFIRM)
+
+    section = expect_ready(page)
+    expect_paid_receipt(page, section)
+    expect(result(page)).to_have_attribute("data-transport", "polling")
+    assert len(refused) == 1, refused  # tried once; after its error the page polled
+    assert len(polls) >= 2, polls
+    seen = seen_states(page)
+    assert seen.index("confirming") < seen.index("success"), seen
+    screenshot(page, "demo-stream-refused-polled")
+
+
 # --- the shop itself ----------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from app.core.domain import (
     TransitionChange,
     can_transition,
 )
-from app.core.ports import RefundRecord, StatusView, TransactionPage
+from app.core.ports import InvalidCursor, RefundRecord, StatusView, TransactionPage
 from app.core.sql.transactions import decode_cursor, encode_cursor
 from app.gateway.models import (
     GatewayError,
@@ -153,8 +153,9 @@ class InMemoryTransactionRepository:
             rows = [r for r in rows if r.transaction.status in statuses]
         if cursor is not None:
             before = decode_cursor(cursor)
-            if before is not None:
-                rows = [r for r in rows if r.row_id < before]
+            if before is None:
+                raise InvalidCursor()
+            rows = [r for r in rows if r.row_id < before]
         rows.sort(key=lambda r: r.row_id, reverse=True)
         has_more = len(rows) > limit
         rows = rows[:limit]

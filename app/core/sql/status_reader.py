@@ -3,6 +3,9 @@
 Two StatusReaders run the same statement: `SqlStatusReader` through the SQLAlchemy engine
 (SQLite, tests), `MySqlStatusReader` on a plain asyncmy pool of its own (production). Caching
 is not theirs: `app.core.status_cache.CachedStatusReader` wraps either.
+
+Both also read a view with its sequence (`get_sequenced_view`, the status stream's event id): the
+same columns and the count of the transaction's history rows, in one statement, so the two agree.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 import asyncmy
-from sqlalchemy import bindparam, make_url, select
+from sqlalchemy import bindparam, func, make_url, select
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.domain import Method, Status
-from app.core.ports import StatusView
+from app.core.ports import SequencedView, StatusView
+from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
 
 _STATUS_COLUMNS = (
@@ -41,6 +45,17 @@ _STATUS_COLUMNS = (
 )
 # Built once: SQLAlchemy caches its compiled form, so a poll costs one round trip and no compiling.
 _STATUS_QUERY = select(*_STATUS_COLUMNS).where(tx_table.c.transaction_id == bindparam("transaction_id"))
+# The same row and, read in the same statement (one snapshot), how many history rows it has.
+_HISTORY_ROWS = (
+    select(func.count())
+    .select_from(history_table)
+    .where(history_table.c.transaction_id == tx_table.c.transaction_id)
+    .correlate(tx_table)
+    .scalar_subquery()
+)
+_SEQUENCED_QUERY = select(*_STATUS_COLUMNS, _HISTORY_ROWS).where(
+    tx_table.c.transaction_id == bindparam("transaction_id")
+)
 
 
 @overload
@@ -75,6 +90,10 @@ def _to_view(row: Sequence[Any]) -> StatusView:
     )
 
 
+def _to_sequenced(row: Sequence[Any]) -> SequencedView:
+    return SequencedView(view=_to_view(row), sequence=int(row[len(_STATUS_COLUMNS)]))
+
+
 class SqlStatusReader:
     """The status read through the SQLAlchemy engine (SQLite, or MySQL without a pool of its own)."""
 
@@ -86,6 +105,11 @@ class SqlStatusReader:
             row = (await conn.execute(_STATUS_QUERY, {"transaction_id": transaction_id})).first()
         return None if row is None else _to_view(row)
 
+    async def get_sequenced_view(self, transaction_id: str) -> SequencedView | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_SEQUENCED_QUERY, {"transaction_id": transaction_id})).first()
+        return None if row is None else _to_sequenced(row)
+
 
 class MySqlStatusReader:
     """The status poll's one SELECT on a plain asyncmy pool (autocommit): one round trip, and
@@ -94,6 +118,7 @@ class MySqlStatusReader:
     """
 
     SQL = str(_STATUS_QUERY.compile(dialect=mysql_dialect.dialect()))
+    SEQUENCED_SQL = str(_SEQUENCED_QUERY.compile(dialect=mysql_dialect.dialect()))
 
     def __init__(self, database_url: str, *, pool_size: int, recycle_seconds: int) -> None:
         url = make_url(database_url)
@@ -117,9 +142,16 @@ class MySqlStatusReader:
 
     async def fetch(self, transaction_id: str) -> Sequence[Any] | None:
         """The raw row of the status columns, or None."""
+        return await self._fetch(self.SQL, transaction_id)
+
+    async def get_sequenced_view(self, transaction_id: str) -> SequencedView | None:
+        row = await self._fetch(self.SEQUENCED_SQL, transaction_id)
+        return None if row is None else _to_sequenced(row)
+
+    async def _fetch(self, sql: str, transaction_id: str) -> Sequence[Any] | None:
         pool = self._pool or await self._open()
         async with pool.acquire() as conn, conn.cursor() as cursor:
-            await cursor.execute(self.SQL, (transaction_id,))
+            await cursor.execute(sql, (transaction_id,))
             row: Sequence[Any] | None = await cursor.fetchone()
             return row
 

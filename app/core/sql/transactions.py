@@ -24,7 +24,7 @@ from app.core.domain import (
     Transition,
     TransitionChange,
 )
-from app.core.ports import StatusChanges, StatusReader, StatusView, TransactionPage
+from app.core.ports import InvalidCursor, StatusChanges, StatusReader, StatusView, TransactionPage
 from app.core.sql.history import append_history
 from app.core.sql.status_reader import SqlStatusReader
 from app.core.sql.stored_text import fit
@@ -162,8 +162,9 @@ class SqlTransactionRepository:
             query = query.where(tx_table.c.status.in_([int(s) for s in statuses]))
         if cursor is not None:
             before = decode_cursor(cursor)
-            if before is not None:
-                query = query.where(tx_table.c.id < before)
+            if before is None:
+                raise InvalidCursor()
+            query = query.where(tx_table.c.id < before)
         query = query.order_by(tx_table.c.id.desc()).limit(limit + 1)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()

@@ -19,7 +19,10 @@ async def checkout(
 ) -> AsyncIterator[Checkout]:
     timeout = httpx.Timeout(20.0)
     async with (
-        httpx.AsyncClient(base_url=payments_api.url, timeout=timeout) as api,
+        # These tests read our words in English (a Korean browser's are tested in tests/unit).
+        httpx.AsyncClient(
+            base_url=payments_api.url, timeout=timeout, headers={"Accept-Language": "en"}
+        ) as api,
         httpx.AsyncClient(base_url=mock_toss.url, timeout=timeout) as mock,
     ):
         yield Checkout(api=api, mock=mock, tokens=token_authority, api_url=payments_api.url)

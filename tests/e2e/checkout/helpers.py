@@ -22,7 +22,7 @@ CONFIRM_PATH = "/v1/payments/confirm"
 CLIENT_KEY = "test_ck_D5GePWvyJnrK0W0k6q8gLzN97Eoq"
 SECRET_KEY = "test_sk_zXLkKEypNArWmo50nX3lmeaxYG5R"
 
-# The mock's test cards (SPEC §4).
+# The mock's test cards (mock_toss/README.md, "Test cards").
 CARD_APPROVE = "4330000000000005"
 CARD_REJECT_BALANCE = "4330000000000013"
 CARD_EXPIRED = "4330000000000021"
@@ -90,7 +90,7 @@ def status_codes(detail: dict[str, Any]) -> list[int]:
 
 
 def assert_error_envelope(response: httpx.Response, http_status: int, code: str) -> dict[str, Any]:
-    """The SPEC's one error shape: {code, message, details?}."""
+    """The API's one error shape (docs/api.md): {code, message, details?}."""
     assert response.status_code == http_status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()

@@ -106,7 +106,7 @@ async def test_a_pg_that_is_down_leaves_the_payment_pending_until_it_answers_aga
 
 
 async def test_a_confirm_that_failed_once_with_500_is_confirmed_again_and_succeeds(shop: Shop) -> None:
-    """Card 054: the first confirm answers 500, "the next one DONE" (SPEC §4). The service confirms
+    """Card 054: the first confirm answers 500, "the next one DONE" (mock_toss/README.md). The service confirms
     again with the same Idempotency-Key (it must: the 500 may have been a lost success)."""
     shopper = shop.shopper("failonce")
     issued = await shop.issue(shopper)

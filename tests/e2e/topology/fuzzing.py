@@ -28,8 +28,8 @@ OPERATION_RULES = """
 [[operations]]
 # positive_data_acceptance (ST202) sends schema-valid bodies and wants them accepted. Issuing is
 # priced by the product catalog: a schema-valid `amount` that is not the catalog's price is
-# PAY_007 (400) by design (SPEC §3), and the schema cannot list prices. An Idempotency-Key the
-# fuzzer already used with another body is PAY_009 (422) by design (SPEC §3): a schema cannot
+# PAY_007 (400) by design (docs/api.md), and the schema cannot list prices. An Idempotency-Key the
+# fuzzer already used with another body is PAY_009 (422) by design (docs/api.md): a schema cannot
 # describe the keys' history. Only 400 and 422 are added to the check's defaults; the other
 # checks (schema, envelope, 5xx, ...) still apply to these answers.
 include-name = "POST /api/payments/issue"

@@ -2,7 +2,7 @@
 
 Used by `make test` (test_openapi_fuzz.py) and `make fuzz` (scripts/fuzz.py):
 
-- `error_envelope`, a check: every error response is the SPEC's envelope `{code, message, details?}`
+- `error_envelope`, a check: every error response is the API's envelope `{code, message, details?}`
   served as JSON. Redirects (the PG callbacks' 302s) are not errors and are left alone.
 - Catalog prices: half of the schema-valid issue bodies get a catalog product and its price, so
   transactions are really created (a random amount is PAY_007) and the stateful phase can follow

@@ -6,17 +6,27 @@ spec schema, then read with PyYAML (anchors and merge keys resolved) and checked
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from litestar.testing import AsyncTestClient
+from sqlalchemy import make_url
 
+from app.core.auth import DEVELOPMENT_USER_ID, TokenAuthority
+from app.main import create_app
+from app.migrate import upgrade_database
+from app.settings import load_settings
+from mock_toss.config import MockConfig
 from tests.support.servers import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "compose.yaml"
@@ -361,3 +371,244 @@ def test_the_copy_detector_itself_sees_a_copied_file() -> None:
     assert image_provides(path, dockerfile=from_build)
     assert not image_provides(path, dockerfile=nothing)
     assert not image_provides("/home/payments/loadtests/missing.py", dockerfile=from_context)
+
+
+# --- `cp .env.example .env && docker compose up`: what it starts, and the click-through -----------
+# No Docker engine here: compose.yaml is interpolated the way compose does it, with .env.example as
+# the `.env` file, and each fact a click-through needs is checked on the result (and the API's
+# environment is loaded by the app itself, in-process).
+
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+STACK = {"mysql", "redis", "migrate", "api", "worker", "mock-toss"}
+ON_THE_HOST = {"localhost", "127.0.0.1", "::1"}
+
+
+def env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
+    """A compose `.env` file: `NAME=value` lines, `#` comment lines; no quoting needed or used."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        assert equals and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f"{path.name}:{number}: {line!r}"
+        assert " #" not in value and value == value.strip(), f"{path.name}:{number}: comment or blanks"
+        assert not value.startswith(("'", '"')), f"{path.name}:{number}: keep values unquoted"
+        assert name not in found, f"{path.name}:{number}: {name} twice"
+        found[name] = value
+    return found
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's interpolation: `${V}`, `${V:-d}`/`${V-d}` (default when unset, or also when empty
+    with the colon), `${V:?err}`/`${V?err}` (refuse to start)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        given = env.get(name)
+        missing = given is None or (given == "" and op is not None and op.startswith(":"))
+        if op in (":-", "-") and missing:
+            return str(arg)
+        if op in (":?", "?") and missing:
+            raise AssertionError(f"compose refuses to start: {name} is unset ({arg})")
+        return given or ""
+
+    return _VARIABLE.sub(replace, value)
+
+
+def resolved_environment(service: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    return {key: interpolate(value, env) for key, value in environment_of(service).items()}
+
+
+def published(service: dict[str, Any], env: dict[str, str]) -> dict[int, int]:
+    """{container port: host port} of a service's `ports` (short or long syntax)."""
+    ports: dict[int, int] = {}
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            ports[int(entry["target"])] = int(interpolate(str(entry.get("published", entry["target"])), env))
+            continue
+        parts = interpolate(str(entry), env).split("/")[0].split(":")
+        assert len(parts) >= 2, f"{entry!r} publishes on a random host port"
+        ports[int(parts[-1])] = int(parts[-2])
+    return ports
+
+
+def listens_on(service: dict[str, Any]) -> int:
+    command = command_of(service)
+    return int(command[command.index("--port") + 1])
+
+
+def on_the_host(url: str, service: dict[str, Any], env: dict[str, str]) -> bool:
+    """Whether a browser on the Docker host reaches `service` at `url`."""
+    parts = urlsplit(url)
+    host_port = published(service, env).get(listens_on(service))
+    return parts.scheme in ("http", "https") and parts.hostname in ON_THE_HOST and parts.port == host_port
+
+
+@pytest.fixture(scope="module")
+def example_env() -> dict[str, str]:
+    return env_file()
+
+
+def test_the_stack_has_every_service(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= STACK, sorted(STACK - set(services))
+
+
+def test_env_example_sets_every_variable_compose_reads(
+    compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    """`cp .env.example .env && docker compose up` must not stop at a `${VAR:?…}`, and every
+    other variable compose reads is there to be edited; nothing in it is read by no one."""
+    text = COMPOSE.read_text()
+    read = {m.group("name") for m in _VARIABLE.finditer(text)}
+    required = {m.group("name") for m in _VARIABLE.finditer(text) if m.group("op") in (":?", "?")}
+    assert required, "compose.yaml requires no variable?"
+    assert not required - {k for k, v in example_env.items() if v}, "required but empty or missing"
+    assert read == set(example_env), (
+        f"read by compose, missing from .env.example: {sorted(read - set(example_env))}; "
+        f"in .env.example, read by no one: {sorted(set(example_env) - read)}"
+    )
+    for name, service in compose["services"].items():  # nothing in compose.yaml is left unset
+        for key, value in resolved_environment(service, example_env).items():
+            assert "${" not in value, (name, key, value)
+
+
+def test_the_mock_and_the_api_publish_their_ports(
+    services: dict[str, dict[str, Any]], example_env: dict[str, str]
+) -> None:
+    for name in ("mock-toss", "api"):
+        service = services[name]
+        assert listens_on(service) in published(service, example_env), (name, service.get("ports"))
+
+
+@pytest.mark.parametrize("source", [".env.example", "compose defaults"])
+def test_what_the_browser_is_handed_is_reachable_from_the_host(
+    services: dict[str, dict[str, Any]], example_env: dict[str, str], source: str
+) -> None:
+    """The browser opens the mock's window and SDK (TOSS_BROWSER_URL, TOSS_CHECKOUT_URL), comes back
+    to the API (PUBLIC_BASE_URL) and is sent on to the frontend (FRONTEND_BASE_URL): published
+    ports on the host, never a compose service name. Server to server stays on service names."""
+    env = dict(example_env)
+    if source == "compose defaults":  # only what compose requires: every default of compose.yaml
+        env = {k: v for k, v in env.items() if k in {"JWT_SECRET", "TOSS_SECRET_KEY", "TOSS_CLIENT_KEY"}}
+    mock, api = services["mock-toss"], services["api"]
+    for name in ("api", "worker", "migrate"):
+        # As the app reads them, its own defaults included (an unset TOSS_BROWSER_URL is TOSS_API_URL).
+        settings = load_settings(resolved_environment(services[name], env))
+        checkout = settings.toss.checkout_url  # app/bootstrap.py: outside production, the mock's window
+        if checkout is None and not settings.is_production:
+            checkout = f"{settings.toss.browser_base_url}/checkout"
+        handed = {
+            "PUBLIC_BASE_URL": (settings.http.public_base_url, api),
+            "FRONTEND_BASE_URL": (settings.http.frontend_base_url, api),
+            "TOSS_BROWSER_URL": (settings.toss.browser_base_url, mock),
+            "TOSS_CHECKOUT_URL": (checkout, mock),
+        }
+        wrong = {
+            key: url for key, (url, service) in handed.items() if url and not on_the_host(url, service, env)
+        }
+        assert not wrong, f"{name} hands the browser addresses it cannot reach: {wrong}"
+        assert urlsplit(settings.toss.api_url).hostname == "mock-toss", settings.toss.api_url
+        assert urlsplit(settings.toss.api_url).port == listens_on(mock)
+
+
+def test_env_example_runs_the_reference_checkout(
+    services: dict[str, dict[str, Any]], example_env: dict[str, str]
+) -> None:
+    """The callbacks send the browser to FRONTEND_BASE_URL; with .env.example that is the API's
+    own /demo, which is served only outside production, so .env.example must not be production."""
+    settings = load_settings(resolved_environment(services["api"], example_env))
+    assert not settings.is_production, "the reference checkout (/demo) is not served in production"
+    assert urlsplit(settings.http.frontend_base_url).path.rstrip("/") == "/demo"
+    assert urlsplit(settings.http.frontend_base_url).port == urlsplit(settings.http.public_base_url).port
+    for name in ("worker", "migrate"):
+        load_settings(resolved_environment(services[name], example_env))  # valid for every role
+    MockConfig(
+        secret_key=example_env["TOSS_SECRET_KEY"], client_key=example_env["TOSS_CLIENT_KEY"]
+    )  # the mock accepts the pair (test_ keys)
+
+
+def test_env_example_secrets_are_refused_in_production(
+    services: dict[str, dict[str, Any]], example_env: dict[str, str]
+) -> None:
+    """Switching .env.example to ENVIRONMENT=production without replacing its development secrets
+    must not start: `payments serve` and `payments worker` refuse insecure defaults."""
+    settings = load_settings(
+        resolved_environment(services["api"], {**example_env, "ENVIRONMENT": "production"})
+    )
+    problems = " ".join(settings.insecure_defaults())
+    assert "JWT_SECRET" in problems and "TOSS_SECRET_KEY" in problems, problems
+
+
+def test_mysql_password_goes_into_the_url_unharmed(
+    services: dict[str, dict[str, Any]], example_env: dict[str, str]
+) -> None:
+    """compose.yaml puts MYSQL_PASSWORD into DATABASE_URL as it is: the example's must need no
+    URL-encoding, and be the password MySQL creates the user with."""
+    password = example_env["MYSQL_PASSWORD"]
+    assert re.fullmatch(r"[A-Za-z0-9_.~-]+", password), password
+    url = make_url(resolved_environment(services["api"], example_env)["DATABASE_URL"])
+    mysql_env = resolved_environment(services["mysql"], example_env)
+    assert (url.username, url.password, url.host, url.database) == (
+        mysql_env["MYSQL_USER"],
+        mysql_env["MYSQL_PASSWORD"],
+        "mysql",
+        mysql_env["MYSQL_DATABASE"],
+    )
+
+
+def test_mysql_logins_work_with_our_dependencies(services: dict[str, dict[str, Any]]) -> None:
+    """MySQL 8.4 creates its users with caching_sha2_password. Over a connection without TLS
+    (ours: DATABASE_URL asks for none) its full authentication (the first login after a start)
+    RSA-encrypts the password, and asyncmy does that only with the `cryptography` package: it must
+    be a dependency of the project (so the image's wheels include it), and importable by asyncmy.
+    tests/integration/test_database_password_auth.py plays that exchange and logs in with a password
+    through our own code."""
+    import asyncmy.auth
+
+    mysql = services["mysql"]
+    settings = " ".join(command_of(mysql))
+    native_forced = re.search(r"mysql[-_]native[-_]password", settings)
+    assert re.match(r"mysql:8", mysql["image"]) and not native_forced, "the auth path below is not MySQL 8's"
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(re.match(r"cryptography\b", requirement) for requirement in dependencies), dependencies
+    assert asyncmy.auth._have_cryptography, "asyncmy cannot import cryptography"
+    builds = [
+        a for stage in dockerfile_stages() for i, a in stage.instructions if i == "RUN" and "wheel" in a
+    ]
+    assert builds and all("--no-deps" not in build for build in builds), builds  # dependencies built in
+
+
+async def test_env_example_click_through_pages_exist(
+    services: dict[str, dict[str, Any]], example_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The API as .env.example configures it (on SQLite, without Redis: the containers' MySQL and
+    Redis do not exist here) serves the shop page with the SDK from the host's mock, issues a
+    transaction whose successUrl and window are on the host, and serves the pages the callbacks
+    redirect to (FRONTEND_BASE_URL/payment/success and /payment/fail)."""
+    environment = resolved_environment(services["api"], example_env)
+    environment.pop("REDIS_URL")
+    database = f"sqlite+aiosqlite:///{tmp_path / 'payments.sqlite3'}"
+    await asyncio.to_thread(upgrade_database, database)
+    settings = load_settings({**environment, "DATABASE_URL": database})
+    frontend = urlsplit(settings.http.frontend_base_url).path.rstrip("/")
+    browser = example_env["TOSS_BROWSER_URL"]
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        shop = await client.get("/demo/")
+        products = (await client.get("/api/products")).json()["items"]
+        token = TokenAuthority(settings.http.jwt_secret).mint(DEVELOPMENT_USER_ID)
+        issued = await client.post(
+            "/api/payments/issue",
+            json={k: products[0][k] for k in ("productType", "productId", "amount")},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        landing = [
+            await client.get(f"{frontend}/payment/success?transactionId=T"),
+            await client.get(f"{frontend}/payment/fail?transactionId=T&code=PAY_PROCESS_CANCELED"),
+        ]
+
+    assert shop.status_code == 200 and f'<script src="{browser}/v2/standard">' in shop.text
+    assert issued.status_code == 201, issued.text
+    answer = issued.json()
+    assert answer["successUrl"] == f"{example_env['PUBLIC_BASE_URL']}/api/payments/callback/success"
+    assert answer["checkoutUrl"].startswith(f"{browser}/checkout?")
+    assert [page.status_code for page in landing] == [200, 200]

@@ -380,7 +380,7 @@ async def test_a_failed_grant_whose_refund_did_not_start_is_refunded_by_the_swee
     await sweep({"deps": services.job_deps})
     await run_worker(services)
 
-    # Expected: the automatic refund follows a 51 (SPEC §2), even after a crash in between.
+    # Expected: the automatic refund follows a 51 (docs/api.md, the state machine), even after a crash in between.
     assert await status_of(services, tid) == Status.REFUNDED, await history_codes(services, tid)
     assert len(await cancels(toss, tid)) == 1
 

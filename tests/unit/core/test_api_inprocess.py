@@ -107,7 +107,7 @@ def user() -> str:
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The SPEC's one error envelope: {code, message, details?}."""
+    """The API's one error envelope: {code, message, details?}."""
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert set(body) <= {"code", "message", "details"} and {"code", "message"} <= set(body), body
@@ -158,7 +158,7 @@ async def test_bad_issue_requests_are_refused_and_write_nothing(
         ISSUE, content=raw, headers={**api.headers(user), "Content-Type": "application/json"}
     )
     envelope = assert_envelope(response, status, code)
-    if field is not None:  # SPEC: `details` (or at least the message) says which field
+    if field is not None:  # docs/api.md: `details` (or at least the message) says which field
         assert field in json.dumps(envelope), envelope
     assert await api.listed(user) == []
 
@@ -188,7 +188,7 @@ async def test_issue_without_valid_token(api: Api, user: str, authorization: str
         headers["Authorization"] = "Bearer " + api.services.tokens.mint(user, ttl_seconds=-5)
     elif authorization is not None:
         headers["Authorization"] = authorization
-    response = await api.client.post(ISSUE, json=STUDY, headers=headers)
+    response = await api.client.post(ISSUE, json=STUDY, headers={**headers, "Accept-Language": "en"})
     body = assert_envelope(response, 401, "AUTH_001")
     if authorization == "expired":
         assert "expired" in body["message"]
@@ -438,6 +438,7 @@ async def test_fail_callback_over_http(api: Api, user: str) -> None:
     api.gateway.on_find(NO_PAYMENT_AT_PG)
     response = await api.client.get(
         f"/api/payments/callback/fail?transactionId={tid}&code=PAY_PROCESS_CANCELED&message=cancelled",
+        headers={"Accept-Language": "en-US,en;q=0.9,ko;q=0.8"},  # the browser's
         follow_redirects=False,
     )
     assert response.status_code == 302
@@ -454,11 +455,20 @@ async def test_fail_callback_over_http(api: Api, user: str) -> None:
         "pgCode": "PAY_PROCESS_CANCELED",
         "pgMessage": "cancelled",
     }
-    status = (await api.client.get(f"/api/payments/{tid}/status", headers=api.headers(user))).json()
+    english = {**api.headers(user), "Accept-Language": "en"}
+    status = (await api.client.get(f"/api/payments/{tid}/status", headers=english)).json()
     assert (status["statusCode"], status["failure"]) == (41, expected)
     assert status["message"] == expected["message"]
-    detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
+    detail = (await api.client.get(f"/api/payments/{tid}", headers=english)).json()
     assert detail["failure"] == expected
+    # Without Accept-Language: our words in Korean; the PG's own stay as they came.
+    korean = {**expected, "message": "결제창에서 결제가 취소되었습니다."}
+    status = (await api.client.get(f"/api/payments/{tid}/status", headers=api.headers(user))).json()
+    assert (status["failure"], status["message"]) == (korean, korean["message"])
+    detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
+    assert detail["failure"] == korean
+    listed = await api.listed(user)
+    assert [t["failure"] for t in listed] == [korean]
 
 
 # --- public endpoints -----------------------------------------------------------------------------

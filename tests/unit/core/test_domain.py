@@ -1,4 +1,4 @@
-"""The transaction's state machine, its errors and the polling schedule (SPEC §2–3)."""
+"""The transaction's state machine, its errors and the polling schedule (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from app.core.domain import (
     retry_after_ms,
 )
 from app.http.errors import HTTP_STATUS, http_status_of
+from app.messages import Text
 
 S = Status
-# SPEC §2, written out again on purpose: the test must not read the table it checks.
+# docs/api.md's table, written out again on purpose: the test must not read the table it checks.
 SPEC_ALLOWED = {
     (10, 30),
     (10, 41),
@@ -68,7 +69,7 @@ def test_the_table_has_exactly_the_eleven_spec_transitions() -> None:
 
 @pytest.mark.parametrize("status", list(Status), ids=lambda s: s.name)
 def test_settled_and_polling_flags(status: Status) -> None:
-    settled = int(status) >= 40  # SPEC: the outcome is known at 40 and above
+    settled = int(status) >= 40  # docs/api.md: the outcome is known at 40 and above
     assert status.is_settled is settled
     assert status.needs_polling is (not settled)
 
@@ -110,7 +111,7 @@ def _all_subclasses(cls: type[PaymentError]) -> set[type[PaymentError]]:
 
 
 def test_every_payment_error_is_one_of_the_specs_codes() -> None:
-    # A new error class without a SPEC code fails here until it is added to the table above.
+    # A new error class without a documented code fails here until it is added to the table above.
     assert {c.__name__ for c in _all_subclasses(PaymentError) if c.__module__ == domain.__name__} == set(
         SPEC_ERRORS
     )
@@ -126,8 +127,9 @@ def test_error_code_and_http_status(name: str, expected: tuple[str, int]) -> Non
 
 
 def test_error_carries_message_and_details() -> None:
-    error = domain.AmountMismatch("amount 1 differs", details={"expectedAmount": 50000})
-    assert error.message == "amount 1 differs"
+    text = Text("amount 1원이 다릅니다", "amount 1 differs")
+    error = domain.AmountMismatch(text, details={"expectedAmount": 50000})
+    assert (error.text, error.message) == (text, "amount 1 differs")  # message: English, for logs
     assert error.details == {"expectedAmount": 50000}
 
 
@@ -191,7 +193,7 @@ def test_failure_is_present_only_with_a_failure_code() -> None:
     assert t.failure == domain.Failure("PAY_004", "", "REJECT_CARD_PAYMENT")
 
 
-# --- polling schedule (SPEC §3: 0 → 1 → 2 → 3 → 5 s) ----------------------------------------------
+# --- polling schedule (docs/api.md: 0 → 1 → 2 → 3 → 5 s) ------------------------------------------
 
 
 def test_schedule_constants() -> None:

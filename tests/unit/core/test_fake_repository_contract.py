@@ -27,7 +27,7 @@ from app.core.domain import (
     Transition,
     TransitionChange,
 )
-from app.core.ports import RefundRecord
+from app.core.ports import InvalidCursor, RefundRecord
 from app.core.sql.refunds import SqlRefundRepository
 from app.core.sql.transactions import SqlTransactionRepository, encode_cursor
 from app.db import create_engine
@@ -225,8 +225,9 @@ async def test_list_for_user(repo: Repo, user: str) -> None:
     assert [t.transaction_id for t in failed.items] == [ids[1]]
     exact = await repo.list_for_user(user, statuses=None, cursor=None, limit=5)
     assert exact.next_cursor is None and len(exact.items) == 5
-    garbage = await repo.list_for_user(user, statuses=None, cursor="not-a-cursor", limit=10)
-    assert [t.transaction_id for t in garbage.items] == ids[::-1]  # an unknown cursor starts over
+    for garbage in ("not-a-cursor", "", encode_cursor(1)[:-1] + "!"):  # never the first page again
+        with pytest.raises(InvalidCursor):
+            await repo.list_for_user(user, statuses=None, cursor=garbage, limit=10)
     past_the_end = await repo.list_for_user(user, statuses=None, cursor=encode_cursor(1), limit=10)
     assert past_the_end.items == [] and past_the_end.next_cursor is None
 

@@ -87,7 +87,7 @@ def user() -> str:
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The SPEC's one error envelope: {code, message, details?}, as JSON."""
+    """The API's one error envelope: {code, message, details?}, as JSON."""
     assert response.status_code == status, (response.status_code, response.text[:500])
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body: dict[str, Any] = response.json()
@@ -348,12 +348,12 @@ async def test_out_of_range_query_parameters_are_pay_000(api: Api, user: str, qu
     ["9" * 30, "9223372036854775808", "-1", "٣", "1e3"],
     ids=["30-digits", "2**63", "negative", "arabic-indic", "exponent"],
 )
-async def test_a_forged_list_cursor_is_ignored(api: Api, user: str, row_id: str) -> None:
-    issued = await api.client.post(ISSUE, json=STUDY, headers=api.auth(user))
+async def test_a_forged_list_cursor_is_refused(api: Api, user: str, row_id: str) -> None:
+    await api.client.post(ISSUE, json=STUDY, headers=api.auth(user))
     cursor = base64.urlsafe_b64encode(f"v1:{row_id}".encode()).decode().rstrip("=")
     response = await api.client.get("/api/payments", params={"cursor": cursor}, headers=api.auth(user))
-    assert response.status_code == 200, response.text  # not a cursor of ours: the first page
-    assert [t["transactionId"] for t in response.json()["items"]] == [issued.json()["transactionId"]]
+    body = assert_envelope(response, 400, "PAY_000")  # not a cursor of ours: never the first page
+    assert [(d["field"], d["in"]) for d in body["details"]] == [("cursor", "query")]
 
 
 @pytest.mark.parametrize(

@@ -104,9 +104,11 @@ def test_require_printable_refuses_api_input_with_the_field(value: str, reason: 
     with pytest.raises(ValidationFailed) as refused:
         require_printable({"orderName": value, "reason": "fine"})
 
-    assert refused.value.details == [{"field": "orderName", "reason": refused.value.details[0]["reason"]}]
-    assert reason in refused.value.details[0]["reason"]
-    assert "orderName" in refused.value.message
+    [problem] = refused.value.problems
+    assert (problem.field, problem.location) == ("orderName", "body")
+    assert reason in problem.reason.en and "orderName" in problem.reason.en
+    assert "orderName" in problem.reason.ko  # the same reason in Korean
+    assert refused.value.text == problem.reason
 
 
 def test_require_printable_accepts_ordinary_text_and_absent_fields() -> None:
@@ -123,7 +125,7 @@ def test_require_printable_names_every_bad_field() -> None:
     with pytest.raises(ValidationFailed) as refused:
         require_printable({"reason": "a\x00", "holderName": "b\u202e", "bank": "신한"})
 
-    assert [d["field"] for d in refused.value.details] == ["reason", "holderName"]
+    assert [p.field for p in refused.value.problems] == ["reason", "holderName"]
 
 
 @pytest.mark.parametrize("code", ["PAY_PROCESS_CANCELED", "REJECT_CARD_COMPANY", "A", "_" * 64])

@@ -28,6 +28,7 @@ from app.core.schemas import FailureBody, StatusResponse, status_response
 from app.gateway.models import GatewayErrorKind, PaymentMethod, PgPaymentStatus
 from app.http.errors import http_status_of
 from app.http.redirects import redirect_url
+from app.messages import Lang
 from tests.support.core import CLIENT_KEY, PUBLIC, CoreOverFakes, build_test_core
 from tests.support.fakes import (
     APPROVED_AT,
@@ -64,9 +65,10 @@ def with_checkout_config(world: World, **config: Any) -> Checkout:
     ).checkout
 
 
-def page(outcome: CallbackOutcome) -> str:
-    """The frontend URL the HTTP layer redirects the browser to for a callback's outcome."""
-    return redirect_url(FRONTEND + "/", outcome)
+def page(outcome: CallbackOutcome, lang: Lang = "en") -> str:
+    """The frontend URL the HTTP layer redirects the browser to for a callback's outcome (for a
+    browser that prefers English, unless `lang` says otherwise)."""
+    return redirect_url(FRONTEND + "/", outcome, lang)
 
 
 async def fail_callback(world: World, **params: str | None) -> str:
@@ -122,10 +124,11 @@ def status_of(world: World, tid: str) -> Status:
 
 
 async def wire_status(
-    world: World, tid: str, user_id: str = "u1", attempt: int | None = None
+    world: World, tid: str, user_id: str = "u1", attempt: int | None = None, lang: Lang = "en"
 ) -> StatusResponse:
-    report = await world.queries.get_status(user_id=user_id, transaction_id=tid, attempt=attempt)
-    return status_response(report.view, report.message, report.retry_after_ms)
+    """The status answer, for a client that prefers English unless `lang` says otherwise."""
+    report = await world.queries.get_status(user_id=user_id, transaction_id=tid, attempt=attempt, lang=lang)
+    return status_response(report.view, report.message, report.retry_after_ms, lang)
 
 
 # --- issue ----------------------------------------------------------------------------------------
@@ -213,7 +216,7 @@ async def test_issue_metadata_limit_is_4_kb_of_json(world: World) -> None:
     with pytest.raises(ValidationFailed) as caught:
         await issue(world, metadata={"k": "x" * (4096 - 7)})
     assert (caught.value.code, http_status_of(caught.value)) == ("PAY_000", 400)
-    assert "metadata" in str(caught.value.details)
+    assert [p.field for p in caught.value.problems] == ["metadata"]
     assert world.repo.count() == 1
 
 
@@ -830,6 +833,12 @@ async def test_status_of_a_failed_payment_carries_the_failure(world: World) -> N
         "PAY_004", "Insufficient balance or card limit.", "REJECT_CARD_PAYMENT", "한도 초과"
     )
     assert report.message == "Insufficient balance or card limit."
+    # In Korean (no Accept-Language): our words translated, the PG's as they came.
+    korean = await wire_status(world, t.transaction_id, lang="ko")
+    assert korean.failure == FailureBody(
+        "PAY_004", "잔액 또는 카드 한도가 부족합니다.", "REJECT_CARD_PAYMENT", "한도 초과"
+    )
+    assert korean.message == "잔액 또는 카드 한도가 부족합니다."
 
 
 # --- detail and list ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ status read through it (CachedStatusReader)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -67,14 +68,54 @@ def test_miss_then_put_then_hit(clock: FakeMonotonic) -> None:
     assert len(cache) == 1
 
 
-def test_put_replaces_the_previous_view_of_the_same_transaction(clock: FakeMonotonic) -> None:
+def test_put_of_the_same_view_again_keeps_it(clock: FakeMonotonic) -> None:
     cache = make_cache(clock)
-    assert cache.put(view("TXN_1", Status.CREATED), cache.ticket())
-    newer = view("TXN_1", Status.PAYMENT_PENDING)
-    assert cache.put(newer, cache.ticket())
+    assert cache.put(view("TXN_1", Status.PAYMENT_PENDING), cache.ticket())
+    again = view("TXN_1", Status.PAYMENT_PENDING)
+    assert cache.put(again, cache.ticket())
 
-    assert cache.get("TXN_1") is newer
+    assert cache.get("TXN_1") == again
     assert len(cache) == 1
+
+
+def test_two_reads_that_disagree_leave_nothing_cached(clock: FakeMonotonic) -> None:
+    # Rule 2's second half. Between a write's commit and its announcement, a read that began before
+    # the commit (45) and one that began after it (50) hold the same good ticket.
+    cache = make_cache(clock, ttl=60)
+    ticket = cache.ticket()
+    newer, older = view("TXN_1", Status.PROVISION_SUCCESS), view("TXN_1", Status.PROVISION_PENDING)
+
+    assert cache.put(newer, ticket) is True  # the fast read: a poll is answered 50 (and it is served)
+    assert cache.get("TXN_1") is newer
+    assert cache.put(older, ticket) is False  # the slow read must not put 45 in its place
+    assert cache.get("TXN_1") is None  # the next poll reads the database: 50 again, never 45
+
+    # The other order: the old row stored first, the new one read later; neither stays.
+    assert cache.put(older, ticket) is True
+    assert cache.put(newer, ticket) is False
+    assert cache.get("TXN_1") is None
+
+
+def test_a_read_with_a_void_ticket_still_drops_a_disagreeing_view(clock: FakeMonotonic) -> None:
+    # The new row was read under a ticket another transaction's invalidation voided; the old row
+    # (stored first) must not outlive the answer that showed the new one.
+    cache = make_cache(clock, ttl=60)
+    ticket = cache.ticket()
+    assert cache.put(view("TXN_1", Status.PROVISION_PENDING), ticket)
+    cache.invalidate("TXN_other")
+    assert cache.put(view("TXN_1", Status.PROVISION_SUCCESS), ticket) is False
+    assert cache.get("TXN_1") is None
+
+
+def test_an_overflow_voids_the_tickets_taken_before_it(clock: FakeMonotonic) -> None:
+    # A read that began before the cache was emptied cannot store its (possibly older) row after.
+    cache = make_cache(clock, max_entries=2)
+    early = cache.ticket()
+    assert cache.put(view("TXN_1"), cache.ticket())
+    assert cache.put(view("TXN_2"), cache.ticket())
+    assert cache.put(view("TXN_3"), cache.ticket())  # full: cleared, then stored
+    assert cache.put(view("TXN_1", Status.PAYMENT_PENDING), early) is False
+    assert cache.get("TXN_1") is None
 
 
 def test_invalidate_drops_only_that_transaction(clock: FakeMonotonic) -> None:
@@ -260,7 +301,7 @@ def test_expiry_counts_from_the_put_not_from_the_ticket(clock: FakeMonotonic) ->
 
 def test_a_new_put_restarts_the_ttl(clock: FakeMonotonic) -> None:
     cache = make_cache(clock, ttl=5.0)
-    assert cache.put(view("TXN_1"), cache.ticket())
+    assert cache.put(view("TXN_1", Status.PAYMENT_PENDING), cache.ticket())
     clock.advance(4.0)
     assert cache.put(view("TXN_1", Status.PAYMENT_PENDING), cache.ticket())
     clock.advance(4.0)
@@ -329,7 +370,7 @@ def test_replacing_an_entry_of_a_full_cache_still_clears_it(clock: FakeMonotonic
     cache = make_cache(clock, max_entries=2)
     assert cache.put(view("TXN_1"), cache.ticket())
     assert cache.put(view("TXN_2"), cache.ticket())
-    assert cache.put(view("TXN_1", Status.PAYMENT_PENDING), cache.ticket())
+    assert cache.put(view("TXN_1"), cache.ticket())
     assert len(cache) == 1
     assert cache.get("TXN_2") is None
 
@@ -442,3 +483,43 @@ async def test_an_expired_view_is_read_again(clock: FakeMonotonic) -> None:
     clock.advance(0.1)
     await reader.get_status_view("TXN_1")
     assert database.reads == 2
+
+
+class HeldReader:
+    """The database's status read, where a test holds a read's answer (the row it got) until it
+    says so: what a slow poll (GIL, a full event loop) does between MariaDB's answer and its put."""
+
+    def __init__(self, row: StatusView) -> None:
+        self.row = row
+        self.hold: asyncio.Event | None = None
+
+    async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        got, hold = self.row, self.hold
+        self.hold = None
+        if hold is not None:
+            await hold.wait()
+        return got
+
+
+async def test_a_poll_never_goes_back_when_a_slow_read_of_the_old_row_lands_late(
+    clock: FakeMonotonic,
+) -> None:
+    # The flaky "50 then 45" of tests/integration/core/test_status_change_bus.py, made certain:
+    # the write commits after the slow read got its row and before its announcement arrives.
+    cache = make_cache(clock, ttl=60)
+    database = HeldReader(view("TXN_1", Status.PROVISION_PENDING))
+    reader = CachedStatusReader(database, cache)
+    release = asyncio.Event()
+    database.hold = release
+    slow = asyncio.create_task(reader.get_status_view("TXN_1"))  # gets 45, held
+    await asyncio.sleep(0)
+
+    database.row = view("TXN_1", Status.PROVISION_SUCCESS)  # committed; not announced yet
+    seen = await reader.get_status_view("TXN_1")
+    assert seen is not None and seen.status == Status.PROVISION_SUCCESS  # a poller is answered 50
+    release.set()
+    late = await slow
+    assert late is not None and late.status == Status.PROVISION_PENDING  # the slow poll's own answer
+
+    after = await reader.get_status_view("TXN_1")  # the same poller, next poll: never 45
+    assert after is not None and after.status == Status.PROVISION_SUCCESS

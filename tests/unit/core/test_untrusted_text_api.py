@@ -69,6 +69,9 @@ def user() -> str:
     return f"user_{secrets.token_hex(6)}"
 
 
+ENGLISH = {"Accept-Language": "en"}  # where a test reads our English words
+
+
 def assert_printable(text: str, limit: int) -> None:
     assert len(text) <= limit, len(text)
     assert unicodedata.is_normalized("NFC", text)
@@ -86,6 +89,7 @@ async def test_a_hostile_fail_callback_message_is_stored_printable_and_bounded(a
 
     response = await api.client.get(
         f"/api/payments/callback/fail?transactionId={tid}&code={quote(code)}&message={quote(HOSTILE_MESSAGE)}",
+        headers=ENGLISH,
         follow_redirects=False,
     )
 
@@ -98,7 +102,7 @@ async def test_a_hostile_fail_callback_message_is_stored_printable_and_bounded(a
         "message": ["The payment was not completed."],
         "errorCode": ["PAY_003"],
     }
-    detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
+    detail = (await api.client.get(f"/api/payments/{tid}", headers={**api.headers(user), **ENGLISH})).json()
     failure = detail["failure"]
     assert detail["status"] == "PAYMENT_FAILED"
     assert (failure["code"], failure["message"]) == ("PAY_003", "The payment was not completed.")
@@ -114,7 +118,9 @@ async def test_a_hostile_fail_callback_message_is_stored_printable_and_bounded(a
         if isinstance(value, str):
             assert_printable(value, HISTORY_MESSAGE_COLUMN)
             assert "\x00" not in value and RLO not in value
-    status = (await api.client.get(f"/api/payments/{tid}/status", headers=api.headers(user))).json()
+    status = (
+        await api.client.get(f"/api/payments/{tid}/status", headers={**api.headers(user), **ENGLISH})
+    ).json()
     assert status["failure"] == failure
     assert status["message"] == failure["message"]
 
@@ -132,7 +138,7 @@ async def test_a_pg_decline_message_is_stored_printable(api: Api, user: str) -> 
         follow_redirects=False,
     )
 
-    detail = (await api.client.get(f"/api/payments/{tid}", headers=api.headers(user))).json()
+    detail = (await api.client.get(f"/api/payments/{tid}", headers={**api.headers(user), **ENGLISH})).json()
     assert detail["status"] == "PAYMENT_FAILED"
     assert detail["failure"]["message"] == "The payment was declined."
     assert detail["failure"]["pgMessage"].startswith("한도초과[31m!!!")

@@ -31,7 +31,7 @@ def test_a_buyer_cancel_carries_the_pgs_code_and_ours() -> None:
         "TXN_1", "PAY_003", "The payment was cancelled in the payment window.", pg_code="PAY_PROCESS_CANCELED"
     )
 
-    url = redirect_url(FRONTEND, outcome)
+    url = redirect_url(FRONTEND, outcome, "en")
 
     assert fail_query(url) == [
         ("transactionId", "TXN_1"),
@@ -64,7 +64,7 @@ def test_a_decline_carries_the_pgs_code_and_ours(pg_code: str, ours: str) -> Non
 def test_without_a_pg_code_both_codes_are_ours() -> None:
     outcome = CallbackOutcome.fail("TXN_1", "PAY_002", "The transaction has expired.")
 
-    assert fail_query(redirect_url(FRONTEND, outcome)) == [
+    assert fail_query(redirect_url(FRONTEND, outcome, "en")) == [
         ("transactionId", "TXN_1"),
         ("code", "PAY_002"),
         ("message", "The transaction has expired."),
@@ -72,10 +72,33 @@ def test_without_a_pg_code_both_codes_are_ours() -> None:
     ]
 
 
+def test_our_message_is_korean_unless_the_browser_prefers_english() -> None:
+    outcome = CallbackOutcome.fail(
+        "TXN_1", "PAY_003", "The payment was cancelled in the payment window.", pg_code="PAY_PROCESS_CANCELED"
+    )
+
+    korean = dict(fail_query(redirect_url(FRONTEND, outcome)))
+    english = dict(fail_query(FrontendPages(FRONTEND).url(outcome, "en")))
+
+    assert korean["message"] == "결제창에서 결제가 취소되었습니다."
+    assert english["message"] == "The payment was cancelled in the payment window."
+    assert {k: v for k, v in korean.items() if k != "message"} == {
+        k: v for k, v in english.items() if k != "message"
+    }
+
+
+def test_a_message_that_is_not_ours_is_passed_on_as_it_is() -> None:
+    # Failures stored before the PG's words had a column of their own keep them as the message.
+    outcome = CallbackOutcome.fail("TXN_1", "PAY_003", "카드사 거절")
+
+    assert dict(fail_query(redirect_url(FRONTEND, outcome, "en")))["message"] == "카드사 거절"
+    assert dict(fail_query(redirect_url(FRONTEND, outcome, "ko")))["message"] == "카드사 거절"
+
+
 def test_without_a_transaction_the_id_is_left_out() -> None:
     outcome = CallbackOutcome.fail(None, "PAY_008", "No such transaction.")
 
-    assert fail_query(redirect_url(FRONTEND, outcome)) == [
+    assert fail_query(redirect_url(FRONTEND, outcome, "en")) == [
         ("code", "PAY_008"),
         ("message", "No such transaction."),
         ("errorCode", "PAY_008"),

@@ -197,7 +197,7 @@ def test_payment_status_changed_without_data_order_id_is_refused(body: dict[str,
     with pytest.raises(ValidationFailed) as caught:
         read(_raw(body))
     assert caught.value.code == "PAY_000", why
-    assert caught.value.details == [{"field": "data.orderId"}]
+    assert [(p.field, p.location) for p in caught.value.problems] == [("data.orderId", "body")]
 
 
 @pytest.mark.parametrize(
