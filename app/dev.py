@@ -24,6 +24,7 @@ import uvicorn
 
 from app.client_address import server_proxy_options
 from app.core.auth import DEVELOPMENT_USER_ID, TokenAuthority
+from app.http_server import head_timeout_protocol
 from app.main import create_app
 from app.migrate import upgrade_database
 from app.settings import load_settings
@@ -252,6 +253,10 @@ def run_dev(*, host: str, port: int, mock_port: int) -> int:
             host=host,
             port=port,
             log_level="info",
+            # The protocol `payments serve` uses: a deadline on request heads, and open status
+            # streams end when shutdown starts (so Ctrl-C never waits for a browser tab).
+            http=head_timeout_protocol(settings.http.request_head_timeout_seconds),
+            timeout_graceful_shutdown=5,
             **server_proxy_options(settings.http.trusted_proxies),
         )
         uvicorn.Server(config).run()

@@ -73,9 +73,15 @@ class ApiError(enum.StrEnum):
     AUTH_001 = (
         "AUTH_001",
         401,
-        "Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token.",
+        "Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); "
+        "a forged webhook; `/metrics` without its token.",
     )
-    AUTH_002 = "AUTH_002", 403, "Not allowed, e.g. a refund the policy refuses (`details.refundableAmount`)."
+    AUTH_002 = (
+        "AUTH_002",
+        403,
+        "Not allowed: e.g. a refund the policy refuses (`details.refundableAmount`), "
+        "another transaction's `streamToken`.",
+    )
     NOT_FOUND = "NOT_FOUND", 404, "No such route."
     METHOD_NOT_ALLOWED = (
         "METHOD_NOT_ALLOWED",
@@ -90,7 +96,8 @@ class ApiError(enum.StrEnum):
     RATE_LIMITED = (
         "RATE_LIMITED",
         429,
-        "Over a per-minute limit (`RATE_LIMIT_*`); `Retry-After` and `details.retryAfterSeconds` say when to retry.",
+        "Over a per-minute limit (`RATE_LIMIT_*`) or the open status streams per user (`STREAM_MAX_PER_USER`); "
+        "`Retry-After` and `details.retryAfterSeconds` say when to retry.",
     )
     SERVICE_UNAVAILABLE = (
         "SERVICE_UNAVAILABLE",

@@ -289,8 +289,10 @@ def _error_body_schema() -> Schema:
                 "prefers it.",
             ),
             "details": Schema(
-                description="More, when there is more: for PAY_000 a list of {field, in, reason}; for "
-                "PAY_007 {expectedAmount}; for RATE_LIMITED {retryAfterSeconds}; else null."
+                description="More, when there is more: for PAY_000 a list of items {field, in, reason} "
+                "(`in`: body, query, header or path); for PAY_007 {expectedAmount}; for a refund's "
+                "AUTH_002 or PAY_001 {refundableAmount}; for RATE_LIMITED and SERVICE_UNAVAILABLE "
+                "{retryAfterSeconds}; for NOT_READY the checks; else null."
             ),
         },
     )

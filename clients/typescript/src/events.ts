@@ -82,7 +82,11 @@ export function subscribeToPayment(transactionId: string, options: PaymentEvents
 
   const open = (): void => {
     source = new Source(statusEventsUrl(options.baseUrl, transactionId, token, lastEventId));
-    firstEventTimer = setTimeout(() => finish("no-events"), options.firstEventTimeoutMs ?? 10_000);
+    // Only the first connection must deliver an event soon (the current state comes at once). A
+    // reopen with Last-Event-ID stays silent until something changes: that is not a failure.
+    if (lastStatus === null) {
+      firstEventTimer = setTimeout(() => finish("no-events"), options.firstEventTimeoutMs ?? 10_000);
+    }
     source.addEventListener("status", (event: MessageEvent<string>) => {
       clearTimeout(firstEventTimer);
       errors = 0;

@@ -526,7 +526,7 @@ export interface components {
             code: "PAY_000" | "PAY_001" | "PAY_002" | "PAY_003" | "PAY_004" | "PAY_005" | "PAY_006" | "PAY_007" | "PAY_008" | "PAY_009" | "PAY_010" | "AUTH_001" | "AUTH_002" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "SERVICE_UNAVAILABLE" | "NOT_READY" | "INTERNAL_ERROR";
             /** @description What went wrong, for people: Korean, or English when Accept-Language prefers it. */
             message: string;
-            /** @description More, when there is more: for PAY_000 a list of {field, in, reason}; for PAY_007 {expectedAmount}; for RATE_LIMITED {retryAfterSeconds}; else null. */
+            /** @description More, when there is more: for PAY_000 a list of items {field, in, reason} (`in`: body, query, header or path); for PAY_007 {expectedAmount}; for a refund's AUTH_002 or PAY_001 {refundableAmount}; for RATE_LIMITED and SERVICE_UNAVAILABLE {retryAfterSeconds}; for NOT_READY the checks; else null. */
             details?: unknown;
         };
     };
@@ -568,7 +568,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -635,7 +635,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -680,7 +680,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
+            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`) or the open status streams per user (`STREAM_MAX_PER_USER`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
             429: {
                 headers: {
                     /** @description With RATE_LIMITED: seconds to wait before retrying. */
@@ -736,7 +736,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -794,7 +794,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -803,7 +803,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_002`: Not allowed, e.g. a refund the policy refuses (`details.refundableAmount`). */
+            /** @description - `AUTH_002`: Not allowed: e.g. a refund the policy refuses (`details.refundableAmount`), another transaction's `streamToken`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -851,7 +851,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
+            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`) or the open status streams per user (`STREAM_MAX_PER_USER`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
             429: {
                 headers: {
                     /** @description With RATE_LIMITED: seconds to wait before retrying. */
@@ -908,7 +908,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -984,7 +984,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -993,7 +993,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_002`: Not allowed, e.g. a refund the policy refuses (`details.refundableAmount`). */
+            /** @description - `AUTH_002`: Not allowed: e.g. a refund the policy refuses (`details.refundableAmount`), another transaction's `streamToken`. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1011,7 +1011,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
+            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`) or the open status streams per user (`STREAM_MAX_PER_USER`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
             429: {
                 headers: {
                     /** @description With RATE_LIMITED: seconds to wait before retrying. */
@@ -1123,7 +1123,7 @@ export interface operations {
                     "application/json": components["schemas"]["EntitlementListBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1180,7 +1180,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token; a forged webhook; `/metrics` without its token. */
+            /** @description - `AUTH_001`: Missing, malformed, invalid or expired bearer token or `streamToken` (a bearer JWT in a URL too); a forged webhook; `/metrics` without its token. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1198,7 +1198,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
+            /** @description - `RATE_LIMITED`: Over a per-minute limit (`RATE_LIMIT_*`) or the open status streams per user (`STREAM_MAX_PER_USER`); `Retry-After` and `details.retryAfterSeconds` say when to retry. */
             429: {
                 headers: {
                     /** @description With RATE_LIMITED: seconds to wait before retrying. */

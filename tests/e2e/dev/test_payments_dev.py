@@ -164,13 +164,39 @@ def test_payments_dev_serves_on_the_chosen_ports_and_stops_its_mock(
         assert f"http://127.0.0.1:{mock_port}" in log
         assert "export TOKEN=" in log
         assert (tmp_path / "dev.sqlite3").exists()
+        # A browser tab following a payment's status stream must not hold the stop up.
+        stream = _open_status_stream(api, log.split("export TOKEN=", 1)[1].split()[0])
 
         dev.process.send_signal(stop_with)  # to `payments dev` only, not to its mock
-        assert dev.process.wait(timeout=30) == exit_status, dev.log()[-3000:]
+        assert dev.process.wait(timeout=15) == exit_status, dev.log()[-3000:]
+        stream.close()
         assert _gone(mock_pid, within=10), f"the mock Toss (pid {mock_pid}) outlived payments dev"
         assert not port_open(mock_port) and not port_open(port)
     finally:
         dev.stop(grace_seconds=5)
+
+
+def _open_status_stream(api: str, token: str) -> socket.socket:
+    """Issue a payment as the banner's user and open its status stream; the first event is read."""
+    issued = httpx.post(
+        f"{api}/api/payments/issue",
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"dev-stop-{time.time_ns()}"},
+        json={"productType": "STUDY", "productId": "study_123", "amount": 50000},
+        timeout=10,
+        trust_env=False,
+    )
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    host, port = api.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    path = f"/api/payments/{body['transactionId']}/events?streamToken={body['streamToken']}"
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    received = b""
+    while b"event: status" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, received
+        received += chunk
+    return sock
 
 
 def _gone(pid: int, *, within: float) -> bool:
