@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -203,6 +204,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             }
         ),
         middleware=[request_id_middleware],
+        cors_config=cors_config(settings.http.cors_origins),
         before_send=[security_headers(schema_path="/schema", schema_policy=schema_page_policy())],
         request_class=PaymentsRequest,
         openapi_config=OpenAPIConfig(
@@ -220,6 +222,26 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         debug=False,
         # Our handler (JSON, redaction, request id) stays in charge of the root logger.
         logging_config=None,
+    )
+
+
+def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
+    """CORS_ALLOW_ORIGINS: frontends on other origins may call the API (bearer tokens, no cookies)."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "Accept-Language",
+            "Last-Event-ID",
+        ],
+        expose_headers=["Idempotent-Replayed", "Retry-After", "X-Request-Id"],
+        allow_credentials=False,
+        max_age=600,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -141,8 +142,28 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     schema_enabled: bool | None = None  # OpenAPI at /schema; unset: on, except in production
     # A connection must deliver a complete request line and headers within this many seconds.
     request_head_timeout_seconds: Seconds = 10.0
+    # Frontend origins (comma-separated, e.g. `https://study.example.com`) whose pages may call the
+    # API from the browser (CORS); unset: none, for a frontend served from the API's own origin.
+    cors_allow_origins: str | None = None
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(
+            origin.strip() for origin in (self.cors_allow_origins or "").split(",") if origin.strip()
+        )
 
     def __post_init__(self) -> None:
+        for origin in self.cors_origins:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or origin != f"{parts.scheme}://{parts.netloc}"
+            ):
+                raise ValueError(
+                    f"CORS_ALLOW_ORIGINS: {origin!r} is not an origin like https://study.example.com "
+                    "(scheme and host, no path, no wildcard)"
+                )
         for proxy in (self.trusted_proxies or "").split(","):
             try:
                 if proxy.strip():
