@@ -88,13 +88,15 @@ clean:
 
 # --- load tests and benchmark (loadtests/README.md) -----------------------------------------------
 # Extra options: make loadtest LOADTEST_ARGS="--users 100 --run-time 2m --scenario checkout"
+# Locust's distributed mode, a master and N worker processes: make loadtest WORKERS=N (unset/0/1: one process)
 LOADTEST_ARGS ?=
+WORKERS ?=
 BENCH_ARGS ?=
 
 .PHONY: loadtest loadtest-ui bench
 
 loadtest: $(STAMP) services
-	$(PY) scripts/loadtest.py $(LOADTEST_ARGS)
+	$(PY) scripts/loadtest.py $(if $(WORKERS),--workers $(WORKERS)) $(LOADTEST_ARGS)
 
 loadtest-ui: $(STAMP) services
 	$(PY) scripts/loadtest.py --ui $(LOADTEST_ARGS)

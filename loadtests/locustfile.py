@@ -42,7 +42,7 @@ import gevent
 from gevent import GreenletExit
 from locust import FastHttpUser, events, task
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from app.core.auth import TokenAuthority
@@ -57,6 +57,7 @@ from loadtests.metrics import (
     UNPROVISIONED,
     UNSETTLED,
     VIRTUAL_ACCOUNT,
+    Breach,
     CheckoutRecord,
     MetricsCollector,
     RequestTotals,
@@ -203,21 +204,141 @@ def _on_init(environment: Environment, **_: Any) -> None:
 def _on_test_start(**_: Any) -> None:
     COLLECTOR.reset()  # a new run in the web UI starts from zero
     STOPPING.clear()
+    SENT.reset()
+    UNREPORTED_REQUESTS[0] = 0
+    WORKERS.clear()
 
 
 @events.test_stopping.add_listener
-def _on_test_stopping(**_: Any) -> None:
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
     STOPPING.set()
+    options = environment.parsed_options
+    if isinstance(environment.runner, MasterRunner) and options is not None and options.headless:
+        # the headless master stops only to quit; the web UI's stop sends `stop` to the workers itself
+        _wait_for_workers_final(environment)
+
+
+# --- distributed runs (--master / --worker, or --processes): the custom metrics reach the master --------
+#
+# Every stats report a worker sends (every 3 s) carries the checkout records it finished since the
+# last one and how many HTTP requests it made; the master merges the records into its COLLECTOR and
+# keeps a tally per worker. Locust's headless master quits at the run time by sending `quit` and
+# waiting only 0.5 s, which would lose every checkout still in flight. So the master first sends
+# FINAL_STOP: each worker stops its users (honouring --stop-timeout), sends one last stats report
+# and then FINAL_REPORT with its cumulative totals; the master waits for every worker's
+# FINAL_REPORT (bounded), and a missing one or totals that disagree are threshold breaches.
+
+FINAL_STOP = "asyncsite_final_stop"  # master → workers
+FINAL_REPORT = "asyncsite_final_report"  # worker → master
+FINAL_GRACE_SECONDS = 30.0  # beyond --stop-timeout
+
+
+@dataclass
+class WorkerTally:
+    """One worker's numbers: what the master received, or (on a worker) what it sent in total."""
+
+    requests: int = 0  # HTTP requests (not the CHECKOUT rows)
+    checkouts: int = 0
+    polls: int = 0  # status polls of those checkouts
+    final: dict[str, int] | None = None  # the worker's own totals, from its FINAL_REPORT
+
+    def add(self, requests: int, records: list[dict[str, Any]]) -> None:
+        self.requests += requests
+        self.checkouts += len(records)
+        self.polls += sum(int(r.get("polls", 0)) for r in records)
+
+    def totals(self) -> dict[str, int]:
+        return {"requests": self.requests, "checkouts": self.checkouts, "polls": self.polls}
+
+    def reset(self) -> None:
+        self.requests = self.checkouts = self.polls = 0
+        self.final = None
+
+
+SENT = WorkerTally()  # on a worker: everything it reported to the master
+UNREPORTED_REQUESTS = [0]  # on a worker: HTTP requests since its last report
+WORKERS: dict[str, WorkerTally] = {}  # on the master: per worker id
+
+
+@events.request.add_listener
+def _count_request(request_type: str, **_: Any) -> None:
+    if request_type != "CHECKOUT":
+        UNREPORTED_REQUESTS[0] += 1
 
 
 @events.report_to_master.add_listener
 def _report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    data["asyncsite_checkouts"] = COLLECTOR.drain()
+    records = COLLECTOR.drain()
+    requests, UNREPORTED_REQUESTS[0] = UNREPORTED_REQUESTS[0], 0
+    SENT.add(requests, records)
+    data["asyncsite_checkouts"] = records
+    data["asyncsite_requests"] = requests
 
 
 @events.worker_report.add_listener
 def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    COLLECTOR.merge(data.get("asyncsite_checkouts", []))
+    records = data.get("asyncsite_checkouts", [])
+    COLLECTOR.merge(records)
+    WORKERS.setdefault(client_id, WorkerTally()).add(int(data.get("asyncsite_requests", 0)), records)
+
+
+def _on_final_stop(environment: Environment, **_: Any) -> None:
+    """Worker: stop the users (as Locust's own stop does), then the last report and the totals."""
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        gevent.spawn(runner.stop)  # not in the message loop: stopping may take --stop-timeout
+
+
+def _on_worker_test_stop(environment: Environment) -> None:
+    runner = environment.runner
+    if not isinstance(runner, WorkerRunner):
+        return
+    data: dict[str, Any] = {}
+    environment.events.report_to_master.fire(client_id=runner.client_id, data=data)
+    runner.send_message("stats", data)  # what the worker's periodic report sends; the master merges it
+    runner.send_message(FINAL_REPORT, SENT.totals())
+
+
+def _on_final_report(environment: Environment, msg: Any, **_: Any) -> None:
+    WORKERS.setdefault(msg.node_id, WorkerTally()).final = dict(msg.data or {})
+
+
+def _wait_for_workers_final(environment: Environment) -> None:
+    """Master (headless): stop the workers ourselves and wait until each one sent its final numbers."""
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner) or not runner.clients.all:
+        return
+    expected = [client.id for client in runner.clients.all]
+    for worker_id in expected:
+        WORKERS.setdefault(worker_id, WorkerTally())
+    runner.send_message(FINAL_STOP)
+    deadline = time.monotonic() + (environment.stop_timeout or 0.0) + FINAL_GRACE_SECONDS
+    while time.monotonic() < deadline:
+        if all(WORKERS[worker_id].final is not None for worker_id in expected):
+            return
+        gevent.sleep(0.2)
+    log.error("workers without a final report after the stop timeout: %s", expected)
+
+
+@events.init.add_listener
+def _on_init_distributed(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(FINAL_STOP, _on_final_stop)
+        environment.events.test_stop.add_listener(_on_worker_test_stop)
+    elif isinstance(runner, MasterRunner):
+        runner.register_message(FINAL_REPORT, _on_final_report)
+
+
+def worker_problems() -> list[str]:
+    """Master: workers whose final report is missing or disagrees with what the master received."""
+    problems = []
+    for worker_id, tally in sorted(WORKERS.items()):
+        if tally.final is None:
+            problems.append(f"worker {worker_id}: no final report (its last numbers may be missing)")
+        elif tally.final != tally.totals():
+            problems.append(f"worker {worker_id}: sent {tally.final}, the master received {tally.totals()}")
+    return problems
 
 
 @events.quitting.add_listener
@@ -264,7 +385,7 @@ def finish_run(environment: Environment) -> int:
     totals = RequestTotals(
         requests=http_requests, failures=http_failures, task_exceptions=exceptions, status_p95_ms=status_p95
     )
-    breaches = evaluate(summary, totals, thresholds)
+    breaches: list[Breach | str] = [*evaluate(summary, totals, thresholds), *worker_problems()]
     text = render(summary, breaches)
     header = (
         f"AsyncSite Payments load test: {totals.requests} HTTP requests, {totals.failures} failed "
@@ -291,6 +412,10 @@ def finish_run(environment: Environment) -> int:
                 "cancel_share": options.cancel_share,
                 "users": getattr(options, "num_users", None),
                 "run_time": getattr(options, "run_time", None),
+            },
+            "workers": {
+                worker_id: {**tally.totals(), "final": tally.final}
+                for worker_id, tally in sorted(WORKERS.items())
             },
             "thresholds": {name: getattr(thresholds, name) for name in THRESHOLD_FIELDS},
             "breaches": [str(b) for b in breaches],

@@ -6,8 +6,15 @@
     (c) POST /api/payments/issue           with a fresh Idempotency-Key (what the frontend sends)
     (c') POST /api/payments/issue          without Idempotency-Key
     (d) full checkout                      issue → mock payment window → success callback (302)
+    (pb) GET /api/payments/{id}/status     the same requests to the FastAPI peer
+    (pc) POST /api/payments/issue          the same as (c), to the FastAPI peer
 
 Every figure is also given as a ratio to (a). The target: (b) ≥ 50 % of (a).
+
+The peer (loadtests/peers/fastapi_peer.py) is the same two endpoints written the ordinary way:
+FastAPI + pydantic v2 + SQLAlchemy ORM sessions, on the same MariaDB schema, Redis db and JWT
+secret, one uvicorn worker (--peer-workers). The table ends with project ÷ peer for status
+((b) ÷ (pb), goal ≥ 10×) and issue ((c) ÷ (pc), goal ≥ 3×); compare with --api-workers 1.
 
     .venv/bin/python scripts/bench.py                     # what `make bench` runs
     .venv/bin/python scripts/bench.py --duration 20 --connections 32 --rounds 3
@@ -48,10 +55,18 @@ from loadtest import (  # noqa: E402  (scripts/loadtest.py: the stack is shared,
     FRONTEND_BASE_URL,
     REPO_ROOT,
     REPORTS_DIR,
+    STOP_GRACE_SECONDS,
     LocalStack,
     StackError,
     StackOptions,
     sigterm_as_interrupt,
+)
+
+from tests.support.servers import (  # noqa: E402
+    ProcessFailed,
+    RunningServer,
+    free_port,
+    start_server,
 )
 
 WRK_SCRIPT = SCRIPTS / "bench_wrk.lua"
@@ -65,6 +80,13 @@ def log(message: str) -> None:
 
 
 UNCACHED = "api-uncached"  # a second API with STATUS_CACHE_TTL_SECONDS=0: every poll reads MariaDB
+PEER = "peer"  # loadtests/peers/fastapi_peer.py: FastAPI + pydantic + SQLAlchemy ORM, same DB and Redis
+PEER_APP = "loadtests.peers.fastapi_peer:app"
+# project ÷ peer: (project case, peer case, name, goal)
+PEER_GOALS: tuple[tuple[str, str, str, float], ...] = (
+    ("b", "pb", "status", 10.0),
+    ("c", "pc", "issue", 3.0),
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +95,7 @@ class Case:
     label: str
     mode: str  # the BENCH_MODE of bench_wrk.lua / bench_locustfile.py
     unit: str = "req/s"
-    server: str = "api"  # which API of the stack: "api", or "api-uncached" (status cache off)
+    server: str = "api"  # "api", "api-uncached" (status cache off) or "peer" (the FastAPI peer)
 
 
 CASES: tuple[Case, ...] = (
@@ -83,6 +105,8 @@ CASES: tuple[Case, ...] = (
     Case("c", "POST /api/payments/issue (+Idempotency-Key)", "issue_idem"),
     Case("c'", "POST /api/payments/issue (no key)", "issue"),
     Case("d", "checkout: issue → window → callback", "checkout", unit="checkouts/s"),
+    Case("pb", "peer (FastAPI+ORM): GET status", "status", server=PEER),
+    Case("pc", "peer (FastAPI+ORM): POST issue (+Idem-Key)", "issue_idem", server=PEER),
 )
 
 
@@ -232,7 +256,13 @@ def run_wrk(
 
 
 def run_locust(
-    case: Case, stack: LocalStack, *, args: argparse.Namespace, env: dict[str, str], folder: Path
+    case: Case,
+    stack: LocalStack,
+    url: str,
+    *,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    folder: Path,
 ) -> dict[str, Any]:
     result_path = folder / f"locust-{case.mode}.json"
     result_path.unlink(missing_ok=True)
@@ -245,7 +275,7 @@ def run_locust(
         str(BENCH_LOCUSTFILE),
         "--headless",
         "--host",
-        stack.url_of(case.server),
+        url,
         "--users",
         str(args.connections),
         "--spawn-rate",
@@ -346,6 +376,44 @@ def prepare_targets(stack: LocalStack, count: int, users: int, path: Path) -> in
     return count - len(pending)
 
 
+# --- the FastAPI peer -----------------------------------------------------------------------------------
+
+
+def start_peer(stack: LocalStack, workers: int, folder: Path) -> RunningServer:
+    """The peer under uvicorn on the stack's database, Redis db and JWT secret; StackError if it fails."""
+    for attempt in range(1, 4):
+        port = free_port()
+        try:
+            server = start_server(
+                [
+                    "uvicorn",
+                    PEER_APP,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                port=port,
+                health_path="/health",
+                env=stack.env,
+                timeout=60,
+                name=PEER,
+                log_path=folder / "logs" / f"{PEER}.log",
+                own_group=True,
+                grace_seconds=STOP_GRACE_SECONDS,
+            )
+        except ProcessFailed as exc:
+            if attempt == 3:
+                raise StackError(f"the FastAPI peer did not start: {exc}") from exc
+            continue
+        log(f"FastAPI peer up: {server.url} ({workers} worker(s))")
+        return server
+    raise StackError("the FastAPI peer did not start")
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -359,8 +427,9 @@ def measure(
     args: argparse.Namespace,
     env: dict[str, str],
     folder: Path,
+    peer_url: str | None = None,
 ) -> Result:
-    url = stack.url_of(case.server)
+    url = peer_url if case.server == PEER and peer_url else stack.url_of(case.server)
     if generator == "wrk" and case.mode != "checkout":
         assert wrk is not None
         log_path = folder / "wrk.log"
@@ -387,7 +456,7 @@ def measure(
             cpu=cpu,
             server=case.server,
         )
-    raw, cpu = meter.measure(lambda: run_locust(case, stack, args=args, env=env, folder=folder))
+    raw, cpu = meter.measure(lambda: run_locust(case, stack, url, args=args, env=env, folder=folder))
     wanted = {
         "checkout": "CHECKOUT checkout",
         "live": "GET live",
@@ -478,6 +547,25 @@ def render(results: list[Result], context: dict[str, Any]) -> str:
             f"status endpoint with its cache off (every poll reads MariaDB) = "
             f"{100 * uncached.rate / base.rate:.1f}% of the bare endpoint"
         )
+    by_key = {r.key: r for r in results}
+    for ours, theirs, name, goal in PEER_GOALS:
+        if ours in by_key and theirs in by_key and by_key[theirs].rate:
+            times = by_key[ours].rate / by_key[theirs].rate
+            verdict = "holds" if times >= goal else "does NOT hold"
+            cpu_ours, cpu_theirs = (
+                by_key[ours].cpu_us_per_request(by_key[ours].server),
+                by_key[theirs].cpu_us_per_request(PEER),
+            )
+            per_cpu = f"{cpu_theirs / cpu_ours:.1f}×" if cpu_ours and cpu_theirs else "-"
+            lines.append(
+                f"{name}: project ÷ peer = {times:.1f}× in req/s (({ours}) ÷ ({theirs}); goal ≥ {goal:g}×: "
+                f"{verdict}); per request the peer's process spends {per_cpu} the API's CPU"
+            )
+    if any(r.server == PEER for r in results):
+        lines.append(
+            f"peer: {PEER_APP} under uvicorn, {context.get('peer_workers', 1)} worker(s), against "
+            f"{context['api_workers']} API worker(s); same MariaDB database, Redis db and JWT secret"
+        )
     lines.append("generators: " + "; ".join(f"({r.key}) {r.generator}" for r in results))
     lines.append(
         f"server: payments serve --workers {context['api_workers']} (uvicorn), DATABASE_POOL_SIZE "
@@ -531,6 +619,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--database", default="payments_bench", help="MariaDB database (recreated, dropped)")
     parser.add_argument("--redis-db", type=int, default=6, help="Redis database (flushed; default 6)")
     parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("TEST_REDIS_HOST_URL", "redis://127.0.0.1:6379"),
+        help="Redis server URL without db (default $TEST_REDIS_HOST_URL or redis://127.0.0.1:6379)",
+    )
+    parser.add_argument(
+        "--peer-workers", type=int, default=1, help="uvicorn workers of the FastAPI peer (default 1)"
+    )
+    parser.add_argument(
         "--lock-wait", type=float, default=0, help="wait for another run on the same Redis db"
     )
     parser.add_argument(
@@ -568,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         database=args.database,
         drop_database=True,
         redis_db=args.redis_db,
+        redis_base_url=args.redis_url,
         mysql_admin_url=args.mysql_admin_url,
         pool_size=args.pool_size,
         log_dir=folder / "logs",
@@ -588,6 +685,11 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{provisioned}/{args.transactions} provisioned (50)")
                 env = {"BENCH_TARGETS": str(targets)}
                 meter = CpuMeter(stack)
+                peer = None
+                if any(c.server == PEER for c in cases):
+                    peer = start_peer(stack, args.peer_workers, folder)
+                    stack.processes.append(peer)  # stopped with the stack
+                    meter.groups[PEER] = [peer.process.pid]
                 for number in range(1, args.rounds + 1):
                     for case in cases:
                         log(f"round {number}/{args.rounds}: ({case.key}) {case.label}, {args.duration:g} s")
@@ -600,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
                             args=args,
                             env=env,
                             folder=folder,
+                            peer_url=peer.url if peer else None,
                         )
                         rounds[case.key].append(result)
                         log(
@@ -616,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [median_result(rounds[c.key]) for c in cases if rounds[c.key]]
     context = {
         "api_workers": args.api_workers,
+        "peer_workers": args.peer_workers,
         "pool_size": args.pool_size,
         "duration": args.duration,
         "warmup": args.warmup,
@@ -631,6 +735,15 @@ def main(argv: list[str] | None = None) -> int:
                 "context": context,
                 "results": [asdict(r) for r in results],
                 "rounds": {k: [asdict(r) for r in v] for k, v in rounds.items()},
+                "project_vs_peer": {
+                    name: (
+                        statistics.fmean([r.rate for r in rounds[ours]])
+                        / statistics.fmean([r.rate for r in rounds[theirs]])
+                        if rounds.get(ours) and rounds.get(theirs)
+                        else None
+                    )
+                    for ours, theirs, name, _ in PEER_GOALS
+                },
                 "status_vs_bare": (
                     statistics.fmean([r.rate for r in rounds["b"]])
                     / statistics.fmean([r.rate for r in rounds["a"]])

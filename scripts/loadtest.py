@@ -358,8 +358,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def locust_command(
-    args: argparse.Namespace, stack: LocalStack, report_dir: Path, extra: list[str]
+    args: argparse.Namespace,
+    stack: LocalStack,
+    report_dir: Path,
+    extra: list[str],
+    master_port: int | None = None,
 ) -> list[str]:
+    """The Locust command; with `master_port`, a master expecting --workers worker processes."""
     command = [
         sys.executable,
         "-m",
@@ -393,11 +398,77 @@ def locust_command(
         command += ["--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
     else:
         command += ["--headless", "--only-summary"]
-    if args.processes > 1:
+    if master_port is not None:
+        command += [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            str(args.workers),
+            "--expect-workers-max-wait",
+            str(EXPECT_WORKERS_MAX_WAIT),
+        ]
+    elif args.processes > 1:
         command += ["--processes", str(args.processes)]
     command += extra
     command += SCENARIOS[args.scenario]
     return command
+
+
+# How long the master waits for its workers to connect before it gives up (exit code 1).
+EXPECT_WORKERS_MAX_WAIT = 60
+
+
+def worker_command(master_port: int) -> list[str]:
+    """One Locust worker process; it gets the custom options (--mock-url, --poll-mode …) from the master."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--worker",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        str(master_port),
+    ]
+
+
+def start_workers(
+    count: int, master_port: int, env: Mapping[str, str], log_dir: Path
+) -> list[ManagedProcess]:
+    """`count` Locust workers in the background, each logging into `log_dir/locust-worker-<i>.log`."""
+    workers = []
+    for index in range(1, count + 1):
+        workers.append(
+            start_process(
+                worker_command(master_port),
+                name=f"locust-worker-{index}",
+                log_path=log_dir / f"locust-worker-{index}.log",
+                env=env,
+                own_group=True,
+                grace_seconds=STOP_GRACE_SECONDS,
+            )
+        )
+    return workers
+
+
+def stop_workers(workers: list[ManagedProcess], wait_seconds: float = 15.0) -> list[str]:
+    """Give the workers `wait_seconds` to leave after the master's quit, then stop them; the problems."""
+    deadline = time.monotonic() + wait_seconds
+    while any(w.alive() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    problems = []
+    for worker in workers:
+        if worker.alive():
+            problems.append(f"{worker.name} still running after the master quit: stopped")
+        worker.stop()
+        if worker.process.returncode not in (0, None, -signal.SIGTERM):
+            problems.append(f"{worker.name} exited with {worker.process.returncode}; see {worker.log_path}")
+    return problems
 
 
 def run_locust(command: list[str], env: Mapping[str, str], hard_timeout: float) -> int:
@@ -486,6 +557,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--pool-size", type=int, default=10, help="DATABASE_POOL_SIZE per process (default 10)"
     )
     parser.add_argument("--processes", type=int, default=1, help="Locust processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="Locust distributed mode: a master and this many worker processes (0 or 1: one process)",
+    )
     parser.add_argument("--ui", action="store_true", help="Locust's web UI instead of a headless run")
     parser.add_argument("--web-port", type=int, default=8089, help="web UI port on 127.0.0.1 (default 8089)")
     parser.add_argument(
@@ -525,6 +602,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parse_duration(args.stop_timeout)
     if args.users < 1 or args.api_workers < 1 or args.processes < 1:
         parser.error("--users, --api-workers and --processes must be at least 1")
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
+    if args.workers > 1 and args.processes > 1:
+        parser.error("--workers and --processes are two ways to run several Locust processes: pick one")
     return args, extra
 
 
@@ -549,16 +630,32 @@ def main(argv: list[str] | None = None) -> int:
     with sigterm_as_interrupt():
         try:
             with LocalStack(options) as stack:
-                command = locust_command(args, stack, report_dir, extra)
+                distributed = args.workers > 1
+                master_port = free_port() if distributed else None
+                command = locust_command(args, stack, report_dir, extra, master_port)
                 run_seconds = parse_duration(args.run_time) + parse_duration(args.stop_timeout)
                 hard_timeout = args.ui_max_minutes * 60 if args.ui else run_seconds + 120
+                if distributed:
+                    hard_timeout += EXPECT_WORKERS_MAX_WAIT
                 log(
                     f"Locust: {args.scenario} scenario, {args.users} users, spawn rate {args.spawn_rate}/s, "
-                    f"{f'web UI at http://127.0.0.1:{args.web_port}' if args.ui else args.run_time}; "
-                    f"reports in {report_dir}"
+                    f"{f'web UI at http://127.0.0.1:{args.web_port}' if args.ui else args.run_time}"
+                    f"{f', master + {args.workers} workers' if distributed else ''}; reports in {report_dir}"
                 )
-                (report_dir / "command.json").write_text(json.dumps({"locust": command}, indent=2) + "\n")
-                exit_code = run_locust(command, {"LOCUST_JWT_SECRET": stack.jwt_secret}, hard_timeout)
+                locust_env = {"LOCUST_JWT_SECRET": stack.jwt_secret}
+                commands: dict[str, object] = {"locust": command}
+                if master_port is not None:
+                    commands["workers"] = [worker_command(master_port)] * args.workers
+                (report_dir / "command.json").write_text(json.dumps(commands, indent=2) + "\n")
+                workers: list[ManagedProcess] = []
+                try:
+                    if master_port is not None:
+                        workers = start_workers(args.workers, master_port, locust_env, report_dir / "logs")
+                    exit_code = run_locust(command, locust_env, hard_timeout)
+                finally:
+                    for problem in stop_workers(workers):
+                        log(f"Locust worker: {problem}")
+                        exit_code = exit_code or 1
                 try:
                     stack.check_alive()
                 except StackError as exc:

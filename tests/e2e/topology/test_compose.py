@@ -203,21 +203,51 @@ def test_production_secrets_are_required_not_defaulted(services: dict[str, dict[
             assert re.fullmatch(r"\$\{" + key + r":\?[^}]*\}", env[key]), (name, key, env[key])
 
 
+LOCUST_SERVICES = ("locust-master", "locust-worker")
+
+
 def test_locust_runs_only_under_the_load_profile(services: dict[str, dict[str, Any]]) -> None:
-    locust = services["locust"]
-    assert locust.get("profiles") == ["load"], locust.get("profiles")
-    assert command_of(locust)[0] == "locust"
-    assert depends_on(locust).get("api") == "service_healthy"
+    for name in LOCUST_SERVICES:
+        locust = services[name]
+        assert locust.get("profiles") == ["load"], (name, locust.get("profiles"))
+        assert command_of(locust)[0] == "locust", name
+        assert depends_on(locust).get("api") == "service_healthy", name
     for name, service in services.items():
-        if name != "locust":
+        if name not in LOCUST_SERVICES:
             assert "load" not in service.get("profiles", []), name
 
 
-def test_locust_is_given_what_the_locustfile_reads(services: dict[str, dict[str, Any]]) -> None:
+def test_locust_runs_distributed_a_master_and_scalable_workers(services: dict[str, dict[str, Any]]) -> None:
+    """`docker compose --profile load up --scale locust-worker=N`: one master (the web UI on 8089),
+    N workers that connect to it by its service name; only the master publishes a port and every
+    worker runs the same image and locustfile as the master."""
+    master, worker = services["locust-master"], services["locust-worker"]
+    master_command, worker_command = command_of(master), command_of(worker)
+    assert "--master" in master_command and "--worker" not in master_command, master_command
+    assert "--worker" in worker_command and "--master" not in worker_command, worker_command
+    assert worker_command[worker_command.index("--master-host") + 1] == "locust-master", worker_command
+    if "--master-port" in worker_command or "--master-bind-port" in master_command:
+        bind = master_command[master_command.index("--master-bind-port") + 1]
+        assert worker_command[worker_command.index("--master-port") + 1] == bind
+    assert depends_on(worker).get("locust-master") == "service_healthy"
+    assert any(str(port).endswith("8089:8089") for port in master.get("ports", [])), master.get("ports")
+    # scaled replicas must not fight over a host port or a fixed container name
+    assert not worker.get("ports") and "container_name" not in worker, worker
+    assert worker.get("build") == master.get("build") and worker.get("image") == master.get("image")
+
+    def locustfile(command: list[str]) -> str:
+        flag = "-f" if "-f" in command else "--locustfile"
+        return command[command.index(flag) + 1]
+
+    assert locustfile(worker_command) == locustfile(master_command)
+
+
+@pytest.mark.parametrize("name", LOCUST_SERVICES)
+def test_locust_is_given_what_the_locustfile_reads(services: dict[str, dict[str, Any]], name: str) -> None:
     """loadtests/locustfile.py refuses to start without --mock-url (env LOCUST_MOCK_URL) and
     --jwt-secret (env LOCUST_JWT_SECRET), and counts a callback that does not redirect to
     --frontend-url (env LOCUST_FRONTEND_URL, default http://frontend.test) as a failure."""
-    locust = services["locust"]
+    locust = services[name]
     command = command_of(locust)
     env = environment_of(locust)
     api_env = environment_of(services["api"])
@@ -346,8 +376,11 @@ def image_provides(path: str, stage_name: str | None = None, dockerfile: str | N
     return False
 
 
-def test_the_locustfile_locust_is_given_is_in_its_image(services: dict[str, dict[str, Any]]) -> None:
-    locust = services["locust"]
+@pytest.mark.parametrize("name", LOCUST_SERVICES)
+def test_the_locustfile_locust_is_given_is_in_its_image(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    locust = services[name]
     command = command_of(locust)
     flag = "-f" if "-f" in command else "--locustfile"
     locustfile = command[command.index(flag) + 1]
