@@ -326,7 +326,8 @@ async def test_a_real_read_timeout_is_transient() -> None:
     """Not a raised exception: the client's own read timeout fires against a server that holds."""
     with running_fake_downstream() as fake:
         fake.hold(3)
-        async with httpx.AsyncClient(timeout=0.2) as http:
+        # Only the read is short: a connect slowed by a loaded machine must not end it first.
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.2)) as http:
             with pytest.raises(TransientGrantError) as caught:
                 await StudyEnrollmentHandler(http, fake.url).grant(study_request())
         fake.release()
