@@ -31,6 +31,7 @@ from app.core.status_stream import StatusWatchers
 from app.core.sweeper import Sweeper
 from app.core.webhooks import WebhookService
 from app.db import create_engine
+from app.db_direct import DirectDatabase, HotPathDatabase, hot_path_database
 from app.gateway.service import GatewayService
 from app.gateway.toss import TossClient, create_http_client
 from app.gateway.toss_webhooks import TossWebhooks
@@ -46,6 +47,7 @@ class Core:
 
     settings: Settings
     engine: AsyncEngine
+    hot: HotPathDatabase  # the engine on SQLite, a DirectDatabase on MySQL
     status_reader: MySqlStatusReader | None
     status_cache: StatusViewCache
     status_watchers: StatusWatchers
@@ -72,6 +74,8 @@ class Core:
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
+        if isinstance(self.hot, DirectDatabase):
+            await self.hot.close()
         if self.status_reader is not None:
             await self.status_reader.close()
 
@@ -87,6 +91,7 @@ def build_core(
     alike. Tests pass fakes for the PG (`gateway`), the job queue (`queue`) and time (`clock`);
     everything else is the real thing."""
     engine = create_engine(settings)
+    hot = hot_path_database(settings, engine)  # the checkout's statements (app.db_direct)
     status_reader = (
         None
         if settings.database.uses_sqlite
@@ -94,6 +99,7 @@ def build_core(
             settings.database.url,
             pool_size=settings.database.pool_size,
             recycle_seconds=settings.database.pool_recycle_seconds,
+            shared_pool=hot.pool if isinstance(hot, DirectDatabase) else None,
         )
     )
     # One Redis pool per process: arq's client is a redis.asyncio.Redis, so it serves both.
@@ -127,7 +133,7 @@ def build_core(
     )
     # Polls read through this process's cache; the repositories announce each committed write.
     status_views = CachedStatusReader(status_reader or SqlStatusReader(engine), status_cache)
-    repository = SqlTransactionRepository(engine, status_views, status_changes=status_changes)
+    repository = SqlTransactionRepository(engine, status_views, status_changes=status_changes, hot=hot)
     # The queue comes first and runs jobs only once their dependencies exist (end of this function):
     # use cases → queue → jobs → use cases is a cycle, broken by construction order.
     if queue is None:
@@ -183,7 +189,7 @@ def build_core(
     queries = PaymentQueries(repository=repository, catalog=catalog, clock=clock)
     sweeper = Sweeper(repository=repository, fulfilment=fulfilment, refunds=refunds, clock=clock)
     webhooks = WebhookService(
-        events=SqlWebhookEventRepository(engine),
+        events=SqlWebhookEventRepository(engine, hot),
         results=results,
         transactions=repository,
         refunds=refunds,
@@ -213,6 +219,7 @@ def build_core(
         webhooks=webhooks,
         handlers=build_handlers(
             engine=engine,
+            hot=hot,
             http=downstream_http,
             study_service_url=settings.provisioning.study_service_url,
             credit_service_url=settings.provisioning.credit_service_url,
@@ -229,6 +236,7 @@ def build_core(
     return Core(
         settings=settings,
         engine=engine,
+        hot=hot,
         status_reader=status_reader,
         status_cache=status_cache,
         status_watchers=status_watchers,

@@ -30,7 +30,7 @@ from app.core.domain import (
     new_transaction_id,
 )
 from app.core.payment_results import Deadline, PaymentResults, window_failure
-from app.core.ports import Clock, PaymentGateway, ProductCatalog, TransactionRepository
+from app.core.ports import Clock, PaymentGateway, ProductCatalog, StatusView, TransactionRepository
 from app.core.printable import pg_error_code, printable_text, require_printable
 from app.gateway.models import GatewayError, GatewayErrorKind, PgPaymentStatus
 from app.metrics import TRANSACTIONS_CREATED
@@ -102,7 +102,7 @@ class CallbackOutcome:
         return cls(transaction_id, failed=True, code=code, message=message, pg_code=pg_error_code(pg_code))
 
     @classmethod
-    def of(cls, transaction: Transaction) -> CallbackOutcome:
+    def of(cls, transaction: Transaction | StatusView) -> CallbackOutcome:
         """The page for a transaction as it stands."""
         if transaction.status == Status.PAYMENT_FAILED:
             return cls.fail(
@@ -384,10 +384,12 @@ class Checkout:
         return "paid"
 
     async def _outcome_now(self, transaction_id: str) -> CallbackOutcome:
-        transaction = await self._repo.get(transaction_id)
-        if transaction is None:
+        # The status view holds all the page needs: the poll's one indexed read of a few columns,
+        # from the database (another process's write may have raced ours), not the whole row.
+        view = await self._repo.current_status_view(transaction_id)
+        if view is None:
             return CallbackOutcome.fail(None, ErrorCode.NOT_FOUND, texts.TRANSACTION_NOT_FOUND.en)
-        return CallbackOutcome.of(transaction)
+        return CallbackOutcome.of(view)
 
 
 def _nesting_depth(value: Any) -> int:

@@ -394,7 +394,7 @@ class PaymentResults:
         return now + timedelta(seconds=self._config.reconcile_first_delay_seconds)
 
     async def _current_status(self, transaction_id: str) -> Status:
-        view = await self._repo.get_status_view(transaction_id)
+        view = await self._repo.current_status_view(transaction_id)
         if view is None:
             raise TransactionNotFound()
         return view.status

@@ -133,6 +133,11 @@ class TransactionRepository(StatusReader, Protocol):
         """The transaction, or None."""
         ...
 
+    async def current_status_view(self, transaction_id: str) -> StatusView | None:
+        """The status view as the database holds it now, never a cached one (a callback's answer
+        after its own writes, which another process's may have raced)."""
+        ...
+
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
         """Every status change, oldest first."""
         ...

@@ -133,6 +133,10 @@ class CachedStatusReader:
             _CACHE_HITS.inc()
             return cached
         _CACHE_MISSES.inc()
+        return await self.read_through(transaction_id)
+
+    async def read_through(self, transaction_id: str) -> StatusView | None:
+        """Read the database, never the cache; the view read is kept for the polls that follow."""
         ticket = self._cache.ticket()  # before the read: a write announced during it voids the ticket
         view = await self._reader.get_status_view(transaction_id)
         if view is not None:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.domain import ProductType, RefundStatus, Transaction
 from app.core.ports import Product, RefundRecord
 from app.db import entitlement_revocations, entitlements
+from app.db_direct import HotPathDatabase
 
 log = logging.getLogger("app.provisioning")
 
@@ -229,25 +230,30 @@ class CreditTopUpHandler:
         return await _post(self._http, url, body, request.refund_id, "credit revocation")
 
 
+_INSERT_GRANT = insert(entitlements)  # built once, given its values at execution (compiled once)
+
+
 class LedgerGrantHandler:
     """No downstream URL configured: grants and revocations in the local `entitlements` ledger."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, hot: HotPathDatabase | None = None) -> None:
         self._engine = engine
+        self._hot = hot if hot is not None else engine  # the grant's INSERT (app.db_direct)
 
     async def grant(self, request: GrantRequest) -> dict[str, Any]:
         try:
-            async with self._engine.begin() as conn:
+            async with self._hot.begin() as conn:
                 await conn.execute(
-                    insert(entitlements).values(
-                        transaction_id=request.transaction_id,
-                        user_id=request.user_id,
-                        product_type=request.product_type.value,
-                        product_id=request.product_id,
-                        study_id=request.study_id,
-                        credits=request.credits,
-                        granted_at=datetime.now(UTC),
-                    )
+                    _INSERT_GRANT,
+                    {
+                        "transaction_id": request.transaction_id,
+                        "user_id": request.user_id,
+                        "product_type": request.product_type.value,
+                        "product_id": request.product_id,
+                        "study_id": request.study_id,
+                        "credits": request.credits,
+                        "granted_at": datetime.now(UTC),
+                    },
                 )
         except IntegrityError:
             # Already granted by an earlier run of this job: success, granted once.
@@ -330,11 +336,12 @@ async def list_entitlements(engine: AsyncEngine, user_id: str, limit: int = 100)
 def build_handlers(
     *,
     engine: AsyncEngine,
+    hot: HotPathDatabase | None = None,
     http: httpx.AsyncClient,
     study_service_url: str | None,
     credit_service_url: str | None,
 ) -> dict[ProductType, GrantHandler]:
-    ledger = LedgerGrantHandler(engine)
+    ledger = LedgerGrantHandler(engine, hot)
     return {
         ProductType.STUDY: StudyEnrollmentHandler(http, study_service_url) if study_service_url else ledger,
         ProductType.AI_RESUME: CreditTopUpHandler(http, credit_service_url) if credit_service_url else ledger,

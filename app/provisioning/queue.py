@@ -12,6 +12,9 @@ from typing import Any
 
 from arq import Retry
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 
 from app.provisioning.jobs import (
     CALLBACK_JOB,
@@ -50,28 +53,48 @@ def callback_job_id(kind: str, query: Mapping[str, str]) -> str:
     return f"callback:{digest}"
 
 
+# arq's ArqRedis.enqueue_job, atomically in one round trip instead of three (WATCH + EXISTS, then
+# MULTI/PSETEX/ZADD/EXEC): a job whose id is queued, running or has a kept result is not queued again.
+# The job is arq's own (arq.jobs.serialize_job), read by an unchanged arq worker.
+_ENQUEUE_ONCE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
+  return 0
+end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+return 1
+"""
+
+
 class ArqProvisioningQueue:
     """Deterministic job ids: enqueueing a job that is already queued or running is a no-op."""
 
     def __init__(self, redis: ArqRedis) -> None:
         self._redis = redis
+        self._enqueue_once = redis.register_script(_ENQUEUE_ONCE)
 
     async def enqueue_grant(self, transaction_id: str) -> None:
-        await self._redis.enqueue_job(GRANT_JOB, transaction_id, _job_id=grant_job_id(transaction_id))
+        await self._enqueue(GRANT_JOB, transaction_id, job_id=grant_job_id(transaction_id))
 
     async def enqueue_refund(self, refund_id: str) -> None:
-        await self._redis.enqueue_job(REFUND_JOB, refund_id, _job_id=refund_job_id(refund_id))
+        await self._enqueue(REFUND_JOB, refund_id, job_id=refund_job_id(refund_id))
 
     async def enqueue_webhook(self, event_id: int) -> None:
-        await self._redis.enqueue_job(
-            WEBHOOK_JOB, event_id, _job_id=webhook_job_id(event_id), _queue_name=WEBHOOK_QUEUE
-        )
+        await self._enqueue(WEBHOOK_JOB, event_id, job_id=webhook_job_id(event_id), queue=WEBHOOK_QUEUE)
 
     async def enqueue_callback(self, kind: str, query: Mapping[str, str]) -> None:
         # Like webhooks, callbacks come from anyone: their replays never take the grants' slots.
-        await self._redis.enqueue_job(
-            CALLBACK_JOB, kind, dict(query), _job_id=callback_job_id(kind, query), _queue_name=WEBHOOK_QUEUE
+        await self._enqueue(
+            CALLBACK_JOB, kind, dict(query), job_id=callback_job_id(kind, query), queue=WEBHOOK_QUEUE
         )
+
+    async def _enqueue(self, function: str, *args: Any, job_id: str, queue: str | None = None) -> bool:
+        """Queue `function(*args)` under `job_id` unless that id is known; True if queued now."""
+        now = timestamp_ms()
+        job = serialize_job(function, args, {}, None, now, serializer=self._redis.job_serializer)
+        keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue or self._redis.default_queue_name]
+        queued = await self._enqueue_once(keys=keys, args=[self._redis.expires_extra_ms, job, job_id, now])
+        return bool(queued)
 
 
 class InProcessQueue:

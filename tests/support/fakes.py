@@ -114,6 +114,9 @@ class InMemoryTransactionRepository:
         row = self._rows.get(transaction_id)
         return None if row is None else copy.deepcopy(row.transaction)
 
+    async def current_status_view(self, transaction_id: str) -> StatusView | None:
+        return await self.get_status_view(transaction_id)
+
     async def get_status_view(self, transaction_id: str) -> StatusView | None:
         await asyncio.sleep(0)
         row = self._rows.get(transaction_id)

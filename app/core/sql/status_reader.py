@@ -11,7 +11,7 @@ same columns and the count of the transaction's history rows, in one statement, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
 
@@ -120,7 +120,14 @@ class MySqlStatusReader:
     SQL = str(_STATUS_QUERY.compile(dialect=mysql_dialect.dialect()))
     SEQUENCED_SQL = str(_SEQUENCED_QUERY.compile(dialect=mysql_dialect.dialect()))
 
-    def __init__(self, database_url: str, *, pool_size: int, recycle_seconds: int) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        pool_size: int,
+        recycle_seconds: int,
+        shared_pool: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
         url = make_url(database_url)
         self._connect_args: dict[str, Any] = {
             "host": url.host or "127.0.0.1",
@@ -135,6 +142,9 @@ class MySqlStatusReader:
         self._recycle = recycle_seconds
         self._pool: Any = None
         self._opening = asyncio.Lock()
+        # The write path's pool (app.db_direct.DirectDatabase.pool), the same kind of connection:
+        # one pool per process for both, owned (and closed) by the DirectDatabase.
+        self._shared_pool = shared_pool
 
     async def get_status_view(self, transaction_id: str) -> StatusView | None:
         row = await self.fetch(transaction_id)
@@ -156,6 +166,9 @@ class MySqlStatusReader:
             return row
 
     async def _open(self) -> Any:
+        if self._shared_pool is not None:
+            self._pool = await self._shared_pool()
+            return self._pool
         async with self._opening:  # the pool binds to the running event loop: open it lazily, once
             if self._pool is None:
                 self._pool = await asyncmy.create_pool(
@@ -164,6 +177,9 @@ class MySqlStatusReader:
         return self._pool
 
     async def close(self) -> None:
+        if self._shared_pool is not None:
+            self._pool = None  # its owner closes it
+            return
         if self._pool is not None:
             self._pool.close()
             await self._pool.wait_closed()

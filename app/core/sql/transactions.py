@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Update, bindparam, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,9 +29,32 @@ from app.core.ports import InvalidCursor, StatusChanges, StatusReader, StatusVie
 from app.core.sql.history import append_history
 from app.core.sql.status_reader import SqlStatusReader
 from app.core.sql.stored_text import fit
+from app.core.status_cache import CachedStatusReader
 from app.core.status_changes import UncachedStatusChanges
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
+from app.db_direct import HotPathDatabase
+
+# The hot statements are built once and given their values at execution: SQLAlchemy then compiles
+# each once and caches it, where a statement built per call with .values(...) costs more CPU to
+# build than the database takes to run it (scripts/profile_write_path.py, loadtests/README.md).
+_INSERT_TRANSACTION = insert(tx_table)
+_SELECT_TRANSACTION = select(tx_table).where(tx_table.c.transaction_id == bindparam("transaction_id"))
+
+
+@functools.cache
+def _guarded_update(columns: frozenset[str]) -> Update:
+    """UPDATE … SET <columns> WHERE transaction_id = :where_transaction_id AND status = :where_status
+    (the guarded transition), one statement per set of columns a transition writes."""
+    return (
+        update(tx_table)
+        .where(
+            tx_table.c.transaction_id == bindparam("where_transaction_id"),
+            tx_table.c.status == bindparam("where_status"),
+        )
+        .values({name: bindparam(name) for name in sorted(columns)})
+    )
+
 
 _DEADLOCK_ATTEMPTS = 3
 _RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})  # deadlock, lock wait timeout
@@ -101,8 +125,12 @@ class SqlTransactionRepository:
         status_reader: StatusReader | None = None,
         *,
         status_changes: StatusChanges | None = None,
+        hot: HotPathDatabase | None = None,
     ) -> None:
         self._engine = engine
+        # What the checkout's statements run on (add, get, the guarded transitions): on MySQL a
+        # plain driver pool (app.db_direct), the engine otherwise and for everything else.
+        self._hot = hot if hot is not None else engine
         # The poll's read, as the composition root built it (MySQL's own pool, behind the cache).
         self._status_reader = status_reader if status_reader is not None else SqlStatusReader(engine)
         # Pass the bus whenever any process caches status views; without one nothing is announced.
@@ -110,34 +138,39 @@ class SqlTransactionRepository:
 
     async def add(self, transaction: Transaction, message: str) -> None:
         t = transaction
-        async with self._engine.begin() as conn:
+        async with self._hot.begin() as conn:
             await conn.execute(
-                insert(tx_table).values(
-                    transaction_id=t.transaction_id,
-                    user_id=t.user_id,
-                    product_type=t.product_type.value,
-                    product_id=t.product_id,
-                    order_name=fit(tx_table.c.order_name, t.order_name),
-                    amount=t.amount,
-                    method=t.method.value,
-                    status=int(t.status),
-                    provider=t.provider,
-                    metadata=t.metadata,
-                    created_at=t.created_at,
-                    updated_at=t.updated_at,
-                    expires_at=t.expires_at,
-                    refunded_amount=0,
-                )
+                _INSERT_TRANSACTION,
+                {
+                    "transaction_id": t.transaction_id,
+                    "user_id": t.user_id,
+                    "product_type": t.product_type.value,
+                    "product_id": t.product_id,
+                    "order_name": fit(tx_table.c.order_name, t.order_name),
+                    "amount": t.amount,
+                    "method": t.method.value,
+                    "status": int(t.status),
+                    "provider": t.provider,
+                    "metadata": t.metadata,
+                    "created_at": t.created_at,
+                    "updated_at": t.updated_at,
+                    "expires_at": t.expires_at,
+                    "refunded_amount": 0,
+                },
             )
             await append_history(conn, t.transaction_id, t.status, message, {}, t.created_at)
 
     async def get(self, transaction_id: str) -> Transaction | None:
-        async with self._engine.connect() as conn:
-            result = await conn.execute(select(tx_table).where(tx_table.c.transaction_id == transaction_id))
-            row = result.first()
+        async with self._hot.connect() as conn:
+            row = (await conn.execute(_SELECT_TRANSACTION, {"transaction_id": transaction_id})).first()
         return None if row is None else _to_transaction(row)
 
     async def get_status_view(self, transaction_id: str) -> StatusView | None:
+        return await self._status_reader.get_status_view(transaction_id)
+
+    async def current_status_view(self, transaction_id: str) -> StatusView | None:
+        if isinstance(self._status_reader, CachedStatusReader):
+            return await self._status_reader.read_through(transaction_id)
         return await self._status_reader.get_status_view(transaction_id)
 
     async def history(self, transaction_id: str) -> Sequence[HistoryEntry]:
@@ -180,14 +213,14 @@ class SqlTransactionRepository:
         values.update(_change_values(transition.change))
         for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
             try:
-                async with self._engine.begin() as conn:
+                async with self._hot.begin() as conn:
                     result = await conn.execute(
-                        update(tx_table)
-                        .where(
-                            tx_table.c.transaction_id == transaction_id,
-                            tx_table.c.status == int(transition.expected),
-                        )
-                        .values(**values)
+                        _guarded_update(frozenset(values)),
+                        {
+                            **values,
+                            "where_transaction_id": transaction_id,
+                            "where_status": int(transition.expected),
+                        },
                     )
                     if result.rowcount != 1:
                         return False

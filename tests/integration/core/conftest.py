@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.core.domain import Method, ProductType, Status, Transaction, new_transaction_id
 from app.core.sql.refunds import SqlRefundRepository
 from app.core.sql.transactions import SqlTransactionRepository
+from app.db_direct import DirectDatabase
 
 TransactionFactory = Callable[..., Transaction]
 
@@ -24,9 +25,20 @@ async def engine(mysql_url: str) -> AsyncIterator[AsyncEngine]:
     await created.dispose()
 
 
-@pytest.fixture
-def repository(engine: AsyncEngine) -> SqlTransactionRepository:
-    return SqlTransactionRepository(engine)
+@pytest.fixture(params=["engine", "direct"])
+async def repository(
+    request: pytest.FixtureRequest, engine: AsyncEngine, mysql_url: str
+) -> AsyncIterator[SqlTransactionRepository]:
+    """The repository as each process builds it on MySQL (its hot statements on a DirectDatabase,
+    app.db_direct), and on the engine alone (as on SQLite): every test runs on both."""
+    if request.param == "engine":
+        yield SqlTransactionRepository(engine)
+        return
+    direct = DirectDatabase(mysql_url, pool_size=25, recycle_seconds=300, dialect=engine.dialect)
+    try:
+        yield SqlTransactionRepository(engine, hot=direct)
+    finally:
+        await direct.close()
 
 
 @pytest.fixture
