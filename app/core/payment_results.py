@@ -84,8 +84,7 @@ class ResultsConfig:
 
 @dataclass(frozen=True, slots=True)
 class AppliedPayment:
-    status: Status
-    changed: bool
+    changed: bool  # this call's guarded write won (the status afterwards: current_status)
 
 
 class PaymentResults:
@@ -213,8 +212,9 @@ class PaymentResults:
     async def apply_pg_payment(self, transaction: Transaction, payment: PaymentInfo) -> AppliedPayment:
         """Move a pending (30) transaction to what the PG's own view of the payment implies.
 
-        Returns the status afterwards and whether *this* call changed anything: concurrent
-        callers (callback, webhook jobs, reconciler) race through guarded writes, one wins.
+        Returns whether *this* call changed anything: concurrent callers (callback, webhook jobs,
+        reconciler) race through guarded writes, one wins. Whoever needs the status afterwards
+        reads it (`current_status`); the callback and the webhook job do not.
         """
         tid = transaction.transaction_id
         now = self._clock.now()
@@ -267,7 +267,7 @@ class PaymentResults:
                 now=now,
             )
             changed = False
-        return AppliedPayment(status=await self._current_status(tid), changed=changed)
+        return AppliedPayment(changed=changed)
 
     async def _apply_waiting_for_deposit(
         self, transaction: Transaction, payment: PaymentInfo, now: datetime
@@ -393,7 +393,8 @@ class PaymentResults:
         """When the reconciler first asks the PG about a claimed (30) transaction."""
         return now + timedelta(seconds=self._config.reconcile_first_delay_seconds)
 
-    async def _current_status(self, transaction_id: str) -> Status:
+    async def current_status(self, transaction_id: str) -> Status:
+        """The transaction's status in the database now (whatever raced this process's writes)."""
         view = await self._repo.current_status_view(transaction_id)
         if view is None:
             raise TransactionNotFound()

@@ -118,7 +118,8 @@ class PaymentReconciler:
                 return await self._retry_later(
                     transaction_id, attempt, f"re-confirm unknown: {error.pg_code}"
                 )
-        status = (await self._results.apply_pg_payment(transaction, payment)).status
+        await self._results.apply_pg_payment(transaction, payment)
+        status = await self._results.current_status(transaction_id)
         if status == Status.PAYMENT_PENDING:
             if payment.status == PgPaymentStatus.WAITING_FOR_DEPOSIT:
                 return ReconcileOutcome.AWAITING_DEPOSIT
