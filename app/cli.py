@@ -74,28 +74,50 @@ def openapi() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default=None,
+    help="The HTTP server. Default: the SERVER setting (granian unless set).",
+)
+def serve(host: str, port: int, workers: int, server: str | None) -> None:
     """Run the API only, configured by the environment."""
-    import uvicorn
-
-    from app.client_address import server_proxy_options
-    from app.http_server import head_timeout_protocol
-
     _configure_logging()
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     _refuse_insecure_production(settings)
+    server = server or settings.http.server
     if workers > 1 and settings.redis_url is None:
         raise click.ClickException(
             "--workers above 1 needs REDIS_URL: the processes share the provisioning queue, "
             "the Idempotency-Keys and the status-change announcements through Redis"
         )
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Granian serves from worker processes even with one: the metrics listener of this process
+    # reads their series only through the shared folder.
+    if (workers > 1 or server == "granian") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Every worker process writes its series here; /metrics aggregates them.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="payments-metrics-")
     _start_metrics_listener(settings, api_port=port)
+    if server == "granian":
+        from app.granian_server import PortInUse, run_granian
+
+        try:
+            run_granian(
+                host=host,
+                port=port,
+                workers=workers,
+                head_timeout_seconds=settings.http.request_head_timeout_seconds,
+            )
+        except PortInUse as exc:
+            raise click.ClickException(f"cannot listen on {exc.strerror}") from exc
+        return
+    import uvicorn
+
+    from app.client_address import server_proxy_options
+    from app.http_server import head_timeout_protocol
+
     uvicorn.run(
         "app.main:create_served_app",
         factory=True,

@@ -1,7 +1,8 @@
 """Where a request comes from, for per-source limits on public endpoints (Toss's webhooks).
 
 The source is the connection's peer. Only when TRUSTED_PROXIES is set does the HTTP server (uvicorn's
-proxy-headers middleware, configured by `server_proxy_options`) replace a trusted peer with the
+proxy-headers middleware, configured by `server_proxy_options`; under granian the same middleware,
+wrapped around the app by `trusted_proxy_middleware`) replace a trusted peer with the
 right-most X-Forwarded-For address that is not itself a trusted proxy: a client cannot choose its
 own address by sending the header, nor by prepending entries to it.
 """
@@ -19,6 +20,16 @@ def server_proxy_options(trusted_proxies: str | None) -> dict[str, Any]:
     if not trusted_proxies:
         return {"proxy_headers": False}
     return {"proxy_headers": True, "forwarded_allow_ips": trusted_proxies}
+
+
+def trusted_proxy_middleware(app: Any, trusted_proxies: str | None) -> Any:
+    """For servers that read no forwarded headers (granian): `app` behind uvicorn's ProxyHeadersMiddleware,
+    as `server_proxy_options` has uvicorn do, or `app` itself when TRUSTED_PROXIES is unset."""
+    if not trusted_proxies:
+        return app
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return ProxyHeadersMiddleware(app, trusted_hosts=trusted_proxies)
 
 
 def request_source(request: Request[Any, Any, Any]) -> str:

@@ -13,6 +13,8 @@ It also tells the app when the server begins a graceful shutdown (`on_server_shu
 then waits up to `timeout_graceful_shutdown` for every response to finish, and an open status stream
 (app.http.status_events) would only finish after minutes; told, the app ends its streams at once
 (their clients reconnect to another replica) instead of being cancelled, with an ERROR, 20 s later.
+This serves `payments serve --server uvicorn` and `payments dev`; under granian (the default of
+`payments serve`) app/granian_server.py does both instead.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ def on_server_shutdown(callback: Callable[[], None]) -> Callable[[], None]:
     return lambda: _ON_SHUTDOWN.remove(callback) if callback in _ON_SHUTDOWN else None
 
 
+def server_shutdown_begins() -> None:
+    """The server of this process begins a graceful shutdown (uvicorn: HeadTimeoutProtocol.shutdown;
+    granian: app.granian_server's signal hook). Called on the event loop's thread."""
+    for callback in list(_ON_SHUTDOWN):
+        callback()
+
+
 class HeadTimeoutProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that cuts off connections slow to deliver a complete request head."""
 
@@ -57,8 +66,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown reached this connection (it calls this for each one)."""
-        for callback in list(_ON_SHUTDOWN):
-            callback()
+        server_shutdown_begins()
         super().shutdown()
 
     def on_message_begin(self) -> None:

@@ -142,6 +142,8 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     schema_enabled: bool | None = None  # OpenAPI at /schema; unset: on, except in production
     # A connection must deliver a complete request line and headers within this many seconds.
     request_head_timeout_seconds: Seconds = 10.0
+    # The HTTP server of `payments serve` (its --server overrides it); loadtests/README.md compares them.
+    server: Literal["uvicorn", "granian"] = "granian"
     # Frontend origins (comma-separated, e.g. `https://study.example.com`) whose pages may call the
     # API from the browser (CORS); unset: none, for a frontend served from the API's own origin.
     cors_allow_origins: str | None = None

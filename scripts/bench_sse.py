@@ -6,7 +6,7 @@
 
 What it does, bounded by --time-limit (120 s):
 
-1. a fresh MariaDB database (migrated), then `payments serve --workers 1` on a free loopback port
+1. a fresh MariaDB database (migrated), then `payments serve --workers 1 --server uvicorn` on a free loopback port
    with MariaDB and Redis (database --redis-db, only its status-change channel is used), and waits
    until its listener is subscribed to the status-change bus;
 2. writes the transactions (each of its own user: the per-user cap is never the limit) and opens
@@ -94,7 +94,9 @@ def start_api(args: argparse.Namespace, database_url: str, jwt_secret: str) -> R
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-sse-metrics-"),
     }
     return start_server(
-        ["app.cli", "serve", "--port", str(port), "--workers", "1"],
+        # uvicorn: one process that both serves and is measured (granian serves from a worker
+        # process apart from its supervisor, the process started here)
+        ["app.cli", "serve", "--port", str(port), "--workers", "1", "--server", "uvicorn"],
         port=port,
         health_path="/health/ready",
         env=env,

@@ -7,7 +7,7 @@
     .venv/bin/python scripts/loadtest.py -- --poll-mode server --decline-share 0.3   # extra Locust args
 
 The stack: a fresh MariaDB database (migrated), Redis database 7 (flushed), the mock Toss with its
-webhooks pointed at the API, `payments serve --workers N` and one `payments worker`, each on a free
+webhooks pointed at the API, `payments serve --workers N --server S` and one `payments worker`, each on a free
 127.0.0.1 port, logging into the report folder. Reports (Locust CSV + HTML, metrics.json) go to
 loadtests/reports/<timestamp>/. The exit code is Locust's (non-zero when a threshold broke).
 
@@ -41,6 +41,7 @@ if str(REPO_ROOT) not in sys.path:  # `python scripts/loadtest.py` puts scripts/
     sys.path.insert(0, str(REPO_ROOT))
 
 from app.core.auth import TokenAuthority  # noqa: E402
+from app.settings import HttpSettings  # noqa: E402
 from tests.support.servers import (  # noqa: E402  (processes: the one helper tests and scripts share)
     ManagedProcess,
     PortInUse,
@@ -55,6 +56,8 @@ from tests.support.servers import (  # noqa: E402  (processes: the one helper te
 REPORTS_DIR = REPO_ROOT / "loadtests" / "reports"
 LOCUSTFILE = REPO_ROOT / "loadtests" / "locustfile.py"
 FRONTEND_BASE_URL = "http://frontend.test"
+SERVERS = ("uvicorn", "granian")  # `payments serve --server`
+DEFAULT_SERVER = HttpSettings().server  # the SERVER setting's default
 SCENARIOS: dict[str, list[str]] = {
     "mixed": ["CheckoutUser", "VirtualAccountUser", "PollingUser"],
     "checkout": ["CheckoutUser"],
@@ -75,6 +78,7 @@ class StackOptions:
     """How to start the stack; every default fits a 2-core developer machine."""
 
     api_workers: int = 2
+    server: str = DEFAULT_SERVER  # `payments serve --server`: uvicorn or granian
     database: str = "payments_load"
     drop_database: bool = False  # keep it after the run for inspection (it is recreated next time)
     redis_db: int = 7
@@ -87,7 +91,7 @@ class StackOptions:
     lock_wait_seconds: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
     # More API servers, by name, each with its own environment on top of the stack's (the
-    # benchmark's "api-uncached" runs with STATUS_CACHE_TTL_SECONDS=0)
+    # benchmark's "api-uncached" runs with STATUS_CACHE_TTL_SECONDS=0); SERVER in it picks its server
     extra_apis: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -110,6 +114,7 @@ class LocalStack:
         self.mock_port = free_port()
         self.extra_api_ports = {name: free_port() for name in options.extra_apis}
         self.processes: list[ManagedProcess] = []
+        self.ready_after: dict[str, float] = {}  # server name → seconds from its start to ready
         self._lock: IO[str] | None = None
         self._database_created = False
 
@@ -213,7 +218,8 @@ class LocalStack:
             except ProcessFailed as exc:
                 raise StackError(str(exc)) from exc
         log(
-            f"stack up: API {self.api_url} ({o.api_workers} workers, pool {o.pool_size}+{o.max_overflow}), "
+            f"stack up: API {self.api_url} ({o.server}, {o.api_workers} workers, pool {o.pool_size}+"
+            f"{o.max_overflow}), "
             f"mock {self.mock_url}, worker {'on' if o.start_worker else 'off'}; logs in {o.log_dir}"
         )
 
@@ -224,10 +230,13 @@ class LocalStack:
         self._serve("mock", ["mock_toss", *mock_args], self.mock_port, "/_mock/health", timeout=60)
         workers = str(self.options.api_workers)
         api_args = ["app.cli", "serve", "--port", str(self.api_port), "--workers", workers]
-        self._serve("api", api_args, self.api_port, "/health/ready", timeout=90)
+        self._serve(
+            "api", [*api_args, "--server", self.options.server], self.api_port, "/health/ready", timeout=90
+        )
         for name, env in self.options.extra_apis.items():
             port = self.extra_api_ports[name]
             extra_args = ["app.cli", "serve", "--port", str(port), "--workers", workers]
+            extra_args += ["--server", env.get("SERVER", self.options.server)]
             self._serve(name, extra_args, port, "/health/ready", timeout=90, env=env)
 
     def stop(self) -> None:
@@ -323,6 +332,7 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
     ) -> RunningServer:
         """`python -m <args>` logging into the log folder; returns once `health_path` answers 200."""
+        started = time.monotonic()
         server = start_server(
             args,
             port=port,
@@ -335,6 +345,7 @@ class LocalStack:
             grace_seconds=STOP_GRACE_SECONDS,
         )
         self.processes.append(server)
+        self.ready_after[name] = time.monotonic() - started
         return server
 
 
@@ -552,7 +563,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--scenario", choices=sorted(SCENARIOS), default="mixed", help="user classes (default mixed)"
     )
     parser.add_argument("--poll-mode", choices=["schedule", "server"], default="schedule")
-    parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument("--api-workers", type=int, default=2, help="API worker processes (default 2)")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=DEFAULT_SERVER,
+        help=f"the API's HTTP server, `payments serve --server` (default {DEFAULT_SERVER})",
+    )
     parser.add_argument(
         "--pool-size", type=int, default=10, help="DATABASE_POOL_SIZE per process (default 10)"
     )
@@ -616,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     options = StackOptions(
         api_workers=args.api_workers,
+        server=args.server,
         database=args.database,
         drop_database=args.drop_database,
         redis_db=args.redis_db,

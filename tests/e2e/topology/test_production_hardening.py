@@ -1,4 +1,5 @@
-"""Hardening that only a real `payments serve` can show: the request-head timeout and the metrics port.
+"""Hardening that only a real `payments serve` can show: the request-head timeout and the metrics port,
+under uvicorn and under granian (`--server`).
 
 Slow clients talk to the server over raw sockets. Every socket has its own bounded timeout, so a
 server that never cuts a connection off fails the test within seconds instead of hanging it.
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
 
 from app.core.auth import TokenAuthority
@@ -31,10 +33,11 @@ def only(**settings: str) -> dict[str, str]:
     return {**blanked, **settings}
 
 
-@pytest.fixture(scope="module")
-def slow_client_server(mysql_url: str) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["uvicorn", "granian"])
+def slow_client_server(request: pytest.FixtureRequest, mysql_url: str) -> Iterator[RunningServer]:
     env = only(ENVIRONMENT="test", DATABASE_URL=mysql_url, REQUEST_HEAD_TIMEOUT_SECONDS=str(HEAD_TIMEOUT))
-    with running_server(["app.cli", "serve"], health_path="/health/live", env=env) as server:
+    args = ["app.cli", "serve", "--server", request.param]
+    with running_server(args, health_path="/health/live", env=env) as server:
         yield server
 
 
@@ -82,6 +85,7 @@ def test_a_partial_request_head_is_cut_off_after_the_timeout(slow_client_server:
         elapsed, received = seconds_until_closed(sock, started)
 
     assert HEAD_TIMEOUT - 0.5 <= elapsed <= HEAD_TIMEOUT + 2.0, elapsed
+    # uvicorn (app/http_server.py) answers 408 when a byte had arrived; granian (hyper) just closes.
     assert received == b"" or received.startswith(b"HTTP/1.1 408"), received
 
 
@@ -141,8 +145,36 @@ def test_a_slow_but_timely_head_and_a_slow_body_are_served(slow_client_server: R
 # --- the metrics port ---------------------------------------------------------------------------------
 
 
-def test_production_metrics_on_their_own_port_aggregate_every_worker_process(mysql_url: str) -> None:
-    """`--workers 2`: the supervisor's metrics listener shows series recorded by the worker processes."""
+def processes_serving(server: RunningServer, connections: int = 20) -> set[int]:
+    """The worker processes that answered `connections` new kept-alive connections (read off the
+    sockets each process holds). Spread by SO_REUSEPORT's hash over 2 workers, all 20 land on one
+    with a chance of 2⁻¹⁹."""
+    socks = [connect(server) for _ in range(connections)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for sock in socks:
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
+        ours = {sock.getsockname()[1] for sock in socks}
+        return {
+            child.pid
+            for child in psutil.Process(server.process.pid).children(recursive=True)
+            for conn in child.net_connections(kind="tcp")
+            if conn.laddr and conn.laddr.port == server.port and conn.raddr and conn.raddr.port in ours
+        }
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    ("server", "workers"), [("uvicorn", 2), ("granian", 2), ("granian", 1)], ids=lambda v: str(v)
+)
+def test_production_metrics_on_their_own_port_aggregate_every_worker_process(
+    server: str, workers: int, mysql_url: str
+) -> None:
+    """`--workers 2`: the supervisor's metrics listener shows series recorded by the worker processes.
+    Granian's one worker is a process of its own too."""
     jwt_secret = secrets.token_urlsafe(32)
     metrics_port = free_port()
     env = only(
@@ -155,18 +187,26 @@ def test_production_metrics_on_their_own_port_aggregate_every_worker_process(mys
         METRICS_PORT=str(metrics_port),
     )
     headers = {"Authorization": f"Bearer {TokenAuthority(jwt_secret).mint('metrics-port-buyer')}"}
-    with running_server(
-        ["app.cli", "serve", "--workers", "2"], health_path="/health/ready", env=env
-    ) as server:
-        on_api_port = httpx.get(f"{server.url}/metrics", timeout=5.0)
+    args = ["app.cli", "serve", "--workers", str(workers), "--server", server]
+    with running_server(args, health_path="/health/ready", env=env) as api:
+        on_api_port = httpx.get(f"{api.url}/metrics", timeout=5.0)
         issued = [
-            httpx.post(f"{server.url}/api/payments/issue", json=STUDY, headers=headers, timeout=10.0)
+            httpx.post(f"{api.url}/api/payments/issue", json=STUDY, headers=headers, timeout=10.0)
             for _ in range(4)  # new connections: likely spread over both processes
         ]
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5.0)
+        serving = processes_serving(api)
+        log = api.log()
 
     assert on_api_port.status_code == 404, on_api_port.text[:300]
     assert [r.status_code for r in issued] == [201] * 4, [r.text for r in issued]
     assert scraped.status_code == 200, scraped.text[:300]
     created = metric_value(scraped.text, "payments_transactions_created_total", product_type="STUDY")
     assert created >= 4, f"created_total{{STUDY}} = {created} on the metrics port"
+    assert "Traceback" not in log, log[-3000:]
+    # Granian's workers each listen (SO_REUSEPORT: the kernel spreads new connections over them), so
+    # each takes some. uvicorn's share one socket, where a worker that wakes first may accept them all.
+    if server == "granian":
+        assert len(serving) == workers, serving
+    else:
+        assert 1 <= len(serving) <= workers, serving

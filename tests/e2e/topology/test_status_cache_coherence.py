@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -77,12 +78,18 @@ class Topology:
 
 
 def _process_counter(stack: Stack, server: RunningServer, result: str) -> float:
-    source = Path(stack.env["PROMETHEUS_MULTIPROC_DIR"]) / f"counter_{server.process.pid}.db"
-    if not source.exists():
+    # The process started, and its children: granian (the default) serves from a worker process.
+    pids = [server.process.pid, *(c.pid for c in psutil.Process(server.process.pid).children(recursive=True))]
+    folder_of_all = Path(stack.env["PROMETHEUS_MULTIPROC_DIR"])
+    sources = [
+        folder_of_all / f"counter_{pid}.db" for pid in pids if (folder_of_all / f"counter_{pid}.db").exists()
+    ]
+    if not sources:
         return 0.0
     folder = tempfile.mkdtemp(prefix="one-process-metrics-")
     try:
-        shutil.copy(source, folder)
+        for source in sources:
+            shutil.copy(source, folder)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=folder)
         exposition = generate_latest(registry).decode()

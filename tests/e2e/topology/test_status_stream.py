@@ -295,10 +295,15 @@ async def metrics_text_of(http: httpx.AsyncClient, api: RunningServer) -> str:
     return response.text
 
 
-async def test_sigterm_ends_open_streams_at_once_and_the_process_exits_cleanly(topology: Topology) -> None:
+@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+async def test_sigterm_ends_open_streams_at_once_and_the_process_exits_cleanly(
+    topology: Topology, server: str
+) -> None:
     # uvicorn waits up to 20 s (timeout_graceful_shutdown) for responses to finish, then cancels
-    # them with an ERROR: a stream lasts minutes, so the app ends its streams when told.
-    c = topology.stack.start_api()  # a third replica of the same stack, stopped here
+    # them with an ERROR; granian waits for them until its supervisor kills the worker (20 s). A
+    # stream lasts minutes, so the app ends its streams when told (app/http_server.py,
+    # app/granian_server.py).
+    c = topology.stack.start_api(env={"SERVER": server})  # a third replica of the stack, stopped here
     try:
         _wait_for_log(c, SUBSCRIBED_LINE, within=10.0)
         headers = topology.stack.headers(user_id("sigterm"))
@@ -329,6 +334,8 @@ async def test_sigterm_ends_open_streams_at_once_and_the_process_exits_cleanly(t
         assert time.monotonic() - signalled < 8.0
         log = c.log()
         assert "timeout graceful shutdown exceeded" not in log and "Traceback" not in log, log[-3000:]
+        assert "refused to gracefully stop" not in log, log[-3000:]  # granian's kill after 20 s
+        assert "API process stopped" in log, log[-3000:]  # the lifespan shutdown ran
     finally:
         c.stop()
         topology.stack.apis.remove(c)

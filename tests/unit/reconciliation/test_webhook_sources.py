@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from litestar.testing import RequestFactory
 
-from app.client_address import request_source, server_proxy_options
+from app.client_address import request_source, server_proxy_options, trusted_proxy_middleware
 from app.settings import SettingsError, load_settings
 
 
@@ -45,6 +45,38 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
         "proxy_headers": True,
         "forwarded_allow_ips": "10.0.0.0/8,192.0.2.1",
     }
+
+
+async def _client_seen_by_app(trusted_proxies: str | None, peer: str, forwarded_for: str) -> object:
+    """The `client` the app sees behind trusted_proxy_middleware, for a request from `peer`."""
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen["client"] = scope["client"]
+
+    wrapped = trusted_proxy_middleware(app, trusted_proxies)
+    scope = {
+        "type": "http",
+        "client": (peer, 40000),
+        "headers": [(b"x-forwarded-for", forwarded_for.encode())],
+    }
+    await wrapped(scope, None, None)
+    return seen["client"]
+
+
+async def test_granian_gets_the_same_proxy_rules_as_a_middleware() -> None:
+    """Under granian (which reads no forwarded headers) the app is wrapped in uvicorn's middleware."""
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        pass
+
+    assert trusted_proxy_middleware(app, None) is app
+    assert trusted_proxy_middleware(app, "") is app
+    trusted = "10.0.0.0/8,192.0.2.1"
+    assert await _client_seen_by_app(trusted, "10.1.2.3", "203.0.113.7") == ("203.0.113.7", 0)
+    assert await _client_seen_by_app(trusted, "10.1.2.3", "198.51.100.1, 203.0.113.7") == ("203.0.113.7", 0)
+    assert await _client_seen_by_app(trusted, "203.0.113.9", "198.51.100.1") == ("203.0.113.9", 40000)
+    assert await _client_seen_by_app(None, "10.1.2.3", "198.51.100.1") == ("10.1.2.3", 40000)
 
 
 @pytest.mark.parametrize("value", ["10.0.0.0/8", "192.0.2.1, 2001:db8::/32", " 127.0.0.1 "])
