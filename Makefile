@@ -19,6 +19,9 @@ help:
 	@echo "make loadtest the Locust checkout scenario against a full local stack (loadtest-ui: with the web UI)"
 	@echo "make bench    the benchmark table: bare endpoint vs status, issue and checkout"
 	@echo "make bench-sse 1,000 open status streams on one API process: CPU and memory while open, idle, fanning out"
+	@echo "make profile  py-spy flame graphs (SVG) of issue, a checkout's API and its worker under load (~1 min)"
+	@echo "make db-ceiling  card checkouts/s MariaDB sustains for the service's write pattern (1-64 writers, ~70 s)"
+	@echo "make capacity    loadtests/CAPACITY.md's derived tables from the latest bench and db-ceiling reports"
 	@echo "make fuzz     the contract fuzzer at scale: >= 10,000 requests, fixed seed, stateful links, on a full"
 	@echo "              local stack; about 3 min on 2 cores, stopped and failed after 15 min (FUZZ_ARGS=--help)"
 
@@ -109,6 +112,24 @@ BENCH_SSE_ARGS ?=
 .PHONY: bench-sse
 bench-sse: $(STAMP) services
 	$(PY) scripts/bench_sse.py $(BENCH_SSE_ARGS)
+
+# py-spy flame graphs of the write path under load: issue, a checkout's API and its worker
+# (scripts/profile_write_path.py; loadtests/reports/profile-<timestamp>/). PROFILE_ARGS="--seconds 20"
+PROFILE_ARGS ?=
+.PHONY: profile
+profile: $(STAMP) services
+	$(PY) scripts/profile_write_path.py $(PROFILE_ARGS)
+
+# The database's ceiling for one card checkout's statements, and the capacity model built on it and
+# on the latest `make bench` (loadtests/CAPACITY.md). DB_CEILING_ARGS="--seconds 5 --concurrency 1,16"
+DB_CEILING_ARGS ?=
+CAPACITY_ARGS ?=
+.PHONY: db-ceiling capacity
+db-ceiling: $(STAMP) services
+	$(PY) scripts/db_ceiling.py $(DB_CEILING_ARGS)
+
+capacity: $(STAMP)
+	$(PY) scripts/capacity.py --write loadtests/CAPACITY.md $(CAPACITY_ARGS)
 
 # --- contract fuzzing at scale (scripts/fuzz.py; make test runs a short version) ---------------------
 # Extra options: make fuzz FUZZ_ARGS="--seed 7 --examples 800 --scenarios 1500 --time-limit 1200"

@@ -77,8 +77,11 @@ class _Plan:
         self.compiled = compiled
         self.sql = compiled.string
         processors: Mapping[str, Any] = compiled._bind_processors  # no expanding IN: one callable each
-        self.binds: list[tuple[str, Callable[[Any], Any] | None]] = [
-            (name, processors.get(name)) for name in compiled.positiontup or ()
+        # Per positional bind: its name, its type's processor, and the value compiled into the
+        # statement (a literal), used when the caller gives none.
+        self.binds: list[tuple[str, Callable[[Any], Any] | None, Any]] = [
+            (name, processors.get(name), bind.value)
+            for name, bind in ((name, compiled.binds[name]) for name in compiled.positiontup or ())
         ]
         columns = compiled._result_columns
         self.keys = tuple(column[0] for column in columns)
@@ -87,11 +90,11 @@ class _Plan:
         )
 
     def arguments(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = self.compiled.construct_params(parameters, _check=False)
-        return tuple(
-            value if processor is None else processor(value)
-            for value, processor in ((values[name], processor) for name, processor in self.binds)
-        )
+        arguments = []
+        for name, processor, literal in self.binds:
+            value = parameters.get(name, literal)
+            arguments.append(value if processor is None else processor(value))
+        return tuple(arguments)
 
     def row(self, raw: Sequence[Any], keys: tuple[str, ...]) -> DirectRow:
         if not self.result_processors:
@@ -153,16 +156,21 @@ class DirectConnection:
         self._connection = connection
 
     async def execute(self, statement: Any, parameters: Mapping[str, Any] | None = None) -> DirectResult:
-        plan = self._database.plan(statement, parameters or {})
-        arguments = plan.arguments(parameters or {})
-        with _as_sqlalchemy_error(plan.sql, arguments):
-            async with self._connection.cursor() as cursor:
-                await cursor.execute(plan.sql, arguments)
-                if cursor.description is None:  # INSERT, UPDATE: no rows
-                    return DirectResult([], cursor.rowcount, cursor.lastrowid)
-                raw = await cursor.fetchall()
-                keys = plan.keys or tuple(column[0] for column in cursor.description)  # text()
-                return DirectResult([plan.row(r, keys) for r in raw], cursor.rowcount, cursor.lastrowid)
+        given = parameters or {}
+        plan = self._database.plan(statement, given)
+        arguments = plan.arguments(given)
+        cursor = self._connection.cursor()
+        try:
+            await cursor.execute(plan.sql, arguments)
+            if cursor.description is None:  # INSERT, UPDATE: no rows
+                return DirectResult([], cursor.rowcount, cursor.lastrowid)
+            raw = await cursor.fetchall()
+            keys = plan.keys or tuple(column[0] for column in cursor.description)  # text()
+            return DirectResult([plan.row(r, keys) for r in raw], cursor.rowcount, cursor.lastrowid)
+        except asyncmy.errors.Error as error:
+            raise _sqlalchemy_error(plan.sql, arguments, error) from error
+        finally:
+            await cursor.close()
 
 
 class DirectDatabase:
@@ -195,14 +203,14 @@ class DirectDatabase:
         self._pool: Any = None
         self._opening = asyncio.Lock()
         self._dialect = dialect or MySQLDialect_asyncmy()  # the engine's: the same SQL and types
-        self._plans: dict[tuple[int, tuple[str, ...]], tuple[ClauseElement, _Plan]] = {}
+        self._plans: dict[tuple[Any, ...], tuple[ClauseElement, _Plan]] = {}
 
     def plan(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> _Plan:
-        names = tuple(sorted(parameters))
-        key = (id(statement), names)
+        key = (id(statement), *parameters)  # the callers pass their parameters in a fixed order
         found = self._plans.get(key)
         if found is None or found[0] is not statement:
-            found = (statement, _Plan(statement, names, self._dialect))  # the statement is kept alive
+            # the statement is kept alive with its plan, so its id is never another's
+            found = (statement, _Plan(statement, sorted(parameters), self._dialect))
             self._plans[key] = found
         return found[1]
 

@@ -34,16 +34,16 @@ from app.core.sql.status_reader import SqlStatusReader
 from app.core.status_changes import StatusChangeListener
 from app.core.status_stream import StatusStreams, StreamConfig, StreamSlots
 from app.core.stream_tokens import StreamTokens
-from app.http.callbacks import CallbackController
+from app.http.callbacks import CallbackController, CallbackPieces
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.health import health_live, health_ready
 from app.http.openapi import finish_document
-from app.http.payments import PaymentController, RequestGuards, StatusHotPath
+from app.http.payments import IssuePieces, PaymentController, RequestGuards, StatusHotPath
 from app.http.products import ProductController
 from app.http.redirects import FrontendPages
 from app.http.requests import PaymentsRequest
 from app.http.status_events import StatusEventsController, StatusEventsPieces
-from app.http.webhooks import WebhookController
+from app.http.webhooks import WebhookController, WebhookPieces
 from app.http_server import on_server_shutdown
 from app.metrics_endpoint import metrics_route
 from app.observability import request_id_middleware
@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
         if listener is not None:
             listener.start()  # until it is subscribed, polls read the database
-        # A graceful shutdown ends the open status streams at once (uvicorn would wait for them).
+        # A graceful shutdown ends the open status streams at once (the server would wait for them).
         forget_streams = on_server_shutdown(built.status_watchers.close_all)
         try:
             yield
@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 await built.queue.stop_sweeper()
             if services is None:  # we built them, we close them
                 await built.close()
+                log.info("API process stopped: database and Redis connections closed")
 
     route_handlers: list[Any] = [
         PaymentController,
@@ -201,6 +202,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                     retry_ms=settings.stream.retry_ms,
                 ),
                 "request_guards": RequestGuards(tokens=built.tokens, rate_limiter=built.rate_limiter),
+                "issue": IssuePieces(
+                    tokens=built.tokens,
+                    checkout=built.checkout,
+                    idempotency_store=built.idempotency,
+                    stream_tokens=built.stream_tokens,
+                ),
+                "callbacks": CallbackPieces(
+                    checkout=built.checkout, frontend_pages=frontend_pages, queue=built.queue
+                ),
+                "webhooks": WebhookPieces(service=built.webhooks, rate_limiter=built.rate_limiter),
             }
         ),
         middleware=[request_id_middleware],
@@ -246,7 +257,8 @@ def cors_config(origins: tuple[str, ...]) -> CORSConfig | None:
 
 
 def create_served_app() -> Litestar:
-    """The factory `payments serve` hands to uvicorn: logging is configured in every worker process."""
+    """The factory `payments serve` hands to granian or uvicorn: logging is configured in every
+    worker process."""
     from app.observability import configure_logging
 
     settings = load_settings()

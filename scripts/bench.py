@@ -2,14 +2,21 @@
 """`make bench`: requests/s and p50/p99 latency of the API's endpoints, in one run, on one stack.
 
     (a) GET  /health/live                 the bare Litestar JSON endpoint: the framework's ceiling
+    (au) GET /health/live                 the same under the other server: uvicorn (with
+                                          --server uvicorn, granian: the row is then (ag))
     (b) GET  /api/payments/{id}/status     valid token, a settled transaction in MariaDB
+    (bu) GET /api/payments/{id}/status     the same under the other server ((bg) with --server uvicorn)
     (c) POST /api/payments/issue           with a fresh Idempotency-Key (what the frontend sends)
     (c') POST /api/payments/issue          without Idempotency-Key
     (d) full checkout                      issue → mock payment window → success callback (302)
     (pb) GET /api/payments/{id}/status     the same requests to the FastAPI peer
     (pc) POST /api/payments/issue          the same as (c), to the FastAPI peer
 
-Every figure is also given as a ratio to (a). The target: (b) ≥ 50 % of (a).
+Every figure is also given as a ratio to (a). The target: (b) ≥ 50 % of (a). The main rows run
+under `payments serve --server` (--server, default the SERVER setting's default); (au) and (bu)
+under the other server, on an API of their own over the same database and Redis, and the table
+ends with granian ÷ uvicorn and each server's memory (loadtests/README.md, "uvicorn or
+granian").
 
 The peer (loadtests/peers/fastapi_peer.py) is the same two endpoints written the ordinary way:
 FastAPI + pydantic v2 + SQLAlchemy ORM sessions, on the same MariaDB schema, Redis db and JWT
@@ -18,6 +25,7 @@ secret, one uvicorn worker (--peer-workers). The table ends with project ÷ peer
 
     .venv/bin/python scripts/bench.py                     # what `make bench` runs
     .venv/bin/python scripts/bench.py --duration 20 --connections 32 --rounds 3
+    .venv/bin/python scripts/bench.py --rounds 5 --only a,au,b,bu   # granian vs uvicorn, 5 rounds
 
 Load generator: wrk (installed with apt-get when missing and allowed) for (a)–(c'), with
 scripts/bench_wrk.lua; Locust (loadtests/bench_locustfile.py, FastHttpUser) for (d), which chains
@@ -52,9 +60,11 @@ if str(SCRIPTS) not in sys.path:
     sys.path.insert(0, str(SCRIPTS))
 
 from loadtest import (  # noqa: E402  (scripts/loadtest.py: the stack is shared, not copied)
+    DEFAULT_SERVER,
     FRONTEND_BASE_URL,
     REPO_ROOT,
     REPORTS_DIR,
+    SERVERS,
     STOP_GRACE_SECONDS,
     LocalStack,
     StackError,
@@ -96,6 +106,29 @@ class Case:
     mode: str  # the BENCH_MODE of bench_wrk.lua / bench_locustfile.py
     unit: str = "req/s"
     server: str = "api"  # "api", "api-uncached" (status cache off) or "peer" (the FastAPI peer)
+
+
+def other_server(server: str) -> str:
+    return next(s for s in SERVERS if s != server)
+
+
+def other_api(server: str) -> str:
+    """The name of the API that runs under the other server (its CPU group too)."""
+    return f"api-{other_server(server)}"
+
+
+def cases_for(server: str) -> tuple[Case, ...]:
+    """Every case, with (a) and (b) again under the server that is not `server`."""
+    other = other_server(server)
+    ours = list(CASES)
+    ours.insert(
+        1, Case(f"a{other[0]}", f"GET /health/live (bare), {other}", "live", server=other_api(server))
+    )
+    ours.insert(
+        3,
+        Case(f"b{other[0]}", f"GET /api/payments/{{id}}/status, {other}", "status", server=other_api(server)),
+    )
+    return tuple(ours)
 
 
 CASES: tuple[Case, ...] = (
@@ -488,6 +521,43 @@ def measure(
     )
 
 
+def server_memory(stack: LocalStack, name: str) -> dict[str, Any]:
+    """RSS and USS (MiB; USS: pages no other process shares) of an API's processes: the one started
+    (uvicorn's or granian's supervisor, or a lone uvicorn) and its children (the workers)."""
+
+    def mib(process: psutil.Process) -> dict[str, float]:
+        info = process.memory_full_info()
+        return {"rss": round(info.rss / 2**20, 1), "uss": round(info.uss / 2**20, 1)}
+
+    managed = next(m for m in stack.processes if m.name == name)
+    try:
+        root = psutil.Process(managed.process.pid)
+        return {"main": mib(root), "children": [mib(child) for child in root.children(recursive=True)]}
+    except psutil.Error as exc:
+        return {"error": str(exc)}
+
+
+def _memory_line(server: str, memory: dict[str, Any], ready_after: float | None) -> str:
+    if "main" not in memory:
+        return f"{server}: memory not read ({memory.get('error')})"
+    main, children = memory["main"], memory["children"]
+    parts = [f"main process {main['rss']:.0f} MiB RSS / {main['uss']:.0f} MiB USS"]
+    if children:
+        each = ", ".join(f"{c['rss']:.0f}/{c['uss']:.0f}" for c in children)
+        parts.append(f"{len(children)} child process(es) {each} MiB RSS/USS")
+    ready = f"; ready {ready_after:.1f} s after its start" if ready_after is not None else ""
+    return f"{server}: " + ", ".join(parts) + ready
+
+
+def granian_vs_uvicorn(rounds: dict[str, list[Result]], key: str, server: str) -> float | None:
+    """Mean rate under granian ÷ under uvicorn of case `key` ("a" or "b") over every round."""
+    by_server = {server: rounds.get(key), other_server(server): rounds.get(f"{key}{other_server(server)[0]}")}
+    granian, uvicorn = by_server["granian"], by_server["uvicorn"]
+    if not granian or not uvicorn:
+        return None
+    return statistics.fmean([r.rate for r in granian]) / statistics.fmean([r.rate for r in uvicorn])
+
+
 def median_result(results: list[Result]) -> Result:
     """The round with the median rate (the others are kept in the JSON)."""
     ordered = sorted(results, key=lambda r: r.rate)
@@ -517,6 +587,48 @@ def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+# The write path's targets on this 2-core box (loadtests/README.md, "The write path")
+STATUS_TARGET_PERCENT = 60.0
+ISSUE_TARGET_PERCENT = 25.0
+ISSUE_API_US_TARGET = 500.0
+CHECKOUT_TARGETS_US = {"api": 6_000.0, "worker": 3_000.0, "all": 15_000.0}
+
+
+def write_path_verdicts(base: Result | None, by_key: dict[str, Result]) -> list[str]:
+    """One line per target of the write path: the measured figure, the target, met or not."""
+
+    def verdict(ok: bool) -> str:
+        return "meets" if ok else "MISSES"
+
+    lines = []
+    issue = by_key.get("c")
+    if issue and base and base.rate:
+        share = 100 * issue.rate / base.rate
+        api_us = issue.cpu_us_per_request(issue.server)
+        lines.append(
+            f"issue (c) = {share:.1f}% of the bare endpoint ({verdict(share >= ISSUE_TARGET_PERCENT)} the "
+            f"{ISSUE_TARGET_PERCENT:g}% target); API CPU {_us(api_us)} us per issue "
+            f"({verdict(api_us is not None and api_us <= ISSUE_API_US_TARGET)} the ≤ {ISSUE_API_US_TARGET:,.0f} us target)"
+        )
+    checkout = by_key.get("d")
+    if checkout:
+        parts = {
+            part: checkout.cpu_us_per_request(part) for part in (checkout.server, "worker", "mock", "db")
+        }
+        total = sum(v for v in parts.values() if v is not None)
+        api_us, worker_us = parts[checkout.server], parts["worker"]
+        lines.append(
+            f"checkout (d), CPU per checkout: API {_us(api_us)} us "
+            f"({verdict(api_us is not None and api_us <= CHECKOUT_TARGETS_US['api'])} ≤ {CHECKOUT_TARGETS_US['api']:,.0f}), "
+            f"worker {_us(worker_us)} us "
+            f"({verdict(worker_us is not None and worker_us <= CHECKOUT_TARGETS_US['worker'])} ≤ "
+            f"{CHECKOUT_TARGETS_US['worker']:,.0f}), mock {_us(parts['mock'])} us, MariaDB {_us(parts['db'])} us; "
+            f"all processes {total:,.0f} us ({verdict(total <= CHECKOUT_TARGETS_US['all'])} ≤ "
+            f"{CHECKOUT_TARGETS_US['all']:,.0f}: {2e6 / total if total else 0:,.0f} checkouts/s fit 2 cores)"
+        )
+    return lines
+
+
 def render(results: list[Result], context: dict[str, Any]) -> str:
     base = next((r for r in results if r.key == "a"), None)
     lines = []
@@ -540,8 +652,12 @@ def render(results: list[Result], context: dict[str, Any]) -> str:
     lines.append("")
     if base and status and base.rate:
         share = 100 * status.rate / base.rate
-        verdict = "meets" if share >= 50 else "is BELOW"
-        lines.append(f"status endpoint = {share:.1f}% of the bare endpoint: {verdict} the 50% target")
+        verdict = "meets" if share >= STATUS_TARGET_PERCENT else "is BELOW"
+        lines.append(
+            f"status endpoint = {share:.1f}% of the bare endpoint: {verdict} the "
+            f"{STATUS_TARGET_PERCENT:g}% target"
+        )
+    lines += write_path_verdicts(base, {r.key: r for r in results})
     if base and uncached and base.rate:
         lines.append(
             f"status endpoint with its cache off (every poll reads MariaDB) = "
@@ -561,6 +677,26 @@ def render(results: list[Result], context: dict[str, Any]) -> str:
                 f"{name}: project ÷ peer = {times:.1f}× in req/s (({ours}) ÷ ({theirs}); goal ≥ {goal:g}×: "
                 f"{verdict}); per request the peer's process spends {per_cpu} the API's CPU"
             )
+    main_server = context.get("server", DEFAULT_SERVER)
+    other = other_server(main_server)
+    for key, name in (("a", "bare"), ("b", "status")):
+        main_row, other_row = by_key.get(key), by_key.get(f"{key}{other[0]}")
+        if main_row and other_row:
+            rows = {main_server: main_row, other: other_row}
+            granian, uvicorn = rows["granian"], rows["uvicorn"]
+            cpu_granian = granian.cpu_us_per_request(granian.server)
+            cpu_uvicorn = uvicorn.cpu_us_per_request(uvicorn.server)
+            cpu = (
+                f"; API CPU per request {cpu_granian:,.0f} vs {cpu_uvicorn:,.0f} us"
+                if cpu_granian and cpu_uvicorn
+                else ""
+            )
+            ratio = f"{granian.rate / uvicorn.rate:.2f}×" if uvicorn.rate else "-"
+            lines.append(
+                f"{name}: granian ÷ uvicorn = {ratio} in req/s (({granian.key}) ÷ ({uvicorn.key})){cpu}"
+            )
+    for server, memory in context.get("memory", {}).items():
+        lines.append(_memory_line(server, memory, context.get("ready_after", {}).get(server)))
     if any(r.server == PEER for r in results):
         lines.append(
             f"peer: {PEER_APP} under uvicorn, {context.get('peer_workers', 1)} worker(s), against "
@@ -568,7 +704,8 @@ def render(results: list[Result], context: dict[str, Any]) -> str:
         )
     lines.append("generators: " + "; ".join(f"({r.key}) {r.generator}" for r in results))
     lines.append(
-        f"server: payments serve --workers {context['api_workers']} (uvicorn), DATABASE_POOL_SIZE "
+        f"server: payments serve --workers {context['api_workers']} --server {main_server} (rows without "
+        f"a server named), DATABASE_POOL_SIZE "
         f"{context['pool_size']}, 1 arq worker, mock Toss; {context['duration']} s per measurement after "
         f"{context['warmup']} s warm-up, {context['rounds']} round(s) (median shown)"
     )
@@ -597,7 +734,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat the set; the median is shown (default 1)"
     )
-    parser.add_argument("--api-workers", type=int, default=2, help="uvicorn workers (default 2)")
+    parser.add_argument("--api-workers", type=int, default=2, help="API worker processes (default 2)")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=DEFAULT_SERVER,
+        help=f"`payments serve --server` of the main rows; (a) and (b) also run under the other "
+        f"(default {DEFAULT_SERVER})",
+    )
     parser.add_argument(
         "--pool-size", type=int, default=10, help="DATABASE_POOL_SIZE per process (default 10)"
     )
@@ -648,7 +792,8 @@ def main(argv: list[str] | None = None) -> int:
     folder: Path = (args.report_dir or REPORTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {k.strip() for k in args.only.split(",") if k.strip()}
-    cases = [c for c in CASES if not wanted or c.key in wanted]
+    cases = [c for c in cases_for(args.server) if not wanted or c.key in wanted]
+    compared = other_api(args.server)
 
     wrk = None if args.generator == "locust" else ensure_wrk(allow_install=not args.no_install)
     if args.generator == "wrk" and wrk is None:
@@ -659,8 +804,14 @@ def main(argv: list[str] | None = None) -> int:
         args.locust_processes = 1 if generator == "wrk" else (os.cpu_count() or 1)
     log(f"load generator: {wrk_version(wrk) if wrk else 'Locust (wrk not available)'}")
     machine = machine_description()
+    extra_apis: dict[str, dict[str, str]] = {}
+    if any(c.server == UNCACHED for c in cases):
+        extra_apis[UNCACHED] = {"STATUS_CACHE_TTL_SECONDS": "0"}
+    if any(c.server == compared for c in cases):
+        extra_apis[compared] = {"SERVER": other_server(args.server)}
     options = StackOptions(
         api_workers=args.api_workers,
+        server=args.server,
         database=args.database,
         drop_database=True,
         redis_db=args.redis_db,
@@ -671,10 +822,10 @@ def main(argv: list[str] | None = None) -> int:
         lock_wait_seconds=args.lock_wait,
         # (c) measures issuing, not the per-user rate limit (60 issues a minute by default)
         extra_env={"RATE_LIMIT_ISSUE_PER_MINUTE": "0"},
-        extra_apis={UNCACHED: {"STATUS_CACHE_TTL_SECONDS": "0"}}
-        if any(c.server == UNCACHED for c in cases)
-        else {},
+        extra_apis=extra_apis,
     )
+    memory: dict[str, dict[str, Any]] = {}
+    ready_after: dict[str, float] = {}
     rounds: dict[str, list[Result]] = {c.key: [] for c in cases}
     with sigterm_as_interrupt():
         try:
@@ -710,6 +861,12 @@ def main(argv: list[str] | None = None) -> int:
                             f"errors {result.errors}, CPU {result.cpu}"
                         )
                 stack.check_alive()
+                # After the load: each server's processes as they serve (caches and pools warm).
+                memory[args.server] = server_memory(stack, "api")
+                ready_after[args.server] = stack.ready_after["api"]
+                if compared in stack.ready_after:
+                    memory[other_server(args.server)] = server_memory(stack, compared)
+                    ready_after[other_server(args.server)] = stack.ready_after[compared]
         except StackError as exc:
             log(f"could not run: {exc}")
             return 2
@@ -718,6 +875,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     results = [median_result(rounds[c.key]) for c in cases if rounds[c.key]]
     context = {
+        "server": args.server,
+        "memory": memory,
+        "ready_after": ready_after,
         "api_workers": args.api_workers,
         "peer_workers": args.peer_workers,
         "pool_size": args.pool_size,
@@ -750,6 +910,11 @@ def main(argv: list[str] | None = None) -> int:
                     if rounds.get("a") and rounds.get("b")
                     else None
                 ),
+                # bare and status: granian's rate over uvicorn's ((ag) ÷ (a), or (a) ÷ (au), …)
+                "granian_vs_uvicorn": {
+                    name: granian_vs_uvicorn(rounds, key, args.server)
+                    for key, name in (("a", "bare"), ("b", "status"))
+                },
             },
             indent=2,
         )

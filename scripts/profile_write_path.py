@@ -22,7 +22,6 @@ kernel.yama.ptrace_scope = 0 for processes this user started (a container may ne
 from __future__ import annotations
 
 import argparse
-import html
 import re
 import secrets
 import shutil
@@ -72,6 +71,14 @@ def _py_spy(pid: int, output: Path, form: str, *, seconds: float, rate: int) -> 
     ]
     log_path = output.with_suffix(f".{form}.log")
     return subprocess.Popen(command, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+
+
+def scrub(path: Path) -> None:
+    """Paths relative to the repository in a recorded file (frames, command lines), so a picture
+    can be committed and read on any machine."""
+    if path.exists():
+        text = path.read_text(errors="replace")
+        path.write_text(text.replace(str(REPO_ROOT) + "/", "").replace(str(REPO_ROOT), "."))
 
 
 def summarize(stacks: Path, top: int) -> str:
@@ -218,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             log("interrupted: the stack is stopped")
             return 130
-    for name in ("issue.txt", "checkout-api.txt", "checkout-worker.txt"):
-        summary.append(summarize(folder / name, args.top))
+    for name in ("issue", "checkout-api", "checkout-worker"):
+        for suffix in (".svg", ".txt"):
+            scrub(folder / f"{name}{suffix}")
+        summary.append(summarize(folder / f"{name}.txt", args.top))
     (folder / "summary.txt").write_text("\n".join(summary))
     print("\n".join(summary))
     print(f"flame graphs in {folder}")

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import msgspec
 
@@ -144,6 +144,10 @@ class Checkout:
         self._results = results
         self._clock = clock
         self._config = config
+        base = config.public_base_url.rstrip("/")
+        self._success_url = f"{base}/api/payments/callback/success"
+        self._fail_url = f"{base}/api/payments/callback/fail"
+        self._window_prefix = f"{config.checkout_url}?{urlencode({'clientKey': config.client_key})}"
 
     async def issue(self, command: IssueCommand) -> IssuedTransaction:
         """Create a CREATED transaction priced by the catalog (docs/api.md, POST /api/payments/issue)."""
@@ -195,26 +199,21 @@ class Checkout:
                 "productType": transaction.product_type.value,
             },
         )
-        base = self._config.public_base_url.rstrip("/")
         tid = transaction.transaction_id
+        # PAY_PROCESS_CANCELED arrives without orderId, so the failUrl carries our id itself.
+        fail_url = f"{self._fail_url}?transactionId={tid}"
         checkout_url = None
         if self._config.checkout_url:
-            checkout_url = f"{self._config.checkout_url}?" + urlencode(
-                {
-                    "clientKey": self._config.client_key,
-                    "orderId": tid,
-                    "amount": transaction.amount,
-                    "orderName": transaction.order_name,
-                    "method": transaction.method.value,
-                    "successUrl": f"{base}/api/payments/callback/success",
-                    "failUrl": f"{base}/api/payments/callback/fail?transactionId={tid}",
-                }
+            # The window's query, as urlencode() writes it; its fixed parts are encoded once.
+            checkout_url = (
+                f"{self._window_prefix}&orderId={quote_plus(tid)}&amount={transaction.amount}"
+                f"&orderName={quote_plus(transaction.order_name)}&method={quote_plus(transaction.method.value)}"
+                f"&successUrl={quote_plus(self._success_url)}&failUrl={quote_plus(fail_url)}"
             )
         return IssuedTransaction(
             transaction=transaction,
-            success_url=f"{base}/api/payments/callback/success",
-            # PAY_PROCESS_CANCELED arrives without orderId, so the failUrl carries our id itself.
-            fail_url=f"{base}/api/payments/callback/fail?transactionId={tid}",
+            success_url=self._success_url,
+            fail_url=fail_url,
             client_key=self._config.client_key,
             checkout_url=checkout_url,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
@@ -27,6 +28,21 @@ _ORDER_ID = re.compile(r"[A-Za-z0-9_-]{6,64}")
 _MAX_REPLAYED_VALUE = 600  # longer callback parameters are not Toss's: not kept for a replay
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackPieces:
+    """What the callbacks need, put in app.state by the composition root (not dependencies:
+    Litestar resolves two or more through a task group per request)."""
+
+    checkout: Checkout
+    frontend_pages: FrontendPages
+    queue: ProvisioningQueue
+
+
+def _pieces(request: Request[Any, Any, Any]) -> tuple[Checkout, FrontendPages, ProvisioningQueue]:
+    pieces: CallbackPieces = request.app.state.callbacks
+    return pieces.checkout, pieces.frontend_pages, pieces.queue
+
+
 class CallbackController(Controller):
     """Where Toss sends the buyer's browser: no token, everything is verified S2S instead."""
 
@@ -46,14 +62,12 @@ class CallbackController(Controller):
     async def success_callback(
         self,
         request: Request[Any, Any, Any],
-        checkout: Checkout,
-        frontend_pages: FrontendPages,
-        provisioning_queue: ProvisioningQueue,
         payment_key: Annotated[str | None, Parameter(query="paymentKey", required=False)] = None,
         order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
         amount: Annotated[str | None, Parameter(query="amount", required=False)] = None,
         payment_type: Annotated[str | None, Parameter(query="paymentType", required=False)] = None,
     ) -> Redirect:
+        checkout, frontend_pages, provisioning_queue = _pieces(request)
         try:
             outcome = await checkout.handle_success_callback(
                 payment_key=payment_key, order_id=order_id, amount=amount
@@ -84,14 +98,12 @@ class CallbackController(Controller):
     async def fail_callback(
         self,
         request: Request[Any, Any, Any],
-        checkout: Checkout,
-        frontend_pages: FrontendPages,
-        provisioning_queue: ProvisioningQueue,
         transaction_id: Annotated[str | None, Parameter(query="transactionId", required=False)] = None,
         order_id: Annotated[str | None, Parameter(query="orderId", required=False)] = None,
         code: Annotated[str | None, Parameter(query="code", required=False)] = None,
         message: Annotated[str | None, Parameter(query="message", required=False)] = None,
     ) -> Redirect:
+        checkout, frontend_pages, provisioning_queue = _pieces(request)
         try:
             outcome = await checkout.handle_fail_callback(
                 transaction_id=transaction_id, order_id=order_id, code=code, message=message

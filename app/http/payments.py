@@ -3,14 +3,12 @@ case → serialize."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter
-from litestar.types import Guard
 
 from app import messages as texts
 from app.core.auth import Caller, TokenAuthority
@@ -83,16 +81,29 @@ def _parse_statuses(raw: str | None) -> list[Status] | None:
     return statuses
 
 
-def authorized_within_limits(action: str) -> Guard:
+def authorized_within_limits(action: str) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
     """Bearer token, then the caller's per-minute limit, before the body is even read: an
-    anonymous or over-the-limit request costs no decoding, and gets its 401 or 429 whatever it sent."""
+    anonymous or over-the-limit request costs no decoding, and gets its 401 or 429 whatever it sent.
 
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        pieces: RequestGuards = connection.app.state["request_guards"]
-        caller = pieces.tokens.verify(connection.headers.get("authorization"))
+    A `before_request` hook, which Litestar runs before it parses the handler's arguments; not a
+    guard, for which it copies the whole route handler on every request."""
+
+    async def check(request: Request[Any, Any, Any]) -> None:
+        pieces: RequestGuards = request.app.state["request_guards"]
+        caller = pieces.tokens.verify(request.headers.get("authorization"))
         await pieces.rate_limiter.hit(caller.user_id, action)
 
-    return guard
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class IssuePieces:
+    """What the issue endpoint needs, put in app.state by the composition root."""
+
+    tokens: TokenAuthority
+    checkout: Checkout
+    idempotency_store: IdempotencyStore
+    stream_tokens: StreamTokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,18 +127,19 @@ class PaymentController(Controller):
         response_description="The new transaction and the URLs the payment window needs",
         request_max_body_size=MAX_BODY_BYTES,
         dto=StrictBody[IssueRequest],
-        guards=[authorized_within_limits("issue")],
+        before_request=authorized_within_limits("issue"),
     )
     async def issue(
         self,
         request: Request[Any, Any, Any],
         data: IssueRequest,
-        caller: Caller,
-        checkout: Checkout,
-        idempotency_store: IdempotencyStore,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[IssueResponse]:
-        stream_tokens: StreamTokens = request.app.state.status_hot_path.stream_tokens
+        # Its collaborators from app.state, not dependencies: Litestar resolves two or more
+        # dependencies through a task group per request (~100 µs, loadtests/README.md).
+        pieces: IssuePieces = request.app.state.issue
+        caller = pieces.tokens.verify(request.headers.get("authorization"))  # the guard's, cached
+        checkout, stream_tokens = pieces.checkout, pieces.stream_tokens
 
         async def produce() -> IssueResponse:
             issued = await checkout.issue(
@@ -161,7 +173,7 @@ class PaymentController(Controller):
 
         return await run_idempotently(
             produce,
-            store=idempotency_store,
+            store=pieces.idempotency_store,
             caller=caller,
             key=idempotency_key,
             request=request,
@@ -209,7 +221,7 @@ class PaymentController(Controller):
         "Honours Idempotency-Key.",
         request_max_body_size=MAX_BODY_BYTES,
         dto=StrictBody[RefundRequest],
-        guards=[authorized_within_limits("refund")],
+        before_request=authorized_within_limits("refund"),
     )
     async def refund(
         self,

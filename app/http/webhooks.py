@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, post
@@ -14,6 +15,14 @@ from app.gateway.toss_webhooks import TossWebhooks
 from app.http.requests import MAX_BODY_BYTES, RawBody
 from app.metrics import WEBHOOK_DELIVERIES
 from app.ratelimit import RateLimited, RateLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPieces:
+    """What the webhook endpoint needs, put in app.state by the composition root."""
+
+    service: WebhookService
+    rate_limiter: RateLimiter
 
 
 class WebhookController(Controller):
@@ -33,13 +42,13 @@ class WebhookController(Controller):
     async def toss(
         self,
         request: Request[Any, Any, Any],
-        webhook_service: WebhookService,
-        rate_limiter: RateLimiter,
         data: Annotated[
             bytes,
             Body(description="Toss's body, as sent; only used to know which payment to re-fetch S2S"),
         ],
     ) -> dict[str, str]:
+        pieces: WebhookPieces = request.app.state.webhooks  # not dependencies: no task group
+        webhook_service, rate_limiter = pieces.service, pieces.rate_limiter
         try:
             await rate_limiter.hit(request_source(request), "webhook")
         except RateLimited:

@@ -101,7 +101,9 @@ async def test_a_claim_that_changes_nothing_for_a_paid_order_is_not_looked_up(
 
     assert core.gateway.calls_to("find_payment") == []
     assert core.repo.stored(TID).status == status
-    assert events.finished == [(WebhookOutcome.NO_CHANGE, f"claims {claim} while {status.name}; not looked up")]
+    assert events.finished == [
+        (WebhookOutcome.NO_CHANGE, f"claims {claim} while {status.name}; not looked up")
+    ]
 
 
 @pytest.mark.parametrize("claim", ["CANCELED", "PARTIAL_CANCELED", None, "SOMETHING_NEW"])
