@@ -7,6 +7,7 @@ process answers everything and its profile is the whole API, then records, each 
     issue.svg            the API while wrk sends POST /api/payments/issue with fresh Idempotency-Keys
     checkout-api.svg     the API while Locust runs full checkouts (issue → mock window → success callback)
     checkout-worker.svg  the arq worker (grants) during the same checkouts
+    checkout-mock.svg    the mock Toss (window, confirm, webhooks) during the same checkouts
 
 into loadtests/reports/profile-<timestamp>/ (or --report-dir), with `summary.txt`: per picture, the
 functions holding the most samples (own and with callees), read back from the SVG. py-spy samples
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 env = {"BENCH_TARGETS": str(targets)}
                 api = next(p for p in stack.processes if p.name == "api").process.pid
                 worker = next(p for p in stack.processes if p.name == "worker").process.pid
+                mock = next(p for p in stack.processes if p.name == "mock").process.pid
 
                 log(f"recording the API ({api}) under issue load, {args.seconds:g} s")
                 run_wrk(
@@ -211,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                     spies.extend(
                         record(worker, folder / "checkout-worker.svg", seconds=args.seconds, rate=args.rate)
                     )
+                    spies.extend(
+                        record(mock, folder / "checkout-mock.svg", seconds=args.seconds, rate=args.rate)
+                    )
 
                 starter = threading.Thread(target=start_spies)
                 starter.start()
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             log("interrupted: the stack is stopped")
             return 130
-    for name in ("issue", "checkout-api", "checkout-worker"):
+    for name in ("issue", "checkout-api", "checkout-worker", "checkout-mock"):
         for suffix in (".svg", ".txt"):
             scrub(folder / f"{name}{suffix}")
         summary.append(summarize(folder / f"{name}.txt", args.top))
