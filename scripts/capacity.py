@@ -36,14 +36,18 @@ REPORTS_DIR = REPO_ROOT / "loadtests" / "reports"
 # is at 45 on the first poll and 50 on the second. `make loadtest` measured 2.00 polls per approved
 # card (1.85 over all card-window checkouts, declines and cancels stop after one).
 DESIGN_POLLS_PER_CHECKOUT = 2.0
-# Redis commands per approved card checkout, by role. Measured once on this box (2026-12-05):
+# Redis commands per approved card checkout, by role. Measured on this box (2026-12-05):
 # LocalStack (2 API workers, 1 arq worker, mock Toss with its webhook) on a private redis-server,
-# 200 checkouts (issue with Idempotency-Key → window → callback → polls until 50; 197 took 2 polls),
-# every command seen by MONITOR classified by its key (arq:* queue, idem:*, ratelimit:*, PUBLISH;
-# MULTI/EXEC/WATCH to the role that sent them), the idle rate (arq's queue polls, the sweeper)
-# subtracted. Refresh by hand when the write path changes how it uses Redis.
+# 200 checkouts (issue → window → callback → polls until 50), every command seen by MONITOR
+# (a script's own commands included) classified by its key (arq:* queue, idem:*, ratelimit:*,
+# PUBLISH; MULTI/EXEC/WATCH to the role that sent them), the idle rate (arq's queue polls, the
+# sweeper) subtracted. The queue's 40: each enqueue is one script of 3 commands (it was WATCH,
+# EXISTS and a 4-command MULTI/EXEC, 44 in all, before app.provisioning.queue's script); the
+# idempotency + rate-limit figure is from the first measurement, with an Idempotency-Key and the
+# limit on (the code of both is unchanged). Refresh by hand when the write path changes how it
+# uses Redis.
 REDIS_COMMANDS_PER_CHECKOUT: dict[str, float] = {
-    "queue (arq: the grant and the webhook job, each enqueued, started, finished)": 44.0,
+    "queue (arq: the grant and the webhook job, each enqueued, started, finished)": 40.0,
     "idempotency + rate limit (issue)": 6.0,
     "status bus (a PUBLISH per committed status change)": 4.0,
 }
@@ -51,8 +55,11 @@ REDIS_COMMANDS_PER_CHECKOUT: dict[str, float] = {
 # 186,000-189,000 requests/s each, the client on the other core. The slowest is taken; the
 # queue's WATCH/MULTI/EXEC and the bus's fan-out cost more per command than a GET.
 REDIS_COMMANDS_PER_CORE = 186_000.0
-# PG calls per approved card checkout: the confirm (callback), the payment lookup (webhook job).
-PG_CALLS_PER_CHECKOUT = 2.0
+# PG calls per approved card checkout: the confirm (callback). The webhook Toss sends after it is
+# finished without a lookup once the order is paid (app.core.webhooks); `make bench`'s 2,805
+# checkouts of 2026-12-05 made none. A webhook that overtakes its callback (the order still at 30)
+# is looked up: count 2 for a PG that answers webhooks faster than its confirms.
+PG_CALLS_PER_CHECKOUT = 1.0
 # Connections each process may open, app/settings.py defaults: DATABASE_POOL_SIZE +
 # DATABASE_MAX_OVERFLOW for SQLAlchemy's engine, and as many for the driver pool the write path and
 # the status poll share (app/db_direct.py).
@@ -62,7 +69,7 @@ SOURCES = {
     "polls": "docs/api.md (Polling) and `make loadtest` (2.00 per approved card)",
     "redis": "MONITOR over 200 checkouts on a private Redis, 2026-12-05 (scripts/capacity.py, REDIS_COMMANDS_PER_CHECKOUT)",
     "redis_core": "`redis-benchmark -q -n 200000 -c 50 -t set,get,incr` on this box, 2026-12-05",
-    "pg": "the code: confirm in the callback, find_payment in the webhook job",
+    "pg": "the code: the confirm in the callback (the webhook job looks up only orders still open)",
 }
 
 
