@@ -141,9 +141,6 @@ class DirectResult:
             )
         return self._rows[0]
 
-    def all(self) -> list[DirectRow]:
-        return list(self._rows)
-
     def scalar_one_or_none(self) -> Any:
         return self._rows[0][0] if self._rows else None
 
@@ -185,18 +182,7 @@ class DirectDatabase:
         dialect: Dialect | None = None,
         acquire_timeout: float = 30.0,
     ) -> None:
-        url = make_url(database_url)
-        self._connect_args: dict[str, Any] = {
-            "host": url.host or "127.0.0.1",
-            "port": url.port or 3306,
-            "user": url.username or "root",
-            "password": url.password or "",
-            "db": url.database,
-            "autocommit": True,
-            "charset": "utf8mb4",
-            "client_flag": CLIENT.FOUND_ROWS,
-            **{k: v for k, v in url.query.items() if k in ("unix_socket",)},
-        }
+        self._connect_args = driver_connect_args(database_url)
         self._pool_size = pool_size
         self._recycle = recycle_seconds
         self._acquire_timeout = acquire_timeout
@@ -286,6 +272,23 @@ class DirectDatabase:
             self._pool.close()
             await self._pool.wait_closed()
             self._pool = None
+
+
+def driver_connect_args(database_url: str) -> dict[str, Any]:
+    """asyncmy's connect arguments for DATABASE_URL: autocommit, utf8mb4, and FOUND_ROWS as
+    SQLAlchemy sets it (an UPDATE's rowcount counts the rows it matched)."""
+    url = make_url(database_url)
+    return {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 3306,
+        "user": url.username or "root",
+        "password": url.password or "",
+        "db": url.database,
+        "autocommit": True,
+        "charset": "utf8mb4",
+        "client_flag": CLIENT.FOUND_ROWS,
+        **{k: v for k, v in url.query.items() if k in ("unix_socket",)},
+    }
 
 
 def hot_path_database(settings: Settings, engine: AsyncEngine) -> HotPathDatabase:

@@ -28,7 +28,7 @@ from app.core.domain import (
     TransitionChange,
     can_transition,
 )
-from app.core.ports import InvalidCursor, RefundRecord, StatusView, TransactionPage
+from app.core.ports import InvalidCursor, RefundRecord, StatusView, TransactionPage, WebhookEvent
 from app.core.sql.transactions import decode_cursor, encode_cursor
 from app.gateway.models import (
     GatewayError,
@@ -778,3 +778,38 @@ if TYPE_CHECKING:  # mypy proves the fakes still satisfy the ports whenever a po
     _gateway: PaymentGateway = FakeGateway()
     _queue: ProvisioningQueue = FakeQueue()
     _clock: Clock = FakeClock()
+
+
+class OneWebhookDelivery:
+    """The webhook-event port holding one recorded delivery (id 1) for `order_id` that claims
+    `pg_status`; `finished` keeps what the job recorded: (outcome, detail)."""
+
+    def __init__(self, order_id: str, pg_status: str | None, *, payment_key: str | None = None) -> None:
+        self.order_id = order_id
+        self.pg_status = pg_status
+        self.payment_key = payment_key
+        self.finished: list[tuple[str, str]] = []
+
+    @property
+    def outcomes(self) -> list[str]:
+        return [outcome for outcome, _ in self.finished]
+
+    async def record(self, event: WebhookEvent) -> tuple[int, str]:
+        raise AssertionError("not recorded here")
+
+    async def get(self, event_id: int) -> WebhookEvent | None:
+        return WebhookEvent(
+            provider="TOSS",
+            transmission_id="wh_1",
+            event_type="PAYMENT_STATUS_CHANGED",
+            order_id=self.order_id,
+            payment_key=self.payment_key,
+            pg_status=self.pg_status,
+            secret=None,
+            retried_count=0,
+            raw_body="{}",
+            received_at=datetime(2025, 3, 14, 9, 0, tzinfo=UTC),
+        )
+
+    async def finish(self, event_id: int, *, outcome: str, detail: str, now: datetime) -> None:
+        self.finished.append((outcome, detail))

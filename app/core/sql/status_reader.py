@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 import asyncmy
-from sqlalchemy import bindparam, func, make_url, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +24,7 @@ from app.core.domain import Method, Status
 from app.core.ports import SequencedView, StatusView
 from app.db import transaction_history as history_table
 from app.db import transactions as tx_table
+from app.db_direct import driver_connect_args
 
 _STATUS_COLUMNS = (
     tx_table.c.transaction_id,
@@ -128,16 +129,7 @@ class MySqlStatusReader:
         recycle_seconds: int,
         shared_pool: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
-        url = make_url(database_url)
-        self._connect_args: dict[str, Any] = {
-            "host": url.host or "127.0.0.1",
-            "port": url.port or 3306,
-            "user": url.username or "root",
-            "password": url.password or "",
-            "db": url.database,
-            "autocommit": True,
-            "charset": "utf8mb4",
-        }
+        self._connect_args = driver_connect_args(database_url)
         self._pool_size = pool_size
         self._recycle = recycle_seconds
         self._pool: Any = None

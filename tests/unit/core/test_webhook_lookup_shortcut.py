@@ -14,42 +14,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.core.domain import Method, ProductType, Status, Transaction
-from app.core.ports import WebhookEvent, WebhookOutcome
+from app.core.ports import WebhookOutcome
 from app.core.webhooks import WebhookService
 from app.gateway.models import PgCancel, PgPaymentStatus
 from tests.support.core import CoreOverFakes, build_test_core
-from tests.support.fakes import done_payment
+from tests.support.fakes import OneWebhookDelivery, done_payment
 
 TID = "TXN_20250314_lookupshortcut"
 NOW = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
-
-
-class OneDelivery:
-    """The webhook-event port holding one recorded delivery that claims `pg_status`."""
-
-    def __init__(self, pg_status: str | None) -> None:
-        self.pg_status = pg_status
-        self.finished: list[tuple[str, str]] = []
-
-    async def record(self, event: WebhookEvent) -> tuple[int, str]:
-        raise AssertionError("not recorded here")
-
-    async def get(self, event_id: int) -> WebhookEvent | None:
-        return WebhookEvent(
-            provider="TOSS",
-            transmission_id="wh_1",
-            event_type="PAYMENT_STATUS_CHANGED",
-            order_id=TID,
-            payment_key=None,
-            pg_status=self.pg_status,
-            secret=None,
-            retried_count=0,
-            raw_body="{}",
-            received_at=NOW,
-        )
-
-    async def finish(self, event_id: int, *, outcome: str, detail: str, now: datetime) -> None:
-        self.finished.append((outcome, detail))
 
 
 async def _core_with(status: Status) -> CoreOverFakes:
@@ -75,7 +47,7 @@ async def _core_with(status: Status) -> CoreOverFakes:
     return core
 
 
-def _service(core: CoreOverFakes, events: OneDelivery) -> WebhookService:
+def _service(core: CoreOverFakes, events: OneWebhookDelivery) -> WebhookService:
     return WebhookService(
         events=events,
         results=core.results,
@@ -95,7 +67,7 @@ async def test_a_claim_that_changes_nothing_for_a_paid_order_is_not_looked_up(
     status: Status, claim: str
 ) -> None:
     core = await _core_with(status)
-    events = OneDelivery(claim)
+    events = OneWebhookDelivery(TID, claim)
 
     assert await _service(core, events).process(1) == WebhookOutcome.NO_CHANGE
 
@@ -122,7 +94,7 @@ async def test_a_claimed_cancel_or_an_unknown_claim_for_a_provisioned_order_is_l
             ),
         )
     )
-    events = OneDelivery(claim)
+    events = OneWebhookDelivery(TID, claim)
 
     await _service(core, events).process(1)
 
@@ -134,7 +106,7 @@ async def test_a_forged_done_claim_never_writes_for_a_paid_order() -> None:
     """The shortcut trusts nothing: a DONE claim for an order the PG says was cancelled changes
     nothing by itself; only the PG's own answer (asked for a cancel claim) refunds."""
     core = await _core_with(Status.PROVISION_SUCCESS)
-    events = OneDelivery("DONE")
+    events = OneWebhookDelivery(TID, "DONE")
 
     await _service(core, events).process(1)
 
@@ -146,7 +118,7 @@ async def test_a_forged_done_claim_never_writes_for_a_paid_order() -> None:
 async def test_an_open_order_always_asks_the_pg_whatever_the_delivery_claims(status: Status) -> None:
     core = await _core_with(status)
     core.gateway.on_find(done_payment(TID, 50_000))
-    events = OneDelivery("DONE")
+    events = OneWebhookDelivery(TID, "DONE")
 
     await _service(core, events).process(1)
 

@@ -9,41 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.core.domain import Method, ProductType, Status, Transaction
-from app.core.ports import WebhookEvent
 from app.core.webhooks import WebhookNotSettled, WebhookService
 from app.gateway.models import PgCancel, PgPaymentStatus
 from tests.support.core import build_test_core
-from tests.support.fakes import done_payment
+from tests.support.fakes import OneWebhookDelivery, done_payment
 
 TID = "TXN_20250314_cancelwhilegranting"
 NOW = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
-
-
-class OneEvent:
-    """The webhook-event port for one recorded delivery."""
-
-    def __init__(self) -> None:
-        self.outcomes: list[str] = []
-
-    async def record(self, event: WebhookEvent) -> tuple[int, str]:
-        raise AssertionError("not recorded here")
-
-    async def get(self, event_id: int) -> WebhookEvent | None:
-        return WebhookEvent(
-            provider="TOSS",
-            transmission_id="wh_1",
-            event_type="PAYMENT_STATUS_CHANGED",
-            order_id=TID,
-            payment_key="pk_done_1",
-            pg_status="PARTIAL_CANCELED",
-            secret=None,
-            retried_count=0,
-            raw_body="{}",
-            received_at=NOW,
-        )
-
-    async def finish(self, event_id: int, *, outcome: str, detail: str, now: datetime) -> None:
-        self.outcomes.append(outcome)
 
 
 @pytest.mark.parametrize("status", [Status.PAYMENT_SUCCESS, Status.PROVISION_PENDING], ids=["40", "45"])
@@ -74,7 +46,7 @@ async def test_a_partial_cancel_at_the_pg_waits_while_the_purchase_is_being_gran
         cancels=(PgCancel(transaction_key="tk_console_1", amount=3_000, reason="console", canceled_at=NOW),),
     )
     core.gateway.on_find(partially_cancelled)
-    events = OneEvent()
+    events = OneWebhookDelivery(TID, "PARTIAL_CANCELED", payment_key="pk_done_1")
     webhooks = WebhookService(
         events=events,
         results=core.results,
